@@ -1,0 +1,68 @@
+use std::path::PathBuf;
+
+/// What can go wrong in the ledger. `NotFound` and `Ambiguous` are kept
+/// apart from the rest so callers can say "no such execution" (or 404)
+/// instead of reporting a storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No execution has this id or prefix.
+    #[error("no execution matches '{0}'")]
+    NotFound(String),
+    /// A prefix matches several executions.
+    #[error("'{prefix}' matches several executions ({}); give more characters", candidates.join(", "))]
+    Ambiguous {
+        /// The prefix that was given.
+        prefix: String,
+        /// Up to ten ids it matches.
+        candidates: Vec<String>,
+    },
+    /// The input cannot be an id or prefix.
+    #[error(transparent)]
+    BadId(#[from] tend_model::IdError),
+    /// The file was written by a newer tend.
+    #[error("the ledger {path} has schema version {found}, newer than this tend understands ({supported}); upgrade tend")]
+    TooNew {
+        /// Ledger file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+    /// The file exists but is not a usable SQLite database.
+    #[error("the ledger {path} is not a readable tend ledger ({detail}); move it aside to start a new one")]
+    Corrupt {
+        /// Ledger file.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
+    /// The file could not be opened or created.
+    #[error("cannot open the ledger {path}: {detail}")]
+    Open {
+        /// Ledger file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// Any other storage failure, with what was being attempted.
+    #[error("ledger error while {doing}: {source}")]
+    Storage {
+        /// What the ledger was doing.
+        doing: &'static str,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    pub(crate) fn storage(
+        doing: &'static str,
+    ) -> impl FnOnce(rusqlite::Error) -> Error {
+        move |e| Error::Storage {
+            doing,
+            source: Box::new(e),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The durable ledger: every execution and every event, behind one trait.
+//!
+//! [`Ledger`] is what the supervisor, the reaper and the CLI talk to; the
+//! SQLite backend ([`SqliteLedger`]) is the embedded default and a PostgreSQL
+//! backend will implement the same trait. Every status change is a single
+//! compare-and-set ([`Ledger::transition`]): it names the status it expects,
+//! and the caller learns whether it won ([`Transition::Won`]) or somebody
+//! else got there first ([`Transition::Lost`]). The terminal event is written
+//! in the same transaction, and the loser's attempt is recorded too.
+//!
+//! What the ledger does *not* do: it never looks at processes. Deciding that
+//! a supervisor is dead is `tend-supervisor`'s job; the ledger only makes the
+//! resulting write safe.
+//!
+//! ```no_run
+//! use tend_ledger::{Ledger, SqliteLedger};
+//! let ledger = SqliteLedger::open("/tmp/tend.db".as_ref()).unwrap();
+//! for e in ledger.live().unwrap() {
+//!     println!("{} {}", e.id, e.status);
+//! }
+//! ```
+
+mod error;
+mod sqlite;
+mod types;
+
+pub use error::Error;
+pub use sqlite::SqliteLedger;
+pub use types::{Created, Filter, KillReport, KillRequest, NewExecution, Outcome, Transition};
+
+use tend_model::{Event, Execution, ExecutionId, ProcessIdentity};
+
+/// Shorthand for ledger results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The operations every ledger backend offers. Methods take `&self` so that
+/// one handle can be shared by a single-threaded supervisor's loop; every
+/// write is its own transaction.
+pub trait Ledger: Send {
+    /// The random id made when this ledger was created; it goes into every
+    /// process's marker so that ledgers never touch each other's processes.
+    fn ledger_id(&self) -> &str;
+
+    /// Records a new `queued` execution with a fresh unique id. With a key
+    /// and `dedup`, an execution already holding the key is returned instead
+    /// ([`Created::Existing`]); see [`NewExecution::dedup`].
+    fn create(&self, new: &NewExecution) -> Result<Created>;
+
+    /// `queued → running`, recording the command's process identity.
+    fn start(&self, id: &ExecutionId, process: &ProcessIdentity) -> Result<Transition>;
+
+    /// Moves an execution from `expected` to the outcome's terminal status,
+    /// releasing its key and writing the outcome's event, all in one
+    /// transaction. Exactly one of several racing callers wins.
+    fn transition(
+        &self,
+        id: &ExecutionId,
+        expected: tend_model::Status,
+        outcome: &Outcome,
+    ) -> Result<Transition>;
+
+    /// Records a kill request on a live execution, for its supervisor to act
+    /// on. Returns the row as it is after the request (terminal rows are
+    /// returned unchanged: a kill of a finished execution is a no-op).
+    fn request_kill(&self, id: &ExecutionId, request: &KillRequest) -> Result<Execution>;
+
+    /// One execution by full id.
+    fn get(&self, id: &ExecutionId) -> Result<Execution>;
+
+    /// One execution by a unique prefix of 4 to 8 characters.
+    fn resolve(&self, prefix: &str) -> Result<Execution>;
+
+    /// Executions matching a filter, newest first.
+    fn list(&self, filter: &Filter) -> Result<Vec<Execution>>;
+
+    /// Every `queued` or `running` execution; this is what reconciling reads,
+    /// so backends keep it cheap (an index on live rows).
+    fn live(&self) -> Result<Vec<Execution>>;
+
+    /// The execution a key stands for: the live one holding it, else the
+    /// newest finished one that is not `lost` or `cancelled`.
+    fn by_key(&self, key: &str) -> Result<Option<Execution>>;
+
+    /// All events of one execution, oldest first.
+    fn events(&self, id: &ExecutionId) -> Result<Vec<Event>>;
+
+    /// Appends an audit event.
+    fn record(
+        &self,
+        id: &ExecutionId,
+        kind: &str,
+        actor: &str,
+        details: serde_json::Value,
+    ) -> Result<()>;
+}
+
+/// Milliseconds since the Unix epoch on this host's clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,635 @@
+//! The embedded SQLite backend: one file, WAL, `synchronous=FULL`, and
+//! `BEGIN IMMEDIATE` for every write so that concurrent writers queue on the
+//! busy timeout instead of failing with `SQLITE_BUSY_SNAPSHOT`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
+use serde_json::json;
+use tend_model::{
+    Event, Execution, ExecutionId, KillMethod, KillRequested, ProcessIdentity, Status,
+};
+
+use crate::{now_ms, Created, Error, Filter, KillRequest, Ledger, NewExecution, Outcome, Result, Transition};
+
+/// Schema migrations, applied in order; the index + 1 is the schema version
+/// stored in `PRAGMA user_version`.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+
+/// How long a writer waits for another's transaction before giving up.
+/// Ledger transactions take well under a millisecond, so this only matters
+/// when hundreds of processes write at once.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const COLS: &str = "id, name, status, reason, exit_code, signal, pid, key, labels, command, cwd, env, \
+    created_at, started_at, finished_at, host, tier, \
+    sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, pid_start_time, pid_pidfd_ino, \
+    timeout_ms, kill_grace_ms, kill_requested_at, kill_requested_by, kill_request_reason, \
+    kill_request_force, kill_request_grace_ms, kill_method, kill_duration_ms, processes_signalled, \
+    stdout_path, stderr_path, version";
+
+/// A ledger in one SQLite file.
+pub struct SqliteLedger {
+    conn: Connection,
+    ledger_id: String,
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed) the ledger file and brings its schema up
+    /// to date. A file written by a newer tend, or one that is not a SQLite
+    /// database, is refused with an error that says so.
+    pub fn open(path: &Path) -> Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
+            path: path.to_path_buf(),
+            detail: sqlite_detail(&e),
+        })?;
+        let classify = |e: rusqlite::Error| classify_open_error(path, e);
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(classify)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+                .map_err(classify)?;
+        }
+        conn.pragma_update(None, "synchronous", "FULL").map_err(classify)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(classify)?;
+        migrate(&conn, path)?;
+        let ledger_id = conn
+            .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| r.get(0))
+            .map_err(classify)?;
+        Ok(SqliteLedger { conn, ledger_id })
+    }
+
+    /// The newest schema version this build knows.
+    pub fn schema_version() -> i64 {
+        MIGRATIONS.len() as i64
+    }
+
+    /// Runs `PRAGMA integrity_check`; `Ok(())` when SQLite finds nothing wrong.
+    pub fn integrity_check(&self) -> Result<(), String> {
+        let r: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        if r == "ok" {
+            Ok(())
+        } else {
+            Err(r)
+        }
+    }
+
+    fn write(&self) -> Result<Transaction<'_>> {
+        Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(Error::storage("beginning a write"))
+    }
+}
+
+fn sqlite_detail(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(err, Some(msg)) => format!("{msg} ({:?})", err.code),
+        other => other.to_string(),
+    }
+}
+
+fn classify_open_error(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(NotADatabase | DatabaseCorrupt) => Error::Corrupt {
+            path: path.to_path_buf(),
+            detail: sqlite_detail(&e),
+        },
+        _ => Error::Open {
+            path: path.to_path_buf(),
+            detail: sqlite_detail(&e),
+        },
+    }
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    let classify = |e: rusqlite::Error| classify_open_error(path, e);
+    let latest = MIGRATIONS.len() as i64;
+    let version = |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+    let found = version(conn).map_err(classify)?;
+    if found > latest {
+        return Err(Error::TooNew { path: path.to_path_buf(), found, supported: latest });
+    }
+    if found == latest {
+        return Ok(());
+    }
+    // Several processes may open a new ledger at once: the first to take the
+    // write lock migrates, the others see the new version and do nothing.
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(classify)?;
+    let found = version(&tx).map_err(classify)?;
+    if found > latest {
+        return Err(Error::TooNew { path: path.to_path_buf(), found, supported: latest });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql).map_err(classify)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1).map_err(classify)?;
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('ledger_id', ?1)",
+        [random_ledger_id()],
+    )
+    .map_err(classify)?;
+    tx.commit().map_err(classify)
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the kernel's random source is always available on Linux");
+    u64::from_le_bytes(b)
+}
+
+fn random_ledger_id() -> String {
+    format!("{:016x}", random_u64())
+}
+
+fn json_map(s: &str) -> std::collections::BTreeMap<String, String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
+    let id: String = r.get(0)?;
+    let status: String = r.get(2)?;
+    let bad = |i: usize, what: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, what.into())
+    };
+    let status: Status = status.parse().map_err(|e: tend_model::UnknownStatus| bad(2, e.to_string()))?;
+    let command: String = r.get(9)?;
+    let sup_boot: String = r.get(17)?;
+    let pid: Option<i32> = r.get(6)?;
+    let pid_start: Option<i64> = r.get(21)?;
+    let process = match (pid, pid_start) {
+        (Some(pid), Some(st)) => Some(ProcessIdentity {
+            boot_id: sup_boot.clone(),
+            pid,
+            start_time: st as u64,
+            pidfd_ino: r.get::<_, Option<i64>>(22)?.map(|v| v as u64),
+        }),
+        _ => None,
+    };
+    let kill_request = match r.get::<_, Option<i64>>(25)? {
+        Some(at) => Some(KillRequested {
+            at,
+            by: r.get::<_, Option<String>>(26)?.unwrap_or_default(),
+            reason: r.get(27)?,
+            force: r.get::<_, Option<i64>>(28)?.unwrap_or(0) != 0,
+            grace_ms: r.get::<_, Option<i64>>(29)?.map(|v| v as u64),
+        }),
+        None => None,
+    };
+    Ok(Execution {
+        id: ExecutionId::parse(&id).map_err(|e| bad(0, e.to_string()))?,
+        name: r.get(1)?,
+        status,
+        reason: r.get(3)?,
+        exit_code: r.get(4)?,
+        signal: r.get(5)?,
+        pid,
+        key: r.get(7)?,
+        labels: json_map(&r.get::<_, String>(8)?),
+        command: serde_json::from_str(&command).map_err(|e| bad(9, e.to_string()))?,
+        cwd: r.get(10)?,
+        env: json_map(&r.get::<_, String>(11)?),
+        created_at: r.get(12)?,
+        started_at: r.get(13)?,
+        finished_at: r.get(14)?,
+        host: r.get(15)?,
+        tier: r.get(16)?,
+        supervisor: ProcessIdentity {
+            boot_id: sup_boot,
+            pid: r.get(18)?,
+            start_time: r.get::<_, i64>(19)? as u64,
+            pidfd_ino: r.get::<_, Option<i64>>(20)?.map(|v| v as u64),
+        },
+        process,
+        timeout_ms: r.get::<_, Option<i64>>(23)?.map(|v| v as u64),
+        kill_grace_ms: r.get::<_, i64>(24)? as u64,
+        kill_request,
+        kill_method: r.get::<_, Option<String>>(30)?.as_deref().and_then(KillMethod::parse),
+        kill_duration_ms: r.get::<_, Option<i64>>(31)?.map(|v| v as u64),
+        processes_signalled: r.get::<_, Option<i64>>(32)?.map(|v| v as u32),
+        stdout_path: r.get(33)?,
+        stderr_path: r.get(34)?,
+        version: r.get(35)?,
+    })
+}
+
+fn get_in(conn: &Connection, id: &str) -> Result<Option<Execution>> {
+    conn.query_row(&format!("SELECT {COLS} FROM executions WHERE id = ?1"), [id], row_to_execution)
+        .optional()
+        .map_err(Error::storage("reading an execution"))
+}
+
+fn by_key_in(conn: &Connection, key: &str) -> Result<Option<Execution>> {
+    let live = conn
+        .query_row(
+            &format!("SELECT {COLS} FROM executions WHERE live_key = ?1"),
+            [key],
+            row_to_execution,
+        )
+        .optional()
+        .map_err(Error::storage("looking up a key"))?;
+    if live.is_some() {
+        return Ok(live);
+    }
+    conn.query_row(
+        &format!(
+            "SELECT {COLS} FROM executions WHERE key = ?1 \
+             AND status NOT IN ('queued','running','lost','cancelled') \
+             ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        ),
+        [key],
+        row_to_execution,
+    )
+    .optional()
+    .map_err(Error::storage("looking up a key"))
+}
+
+fn insert_event(
+    conn: &Connection,
+    id: &str,
+    kind: &str,
+    actor: &str,
+    details: &serde_json::Value,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO events (execution_id, at, kind, actor, details) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, now_ms(), kind, actor, details.to_string()],
+    )
+    .map(drop)
+    .map_err(Error::storage("recording an event"))
+}
+
+impl Ledger for SqliteLedger {
+    fn ledger_id(&self) -> &str {
+        &self.ledger_id
+    }
+
+    fn create(&self, new: &NewExecution) -> Result<Created> {
+        // A collision of two random ids is detected by the primary key and
+        // retried with a fresh id; eight tries make a failure astronomically
+        // unlikely without looping forever on a broken random source.
+        for _ in 0..8 {
+            let tx = self.write()?;
+            if let (Some(key), true) = (&new.key, new.dedup) {
+                if let Some(existing) = by_key_in(&tx, key)? {
+                    return Ok(Created::Existing(existing));
+                }
+            }
+            let live_key = match &new.key {
+                Some(key) => {
+                    let held: bool = tx
+                        .query_row(
+                            "SELECT EXISTS (SELECT 1 FROM executions WHERE live_key = ?1)",
+                            [key],
+                            |r| r.get(0),
+                        )
+                        .map_err(Error::storage("looking up a key"))?;
+                    (!held).then(|| key.clone())
+                }
+                None => None,
+            };
+            let id = ExecutionId::from_random(random_u64());
+            let log = |ext: &str| new.log_dir.join(format!("{id}.{ext}")).display().to_string();
+            let row = tx
+                .query_row(
+                    &format!(
+                        "INSERT INTO executions (id, name, command, cwd, env, labels, key, live_key, status, \
+                         created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
+                         timeout_ms, kill_grace_ms, stdout_path, stderr_path) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                         ?16, ?17, ?18, ?19) ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
+                    ),
+                    params![
+                        id.as_str(),
+                        new.name,
+                        serde_json::to_string(&new.command).expect("a list of strings serialises"),
+                        new.cwd,
+                        serde_json::to_string(&new.env).expect("a string map serialises"),
+                        serde_json::to_string(&new.labels).expect("a string map serialises"),
+                        new.key,
+                        live_key,
+                        now_ms(),
+                        new.host,
+                        new.tier,
+                        new.supervisor.boot_id,
+                        new.supervisor.pid,
+                        new.supervisor.start_time as i64,
+                        new.supervisor.pidfd_ino.map(|v| v as i64),
+                        new.timeout_ms.map(|v| v as i64),
+                        new.kill_grace_ms as i64,
+                        log("out"),
+                        log("err"),
+                    ],
+                    row_to_execution,
+                )
+                .optional()
+                .map_err(Error::storage("recording a new execution"))?;
+            let Some(row) = row else { continue };
+            insert_event(
+                &tx,
+                id.as_str(),
+                "created",
+                "supervisor",
+                &json!({ "supervisor_pid": new.supervisor.pid, "tier": new.tier, "key": new.key }),
+            )?;
+            tx.commit().map_err(Error::storage("committing a new execution"))?;
+            return Ok(Created::New(row));
+        }
+        Err(Error::Storage {
+            doing: "choosing an execution id",
+            source: "eight random ids in a row were taken".into(),
+        })
+    }
+
+    fn start(&self, id: &ExecutionId, p: &ProcessIdentity) -> Result<Transition> {
+        let tx = self.write()?;
+        let row = tx
+            .query_row(
+                &format!(
+                    "UPDATE executions SET status = 'running', started_at = ?2, pid = ?3, \
+                     pid_start_time = ?4, pid_pidfd_ino = ?5, version = version + 1 \
+                     WHERE id = ?1 AND status = 'queued' RETURNING {COLS}"
+                ),
+                params![id.as_str(), now_ms(), p.pid, p.start_time as i64, p.pidfd_ino.map(|v| v as i64)],
+                row_to_execution,
+            )
+            .optional()
+            .map_err(Error::storage("recording a start"))?;
+        let t = match row {
+            Some(e) => {
+                insert_event(&tx, id.as_str(), "started", "supervisor", &json!({ "pid": p.pid }))?;
+                Transition::Won(e)
+            }
+            None => {
+                let current = get_in(&tx, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+                insert_event(
+                    &tx,
+                    id.as_str(),
+                    "transition-refused",
+                    "supervisor",
+                    &json!({ "wanted": "running", "expected": "queued", "actual": current.status }),
+                )?;
+                Transition::Lost(current)
+            }
+        };
+        tx.commit().map_err(Error::storage("committing a start"))?;
+        Ok(t)
+    }
+
+    fn transition(&self, id: &ExecutionId, expected: Status, o: &Outcome) -> Result<Transition> {
+        let tx = self.write()?;
+        let kill = o.kill.as_ref();
+        let row = tx
+            .query_row(
+                &format!(
+                    "UPDATE executions SET status = ?3, reason = ?4, exit_code = ?5, signal = ?6, \
+                     finished_at = ?7, kill_method = ?8, kill_duration_ms = ?9, processes_signalled = ?10, \
+                     live_key = NULL, version = version + 1 \
+                     WHERE id = ?1 AND status = ?2 RETURNING {COLS}"
+                ),
+                params![
+                    id.as_str(),
+                    expected.as_str(),
+                    o.status.as_str(),
+                    o.reason,
+                    o.exit_code,
+                    o.signal,
+                    now_ms(),
+                    kill.map(|k| k.method.as_str()),
+                    kill.map(|k| k.duration_ms as i64),
+                    kill.map(|k| k.processes_signalled as i64),
+                ],
+                row_to_execution,
+            )
+            .optional()
+            .map_err(Error::storage("recording an outcome"))?;
+        let t = match row {
+            Some(e) => {
+                let mut details = json!({
+                    "status": o.status, "reason": o.reason,
+                    "exit_code": o.exit_code, "signal": o.signal,
+                });
+                if let Some(k) = kill {
+                    details["kill_method"] = json!(k.method);
+                    details["kill_duration_ms"] = json!(k.duration_ms);
+                    details["processes_signalled"] = json!(k.processes_signalled);
+                }
+                merge(&mut details, &o.details);
+                insert_event(&tx, id.as_str(), o.event, &o.actor, &details)?;
+                Transition::Won(e)
+            }
+            None => {
+                let current = get_in(&tx, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+                insert_event(
+                    &tx,
+                    id.as_str(),
+                    "transition-refused",
+                    &o.actor,
+                    &json!({
+                        "wanted": o.status, "expected": expected,
+                        "actual": current.status, "reason": o.reason,
+                    }),
+                )?;
+                Transition::Lost(current)
+            }
+        };
+        tx.commit().map_err(Error::storage("committing an outcome"))?;
+        Ok(t)
+    }
+
+    fn request_kill(&self, id: &ExecutionId, k: &KillRequest) -> Result<Execution> {
+        let tx = self.write()?;
+        let row = tx
+            .query_row(
+                &format!(
+                    "UPDATE executions SET kill_requested_at = COALESCE(kill_requested_at, ?2), \
+                     kill_requested_by = COALESCE(kill_requested_by, ?3), \
+                     kill_request_reason = COALESCE(kill_request_reason, ?4), \
+                     kill_request_force = MAX(COALESCE(kill_request_force, 0), ?5), \
+                     kill_request_grace_ms = COALESCE(?6, kill_request_grace_ms), version = version + 1 \
+                     WHERE id = ?1 AND status IN ('queued','running') RETURNING {COLS}"
+                ),
+                params![id.as_str(), now_ms(), k.actor, k.reason, k.force as i64, k.grace_ms.map(|v| v as i64)],
+                row_to_execution,
+            )
+            .optional()
+            .map_err(Error::storage("recording a kill request"))?;
+        let e = match row {
+            Some(e) => {
+                insert_event(
+                    &tx,
+                    id.as_str(),
+                    "kill-requested",
+                    &k.actor,
+                    &json!({ "reason": k.reason, "force": k.force, "grace_ms": k.grace_ms }),
+                )?;
+                e
+            }
+            None => get_in(&tx, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))?,
+        };
+        tx.commit().map_err(Error::storage("committing a kill request"))?;
+        Ok(e)
+    }
+
+    fn get(&self, id: &ExecutionId) -> Result<Execution> {
+        get_in(&self.conn, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    fn resolve(&self, prefix: &str) -> Result<Execution> {
+        let prefix = ExecutionId::check_prefix(prefix)?;
+        // The prefix is base36 only (checked above), so it holds no GLOB
+        // metacharacters, and GLOB with a literal prefix uses the primary key.
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLS} FROM executions WHERE id GLOB ?1 || '*' ORDER BY id LIMIT 11"))
+            .map_err(Error::storage("resolving an id"))?;
+        let mut rows: Vec<Execution> = stmt
+            .query_map([prefix], row_to_execution)
+            .and_then(|rows| rows.collect())
+            .map_err(Error::storage("resolving an id"))?;
+        match rows.len() {
+            0 => Err(Error::NotFound(prefix.to_string())),
+            1 => Ok(rows.remove(0)),
+            _ => Err(Error::Ambiguous {
+                prefix: prefix.to_string(),
+                candidates: rows.iter().take(10).map(|e| e.id.to_string()).collect(),
+            }),
+        }
+    }
+
+    fn list(&self, f: &Filter) -> Result<Vec<Execution>> {
+        let mut sql = format!("SELECT {COLS} FROM executions WHERE 1");
+        let mut args: Vec<Value> = Vec::new();
+        if !f.statuses.is_empty() {
+            let marks: Vec<String> = f
+                .statuses
+                .iter()
+                .map(|s| {
+                    args.push(Value::Text(s.as_str().to_string()));
+                    format!("?{}", args.len())
+                })
+                .collect();
+            sql += &format!(" AND status IN ({})", marks.join(","));
+        }
+        if let Some(name) = &f.name {
+            args.push(Value::Text(name.clone()));
+            sql += &format!(" AND name GLOB ?{}", args.len());
+        }
+        for (k, v) in &f.labels {
+            args.push(Value::Text(k.clone()));
+            args.push(Value::Text(v.clone()));
+            sql += &format!(
+                " AND EXISTS (SELECT 1 FROM json_each(labels) WHERE key = ?{} AND value = ?{})",
+                args.len() - 1,
+                args.len()
+            );
+        }
+        if let Some(since) = f.since_ms {
+            args.push(Value::Integer(since));
+            sql += &format!(" AND created_at >= ?{}", args.len());
+        }
+        sql += " ORDER BY created_at DESC, rowid DESC";
+        if let Some(limit) = f.limit {
+            sql += &format!(" LIMIT {limit}");
+        }
+        let mut stmt = self.conn.prepare(&sql).map_err(Error::storage("listing executions"))?;
+        stmt.query_map(rusqlite::params_from_iter(args), row_to_execution)
+            .and_then(|rows| rows.collect())
+            .map_err(Error::storage("listing executions"))
+    }
+
+    fn live(&self) -> Result<Vec<Execution>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM executions WHERE status IN ('queued','running') ORDER BY created_at"
+            ))
+            .map_err(Error::storage("reading live executions"))?;
+        stmt.query_map([], row_to_execution)
+            .and_then(|rows| rows.collect())
+            .map_err(Error::storage("reading live executions"))
+    }
+
+    fn by_key(&self, key: &str) -> Result<Option<Execution>> {
+        by_key_in(&self.conn, key)
+    }
+
+    fn events(&self, id: &ExecutionId) -> Result<Vec<Event>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, execution_id, at, kind, actor, details FROM events \
+                 WHERE execution_id = ?1 ORDER BY seq",
+            )
+            .map_err(Error::storage("reading events"))?;
+        stmt.query_map([id.as_str()], |r| {
+            let details: String = r.get(5)?;
+            Ok(Event {
+                seq: r.get(0)?,
+                execution_id: id.clone(),
+                at: r.get(2)?,
+                kind: r.get(3)?,
+                actor: r.get(4)?,
+                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(Error::storage("reading events"))
+    }
+
+    fn record(&self, id: &ExecutionId, kind: &str, actor: &str, details: serde_json::Value) -> Result<()> {
+        let tx = self.write()?;
+        insert_event(&tx, id.as_str(), kind, actor, &details)?;
+        tx.commit().map_err(Error::storage("committing an event"))
+    }
+}
+
+fn merge(into: &mut serde_json::Value, extra: &serde_json::Value) {
+    if let (Some(into), Some(extra)) = (into.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            into.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteLedger").field("ledger_id", &self.ledger_id).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ambiguous_prefix_lists_the_candidates() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("t.db")).unwrap();
+        for id in ["abcd0001", "abcd0002", "abce0003"] {
+            l.conn
+                .execute(
+                    "INSERT INTO executions (id, name, command, cwd, env, labels, status, created_at, host, \
+                     tier, sup_boot_id, sup_pid, sup_start_time, kill_grace_ms, stdout_path, stderr_path) \
+                     VALUES (?1, 'n', '[]', '/', '{}', '{}', 'queued', 0, 'h', 'session', 'b', 1, 1, 0, '', '')",
+                    [id],
+                )
+                .unwrap();
+        }
+        match l.resolve("abcd") {
+            Err(Error::Ambiguous { candidates, .. }) => assert_eq!(candidates, ["abcd0001", "abcd0002"]),
+            other => panic!("expected ambiguity, got {other:?}"),
+        }
+        assert_eq!(l.resolve("abce").unwrap().id.as_str(), "abce0003");
+        assert_eq!(l.resolve("abcd0002").unwrap().id.as_str(), "abcd0002");
+    }
+}

@@ -1,0 +1,131 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use tend_model::{Execution, KillMethod, ProcessIdentity, Status};
+
+/// Everything needed to record an execution before its command is started.
+#[derive(Clone, Debug)]
+pub struct NewExecution {
+    /// Human name.
+    pub name: String,
+    /// argv.
+    pub command: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// `--env` extras.
+    pub env: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Deduplication key.
+    pub key: Option<String>,
+    /// With a key: return the execution that already stands for it instead
+    /// of creating one (`--on-duplicate wait|skip`). Without dedup a new
+    /// execution is created and takes the key only if no live one holds it.
+    pub dedup: bool,
+    /// Host name.
+    pub host: String,
+    /// Containment tier chosen for it.
+    pub tier: String,
+    /// The process that will supervise it (the caller itself).
+    pub supervisor: ProcessIdentity,
+    /// Timeout, if any.
+    pub timeout_ms: Option<u64>,
+    /// SIGTERM → SIGKILL grace.
+    pub kill_grace_ms: u64,
+    /// Folder of its log files; they are named after the id.
+    pub log_dir: PathBuf,
+}
+
+/// What [`crate::Ledger::create`] did.
+#[derive(Debug)]
+pub enum Created {
+    /// A new execution was recorded.
+    New(Execution),
+    /// The key already stands for this execution; nothing was recorded.
+    Existing(Execution),
+}
+
+/// A terminal outcome and the event that records it.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Terminal status.
+    pub status: Status,
+    /// Why, in words.
+    pub reason: String,
+    /// Exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// Signal, if it died of one.
+    pub signal: Option<i32>,
+    /// Kill facts, if tend ended it.
+    pub kill: Option<KillReport>,
+    /// Event kind (`exited`, `killed`, `marked-lost`, …).
+    pub event: &'static str,
+    /// Who decided (`supervisor`, `reaper`, …).
+    pub actor: String,
+    /// Extra event details.
+    pub details: serde_json::Value,
+}
+
+/// The audited facts of a kill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KillReport {
+    /// Graceful or forced.
+    pub method: KillMethod,
+    /// Request to empty tree.
+    pub duration_ms: u64,
+    /// How many processes got a signal.
+    pub processes_signalled: u32,
+}
+
+
+/// The result of a compare-and-set on the status.
+#[derive(Debug)]
+pub enum Transition {
+    /// This caller made the change; the row as written.
+    Won(Execution),
+    /// The status was no longer the expected one; the row as it is, whose
+    /// status and events say who won.
+    Lost(Execution),
+}
+
+impl Transition {
+    /// The row, whoever won.
+    pub fn execution(&self) -> &Execution {
+        match self {
+            Transition::Won(e) | Transition::Lost(e) => e,
+        }
+    }
+
+    /// True if this caller's change was applied.
+    pub fn won(&self) -> bool {
+        matches!(self, Transition::Won(_))
+    }
+}
+
+/// A request to end a live execution, stored for its supervisor.
+#[derive(Clone, Debug)]
+pub struct KillRequest {
+    /// Who asked (`user:root`, `api:ci-token`, …).
+    pub actor: String,
+    /// Why, in the asker's words.
+    pub reason: Option<String>,
+    /// Skip the grace period.
+    pub force: bool,
+    /// Grace override.
+    pub grace_ms: Option<u64>,
+}
+
+/// Which executions [`crate::Ledger::list`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Any of these statuses (empty: all).
+    pub statuses: Vec<Status>,
+    /// Shell-style glob on the name.
+    pub name: Option<String>,
+    /// Every one of these labels must match.
+    pub labels: Vec<(String, String)>,
+    /// Created at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// At most this many rows.
+    pub limit: Option<u32>,
+}

@@ -1,0 +1,325 @@
+//! One suite for every ledger backend: each test is generic over `Ledger`
+//! and runs against a fresh ledger from a factory. SQLite runs always; a
+//! PostgreSQL backend plugs its factory into the same functions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tend_ledger::{Created, Error, Filter, KillRequest, Ledger, NewExecution, Outcome, SqliteLedger, Transition};
+use tend_model::{Execution, ProcessIdentity, Status};
+
+fn new_exec(key: Option<&str>, dedup: bool) -> NewExecution {
+    NewExecution {
+        name: "job".into(),
+        command: vec!["true".into()],
+        cwd: "/".into(),
+        env: BTreeMap::new(),
+        labels: BTreeMap::from([("team".to_string(), "infra".to_string())]),
+        key: key.map(str::to_string),
+        dedup,
+        host: "h".into(),
+        tier: "session".into(),
+        supervisor: ProcessIdentity { boot_id: "b".into(), pid: 1, start_time: 1, pidfd_ino: None },
+        timeout_ms: None,
+        kill_grace_ms: 5000,
+        log_dir: "/tmp/logs".into(),
+    }
+}
+
+fn created<L: Ledger>(l: &L, key: Option<&str>) -> Execution {
+    match l.create(&new_exec(key, true)).unwrap() {
+        Created::New(e) => e,
+        Created::Existing(e) => panic!("expected a new execution, got {}", e.id),
+    }
+}
+
+fn outcome(status: Status, actor: &str) -> Outcome {
+    Outcome {
+        status,
+        reason: format!("by {actor}"),
+        exit_code: Some(0),
+        signal: None,
+        kill: None,
+        event: "exited",
+        actor: actor.into(),
+        details: serde_json::json!({}),
+    }
+}
+
+fn proc_id() -> ProcessIdentity {
+    ProcessIdentity { boot_id: "b".into(), pid: 42, start_time: 7, pidfd_ino: Some(9) }
+}
+
+fn lifecycle_records_each_step<L: Ledger>(l: &L) {
+    let e = created(l, None);
+    assert_eq!(e.status, Status::Queued);
+    assert_eq!(e.id.as_str().len(), 8);
+    assert!(e.stdout_path.ends_with(&format!("{}.out", e.id)));
+    let t = l.start(&e.id, &proc_id()).unwrap();
+    assert!(t.won());
+    assert_eq!(t.execution().pid, Some(42));
+    let t = l.transition(&e.id, Status::Running, &outcome(Status::Succeeded, "supervisor")).unwrap();
+    assert!(t.won());
+    let kinds: Vec<String> = l.events(&e.id).unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["created", "started", "exited"]);
+    let got = l.get(&e.id).unwrap();
+    assert_eq!(got.status, Status::Succeeded);
+    assert!(got.finished_at.is_some());
+}
+
+fn a_terminal_status_never_changes<L: Ledger>(l: &L) {
+    let e = created(l, None);
+    l.start(&e.id, &proc_id()).unwrap();
+    assert!(l.transition(&e.id, Status::Running, &outcome(Status::Failed, "supervisor")).unwrap().won());
+    match l.transition(&e.id, Status::Running, &outcome(Status::Lost, "reaper")).unwrap() {
+        Transition::Lost(cur) => assert_eq!(cur.status, Status::Failed),
+        Transition::Won(_) => panic!("a terminal row changed"),
+    }
+    // Even naming the current status as expected cannot move a terminal row.
+    assert!(l.transition(&e.id, Status::Failed, &outcome(Status::Lost, "reaper")).is_err());
+    assert_eq!(l.get(&e.id).unwrap().status, Status::Failed);
+    let refused = l.events(&e.id).unwrap().into_iter().filter(|e| e.kind == "transition-refused").count();
+    assert_eq!(refused, 1, "the loser's attempt is audited");
+}
+
+fn illegal_edges_are_refused<L: Ledger>(l: &L) {
+    let e = created(l, None);
+    // queued -> succeeded skips running: the ledger refuses it outright.
+    assert!(l.transition(&e.id, Status::Queued, &outcome(Status::Succeeded, "x")).is_err());
+    assert!(l.transition(&e.id, Status::Queued, &outcome(Status::TimedOut, "x")).is_err());
+    assert_eq!(l.get(&e.id).unwrap().status, Status::Queued);
+    assert!(l.transition(&e.id, Status::Queued, &outcome(Status::Lost, "reaper")).unwrap().won());
+}
+
+fn racing_finishers_have_one_winner<L: Ledger + Sync + 'static>(l: Arc<L>) {
+    for _ in 0..50 {
+        let e = created(&*l, None);
+        l.start(&e.id, &proc_id()).unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let handles: Vec<_> = [("supervisor", Status::Succeeded), ("reaper", Status::Lost)]
+            .into_iter()
+            .map(|(actor, st)| {
+                let (l, b, id) = (l.clone(), barrier.clone(), e.id.clone());
+                std::thread::spawn(move || {
+                    b.wait();
+                    l.transition(&id, Status::Running, &outcome(st, actor)).unwrap().won()
+                })
+            })
+            .collect();
+        let wins: usize = handles.into_iter().map(|h| h.join().unwrap() as usize).sum();
+        assert_eq!(wins, 1);
+        let events = l.events(&e.id).unwrap();
+        let terminal = events.iter().filter(|e| e.kind == "exited").count();
+        assert_eq!(terminal, 1);
+        assert_eq!(events.iter().filter(|e| e.kind == "transition-refused").count(), 1);
+    }
+}
+
+fn keys_dedupe_and_are_released_on_the_terminal_write<L: Ledger>(l: &L) {
+    let first = created(l, Some("nightly"));
+    match l.create(&new_exec(Some("nightly"), true)).unwrap() {
+        Created::Existing(e) => assert_eq!(e.id, first.id),
+        Created::New(_) => panic!("a live key must dedupe"),
+    }
+    // Without dedup a second one runs but does not take the held key.
+    let second = match l.create(&new_exec(Some("nightly"), false)).unwrap() {
+        Created::New(e) => e,
+        Created::Existing(_) => panic!("--on-duplicate run must create"),
+    };
+    assert_eq!(second.key.as_deref(), Some("nightly"));
+    l.transition(&second.id, Status::Queued, &outcome(Status::Cancelled, "x")).unwrap();
+    // A lost execution does not stand for its key: the next run starts afresh.
+    l.transition(&first.id, Status::Queued, &outcome(Status::Lost, "reaper")).unwrap();
+    let third = created(l, Some("nightly"));
+    l.start(&third.id, &proc_id()).unwrap();
+    l.transition(&third.id, Status::Running, &outcome(Status::Succeeded, "supervisor")).unwrap();
+    // A finished one does: later runs attach to its result.
+    assert_eq!(l.by_key("nightly").unwrap().unwrap().id, third.id);
+    match l.create(&new_exec(Some("nightly"), true)).unwrap() {
+        Created::Existing(e) => assert_eq!(e.id, third.id),
+        Created::New(_) => panic!("a finished key must dedupe"),
+    }
+}
+
+fn prefixes_resolve_or_say_why_not<L: Ledger>(l: &L) {
+    let ids: Vec<_> = (0..60).map(|_| created(l, None).id).collect();
+    let one = &ids[0];
+    assert_eq!(l.resolve(&one.as_str()[..6]).unwrap().id, *one);
+    assert_eq!(l.resolve(one.as_str()).unwrap().id, *one);
+    if !ids.iter().any(|i| i.as_str() == "zzzzzzzz") {
+        assert!(matches!(l.resolve("zzzzzzzz"), Err(Error::NotFound(_))));
+    }
+    assert!(matches!(l.resolve("ab"), Err(Error::BadId(_))));
+    assert!(matches!(l.resolve("ab'; --"), Err(Error::BadId(_))));
+}
+
+fn filters_select_by_status_name_label_and_limit<L: Ledger>(l: &L) {
+    let a = created(l, None);
+    let b = created(l, None);
+    l.start(&b.id, &proc_id()).unwrap();
+    let all = l.list(&Filter::default()).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].id, b.id, "newest first");
+    let running = l.list(&Filter { statuses: vec![Status::Running], ..Default::default() }).unwrap();
+    assert_eq!(running.len(), 1);
+    let by_label = l
+        .list(&Filter { labels: vec![("team".into(), "infra".into())], ..Default::default() })
+        .unwrap();
+    assert_eq!(by_label.len(), 2);
+    let none = l.list(&Filter { labels: vec![("team".into(), "web".into())], ..Default::default() }).unwrap();
+    assert!(none.is_empty());
+    assert_eq!(l.list(&Filter { name: Some("j*".into()), ..Default::default() }).unwrap().len(), 2);
+    assert_eq!(l.list(&Filter { name: Some("x*".into()), ..Default::default() }).unwrap().len(), 0);
+    assert_eq!(l.list(&Filter { limit: Some(1), ..Default::default() }).unwrap().len(), 1);
+    assert_eq!(l.live().unwrap().len(), 2);
+    let _ = a;
+}
+
+fn kill_requests_are_stored_and_noop_when_finished<L: Ledger>(l: &L) {
+    let e = created(l, None);
+    l.start(&e.id, &proc_id()).unwrap();
+    let req = KillRequest { actor: "user:test".into(), reason: Some("stuck".into()), force: false, grace_ms: Some(100) };
+    let after = l.request_kill(&e.id, &req).unwrap();
+    let k = after.kill_request.expect("request stored");
+    assert_eq!(k.by, "user:test");
+    assert_eq!(k.grace_ms, Some(100));
+    l.transition(&e.id, Status::Running, &outcome(Status::Killed, "supervisor")).unwrap();
+    let again = l.request_kill(&e.id, &req).unwrap();
+    assert_eq!(again.status, Status::Killed);
+    let requests = l.events(&e.id).unwrap().into_iter().filter(|e| e.kind == "kill-requested").count();
+    assert_eq!(requests, 1, "a kill of a finished execution records nothing");
+}
+
+fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
+    let dir = tempfile::tempdir().unwrap();
+    let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
+    (dir, l)
+}
+
+macro_rules! sqlite_suite {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let (_dir, l) = sqlite();
+            super::$name(&l);
+        }
+    )*};
+}
+
+mod sqlite_backend {
+    use super::*;
+
+    sqlite_suite!(
+        lifecycle_records_each_step,
+        a_terminal_status_never_changes,
+        illegal_edges_are_refused,
+        keys_dedupe_and_are_released_on_the_terminal_write,
+        prefixes_resolve_or_say_why_not,
+        filters_select_by_status_name_label_and_limit,
+        kill_requests_are_stored_and_noop_when_finished,
+    );
+
+    #[test]
+    fn racing_finishers_have_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each call gets its own connection, as separate processes would.
+        let l = Arc::new(PerCall(dir.path().join("tend.db")));
+        super::racing_finishers_have_one_winner(l);
+    }
+
+    /// Opens a fresh connection per call, so that racing threads contend
+    /// through SQLite's locks exactly as separate processes do.
+    struct PerCall(std::path::PathBuf);
+    impl PerCall {
+        fn l(&self) -> SqliteLedger {
+            SqliteLedger::open(&self.0).unwrap()
+        }
+    }
+    impl Ledger for PerCall {
+        fn ledger_id(&self) -> &str {
+            "per-call"
+        }
+        fn create(&self, n: &NewExecution) -> tend_ledger::Result<Created> {
+            self.l().create(n)
+        }
+        fn start(&self, id: &tend_model::ExecutionId, p: &ProcessIdentity) -> tend_ledger::Result<Transition> {
+            self.l().start(id, p)
+        }
+        fn transition(&self, id: &tend_model::ExecutionId, s: Status, o: &Outcome) -> tend_ledger::Result<Transition> {
+            self.l().transition(id, s, o)
+        }
+        fn request_kill(&self, id: &tend_model::ExecutionId, k: &KillRequest) -> tend_ledger::Result<Execution> {
+            self.l().request_kill(id, k)
+        }
+        fn get(&self, id: &tend_model::ExecutionId) -> tend_ledger::Result<Execution> {
+            self.l().get(id)
+        }
+        fn resolve(&self, p: &str) -> tend_ledger::Result<Execution> {
+            self.l().resolve(p)
+        }
+        fn list(&self, f: &Filter) -> tend_ledger::Result<Vec<Execution>> {
+            self.l().list(f)
+        }
+        fn live(&self) -> tend_ledger::Result<Vec<Execution>> {
+            self.l().live()
+        }
+        fn by_key(&self, k: &str) -> tend_ledger::Result<Option<Execution>> {
+            self.l().by_key(k)
+        }
+        fn events(&self, id: &tend_model::ExecutionId) -> tend_ledger::Result<Vec<tend_model::Event>> {
+            self.l().events(id)
+        }
+        fn record(&self, id: &tend_model::ExecutionId, k: &str, a: &str, d: serde_json::Value) -> tend_ledger::Result<()> {
+            self.l().record(id, k, a, d)
+        }
+    }
+
+    #[test]
+    fn a_newer_ledger_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tend.db");
+        drop(SqliteLedger::open(&path).unwrap());
+        let c = rusqlite_bump(&path);
+        assert!(c);
+        let err = SqliteLedger::open(&path).unwrap_err();
+        assert!(matches!(err, Error::TooNew { found: 99, .. }), "{err}");
+        assert!(err.to_string().contains("upgrade tend"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tend.db");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        let err = SqliteLedger::open(&path).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn reopening_keeps_the_ledger_id_and_data() {
+        let (dir, l) = sqlite();
+        let id = l.ledger_id().to_string();
+        let e = created(&l, None);
+        drop(l);
+        let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
+        assert_eq!(l.ledger_id(), id);
+        assert_eq!(l.get(&e.id).unwrap().id, e.id);
+        assert!(l.integrity_check().is_ok());
+    }
+
+    fn rusqlite_bump(path: &std::path::Path) -> bool {
+        std::process::Command::new("sqlite3")
+            .arg(path)
+            .arg("PRAGMA user_version = 99;")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or_else(|_| bump_without_cli(path))
+    }
+
+    fn bump_without_cli(path: &std::path::Path) -> bool {
+        // user_version lives at byte offset 60 of the header, big-endian.
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[60..64].copy_from_slice(&99u32.to_be_bytes());
+        std::fs::write(path, bytes).is_ok()
+    }
+}

@@ -1,0 +1,31 @@
+//! tend's domain types, shared by every other crate and by the wire formats.
+//!
+//! This crate holds the nouns of tend — [`ExecutionId`], [`Status`],
+//! [`Execution`], [`Event`], [`ProcessIdentity`] — and the rules that do not
+//! need the outside world: which status transitions are legal, how a
+//! duration is written, which exit code an execution stands for. It does no
+//! I/O, so every rule here is tested without processes or files.
+//!
+//! ```
+//! use tend_model::{Status, parse_duration};
+//! assert!(Status::Running.can_become(Status::Succeeded));
+//! assert!(!Status::Succeeded.can_become(Status::Running));
+//! assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+//! ```
+
+mod duration;
+mod execution;
+mod id;
+mod status;
+
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use execution::{format_rfc3339, Event, Execution, KillMethod, KillRequested, ProcessIdentity};
+pub use id::{ExecutionId, IdError, ID_LEN, MIN_PREFIX_LEN};
+pub use status::{Status, UnknownStatus};
+
+/// Environment variable that carries the execution id into every launched
+/// process; descendants inherit it, which is how escaped processes are found.
+pub const MARKER_EXECUTION: &str = "TEND_EXECUTION_ID";
+/// Environment variable that carries the ledger id, so that two ledgers on
+/// one host never touch each other's processes.
+pub const MARKER_LEDGER: &str = "TEND_LEDGER";
