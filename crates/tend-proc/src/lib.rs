@@ -1,1 +1,72 @@
-//! placeholder
+//! The process layer: everything tend does to processes, and nothing about
+//! executions or ledgers.
+//!
+//! - [`Pidfd`]: a handle that pins one process, so a signal can never reach
+//!   a stranger that inherited a recycled PID. [`Pidfd::open_verified`]
+//!   checks a recorded [`ProcessIdentity`] (boot id, pid, start time, pidfd
+//!   inode) before handing one out.
+//! - [`procfs`]: `/proc` readers (stat, boot id, environment markers).
+//! - [`spawn`]: the pre-exec setup of a supervised command (own session,
+//!   death signal tied to the supervisor, clean signal mask).
+//! - [`tree`]: finding every descendant of a subreaper and signalling each
+//!   one through a pidfd.
+//!
+//! This crate never decides *whether* to kill; it makes killing exact.
+//!
+//! ```no_run
+//! let me = tend_proc::identify(std::process::id() as i32).unwrap();
+//! assert!(tend_proc::Pidfd::open_verified(&me).unwrap().is_alive());
+//! ```
+
+mod pidfd;
+pub mod procfs;
+pub mod spawn;
+pub mod tree;
+
+pub use pidfd::{Pidfd, Verified};
+pub use tend_model::ProcessIdentity;
+
+/// Signals tend sends, by name, so callers need no `libc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sig {
+    /// Ask to terminate.
+    Term,
+    /// Terminate, no questions.
+    Kill,
+    /// Resume a stopped process so that it can act on SIGTERM.
+    Cont,
+    /// Stop (used to freeze a tree before the final SIGKILL).
+    Stop,
+    /// tend's "look at the ledger" nudge to a supervisor.
+    Usr1,
+}
+
+impl Sig {
+    fn to_rustix(self) -> rustix::process::Signal {
+        use rustix::process::Signal;
+        match self {
+            Sig::Term => Signal::TERM,
+            Sig::Kill => Signal::KILL,
+            Sig::Cont => Signal::CONT,
+            Sig::Stop => Signal::STOP,
+            Sig::Usr1 => Signal::USR1,
+        }
+    }
+}
+
+/// Builds the identity of a live process as tend records it.
+pub fn identify(pid: i32) -> std::io::Result<ProcessIdentity> {
+    let fd = Pidfd::open(pid)?;
+    let stat = procfs::stat(pid)?;
+    // Re-check after reading /proc: if the process died and its PID was
+    // reused between pidfd_open and the read, the pidfd now reports exit.
+    if !fd.is_alive() {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(ProcessIdentity {
+        boot_id: procfs::boot_id()?,
+        pid,
+        start_time: stat.start_time,
+        pidfd_ino: fd.inode(),
+    })
+}

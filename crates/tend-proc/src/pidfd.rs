@@ -1,0 +1,153 @@
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags};
+
+use crate::{procfs, ProcessIdentity, Sig};
+
+/// A pidfd: a file descriptor that refers to one process for as long as it
+/// is open. Signals sent through it reach that process or fail with ESRCH;
+/// they never reach whoever gets the PID next.
+#[derive(Debug)]
+pub struct Pidfd {
+    fd: OwnedFd,
+    pid: i32,
+}
+
+/// What [`Pidfd::open_verified`] found at a recorded identity.
+#[derive(Debug)]
+pub enum Verified {
+    /// The recorded process is alive; the pidfd pins it.
+    Alive(Pidfd),
+    /// No process has that PID any more.
+    Gone,
+    /// A different process has the PID now (reused), or it belongs to an
+    /// earlier boot. It must not be signalled.
+    Mismatch(String),
+}
+
+impl Verified {
+    /// True for [`Verified::Alive`].
+    pub fn is_alive(&self) -> bool {
+        matches!(self, Verified::Alive(_))
+    }
+}
+
+impl Pidfd {
+    /// Opens a pidfd for `pid`. ESRCH means there is no such process.
+    pub fn open(pid: i32) -> io::Result<Pidfd> {
+        let p = Pid::from_raw(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+        let fd = pidfd_open(p, PidfdFlags::empty())?;
+        Ok(Pidfd { fd, pid })
+    }
+
+    /// Opens a pidfd only if the process at `id.pid` is the one recorded:
+    /// same boot, same start time, and the same pidfd inode where both are
+    /// known. The checks happen *after* the pidfd is open, so the answer
+    /// cannot go stale: the pidfd keeps referring to the checked process.
+    pub fn open_verified(id: &ProcessIdentity) -> io::Result<Verified> {
+        let boot = procfs::boot_id()?;
+        if boot != id.boot_id {
+            return Ok(Verified::Mismatch(format!(
+                "recorded in boot {}, this is boot {boot}",
+                id.boot_id
+            )));
+        }
+        let fd = match Pidfd::open(id.pid) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Verified::Gone),
+            Err(e) => return Err(e),
+        };
+        let stat = match procfs::stat(id.pid) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Verified::Gone),
+            Err(e) => return Err(e),
+        };
+        if !fd.is_alive() {
+            return Ok(Verified::Gone);
+        }
+        if stat.start_time != id.start_time {
+            return Ok(Verified::Mismatch(format!(
+                "identity mismatch: pid {} started at tick {}, recorded {}",
+                id.pid, stat.start_time, id.start_time
+            )));
+        }
+        if let (Some(want), Some(have)) = (id.pidfd_ino, fd.inode()) {
+            if want != have {
+                return Ok(Verified::Mismatch(format!(
+                    "identity mismatch: pid {} has pidfd inode {have}, recorded {want}",
+                    id.pid
+                )));
+            }
+        }
+        if stat.state == 'Z' {
+            return Ok(Verified::Gone);
+        }
+        Ok(Verified::Alive(fd))
+    }
+
+    /// The PID this pidfd was opened for.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The pidfs inode, unique per process within a boot on Linux 6.8+;
+    /// `None` on older kernels, where pidfds share an anonymous inode.
+    pub fn inode(&self) -> Option<u64> {
+        let st = rustix::fs::fstat(&self.fd).ok()?;
+        // On kernels without pidfs every pidfd is the same anon inode; an
+        // inode shared by all processes identifies nothing.
+        let anon = rustix::fs::fstat(&Pidfd::open(std::process::id() as i32).ok()?.fd).ok()?;
+        if anon.st_ino == st.st_ino && self.pid != std::process::id() as i32 {
+            return None;
+        }
+        Some(st.st_ino)
+    }
+
+    /// Sends `sig` to exactly this process. `Ok(false)` when it has already
+    /// exited (ESRCH): nothing else can have been hit.
+    pub fn signal(&self, sig: Sig) -> io::Result<bool> {
+        match pidfd_send_signal(&self.fd, sig.to_rustix()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == libc::ESRCH => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// True until the process exits (a pidfd polls readable at exit).
+    pub fn is_alive(&self) -> bool {
+        let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        matches!(poll(&mut fds, Some(&zero)), Ok(0))
+    }
+}
+
+impl AsFd for Pidfd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_identity_is_alive_then_gone_and_never_matches_another_start() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        let id = crate::identify(pid).unwrap();
+        assert!(Pidfd::open_verified(&id).unwrap().is_alive());
+        let forged = ProcessIdentity { start_time: id.start_time + 1, ..id.clone() };
+        assert!(matches!(Pidfd::open_verified(&forged).unwrap(), Verified::Mismatch(m) if m.contains("identity mismatch")));
+        let other_boot = ProcessIdentity { boot_id: "elsewhere".into(), ..id.clone() };
+        assert!(matches!(Pidfd::open_verified(&other_boot).unwrap(), Verified::Mismatch(_)));
+        let Verified::Alive(fd) = Pidfd::open_verified(&id).unwrap() else { unreachable!() };
+        assert!(fd.signal(Sig::Kill).unwrap());
+        child.wait().unwrap();
+        assert!(!fd.is_alive());
+        assert!(!fd.signal(Sig::Term).unwrap(), "a reaped process is never signalled");
+        assert!(matches!(Pidfd::open_verified(&id).unwrap(), Verified::Gone | Verified::Mismatch(_)));
+    }
+}

@@ -1,0 +1,121 @@
+//! Readers for the few `/proc` files tend needs, parsed by hand: each is a
+//! line or two, and a parser here is shorter than a dependency's API.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+/// The fields of `/proc/PID/stat` that tend uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// One-letter state (`R`, `S`, `D`, `Z`, `T`, …).
+    pub state: char,
+    /// Parent PID.
+    pub ppid: i32,
+    /// Process group.
+    pub pgrp: i32,
+    /// Session.
+    pub session: i32,
+    /// User-mode CPU time in clock ticks.
+    pub utime: u64,
+    /// Kernel-mode CPU time in clock ticks.
+    pub stime: u64,
+    /// Start time in clock ticks after boot.
+    pub start_time: u64,
+    /// Resident set size in pages.
+    pub rss_pages: u64,
+}
+
+/// Reads `/proc/PID/stat`. NotFound when there is no such process.
+pub fn stat(pid: i32) -> io::Result<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat"))?)
+}
+
+/// Parses the text of a stat file. The command name may contain spaces and
+/// parentheses, so fields are counted from the *last* `)`.
+pub fn parse_stat(text: &str) -> io::Result<Stat> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed /proc stat line");
+    let rest = &text[text.rfind(')').ok_or_else(bad)? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of the man page, so index 0 here.
+    let num = |i: usize| -> io::Result<u64> { f.get(i).ok_or_else(bad)?.parse().map_err(|_| bad()) };
+    let int = |i: usize| -> io::Result<i32> { f.get(i).ok_or_else(bad)?.parse().map_err(|_| bad()) };
+    Ok(Stat {
+        state: f.first().and_then(|s| s.chars().next()).ok_or_else(bad)?,
+        ppid: int(1)?,
+        pgrp: int(2)?,
+        session: int(3)?,
+        utime: num(11)?,
+        stime: num(12)?,
+        start_time: num(19)?,
+        rss_pages: num(21)?,
+    })
+}
+
+/// This boot's id. `TEND_BOOT_ID_FILE` points it elsewhere, so that tests
+/// can simulate a reboot without one.
+pub fn boot_id() -> io::Result<String> {
+    let path = std::env::var_os("TEND_BOOT_ID_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/proc/sys/kernel/random/boot_id"));
+    Ok(fs::read_to_string(path)?.trim().to_string())
+}
+
+/// The host name, as the kernel knows it.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+/// Every PID in `/proc` right now.
+pub fn pids() -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The value of `name` in the *initial* environment of `pid` (what it was
+/// exec'd with). `None` if unset or unreadable (other user, not dumpable).
+pub fn environ_var(pid: i32, name: &str) -> Option<String> {
+    let data = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    data.split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The page size, for turning RSS pages into bytes.
+pub fn page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_count_from_the_last_paren() {
+        let line = "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 123456 1000 250 18446744073709551615";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.pgrp, 4242);
+        assert_eq!(s.utime, 7);
+        assert_eq!(s.stime, 3);
+        assert_eq!(s.start_time, 123456);
+        assert_eq!(s.rss_pages, 250);
+    }
+
+    #[test]
+    fn own_stat_and_environ_are_readable() {
+        let me = std::process::id() as i32;
+        let s = stat(me).unwrap();
+        assert_eq!(s.ppid, std::os::unix::process::parent_id() as i32);
+        assert!(s.start_time > 0);
+        std::env::var("PATH").ok().map(|p| assert_eq!(environ_var(me, "PATH"), Some(p)));
+        assert!(!boot_id().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,53 @@
+//! Pre-exec setup for a supervised command. Everything here runs in the
+//! forked child before `exec`, so it only makes raw, async-signal-safe
+//! system calls: no allocation, no locks, no logging.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use rustix::process::{getppid, set_parent_process_death_signal, setsid, Pid, Signal};
+
+/// Makes `cmd` start in its own session (so it has its own process group,
+/// away from the terminal's Ctrl-C) with SIGKILL as its parent-death
+/// signal, so that it cannot outlive a supervisor that is SIGKILLed.
+///
+/// The death signal is tied to the *thread* that forks; call this from the
+/// supervisor's one long-lived thread, never from a thread pool.
+pub fn supervised(cmd: &mut Command) -> &mut Command {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure only makes async-signal-safe system calls
+    // (setsid, prctl, getppid, _exit) and touches no shared state.
+    unsafe {
+        cmd.pre_exec(move || {
+            setsid()?;
+            set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The supervisor may have died between fork and prctl; then the
+            // death signal will never come, so leave now (bubblewrap#730).
+            if getppid() != Some(parent) {
+                libc::_exit(127);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Makes the calling process a child subreaper: orphaned descendants are
+/// re-parented to it instead of to init, so that the supervisor can still
+/// find (and end) a daemon that double-forked away.
+pub fn become_subreaper() -> io::Result<()> {
+    rustix::process::set_child_subreaper(Some(Pid::from_raw(1).expect("1 is a valid pid")))
+        .map_err(Into::into)
+}
+
+/// Makes the calling process its own session leader (detaching it from any
+/// terminal), as a background supervisor must be.
+pub fn detach_session(cmd: &mut Command) -> &mut Command {
+    // SAFETY: setsid is async-signal-safe and touches no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            setsid()?;
+            Ok(())
+        })
+    }
+}
