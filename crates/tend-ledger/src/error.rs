@@ -57,9 +57,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn storage(
-        doing: &'static str,
-    ) -> impl FnOnce(rusqlite::Error) -> Error {
+    pub(crate) fn storage(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
         move |e| Error::Storage {
             doing,
             source: Box::new(e),

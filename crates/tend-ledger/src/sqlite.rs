@@ -6,13 +6,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 use serde_json::json;
 use tend_model::{
     Event, Execution, ExecutionId, KillMethod, KillRequested, ProcessIdentity, Status,
 };
 
-use crate::{now_ms, Created, Error, Filter, KillRequest, Ledger, NewExecution, Outcome, Result, Transition};
+use crate::{
+    now_ms, Created, Error, Filter, KillRequest, Ledger, NewExecution, Outcome, Result, Transition,
+};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version
 /// stored in `PRAGMA user_version`.
@@ -23,7 +27,8 @@ const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
 /// when hundreds of processes write at once.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-const COLS: &str = "id, name, status, reason, exit_code, signal, pid, key, labels, command, cwd, env, \
+const COLS: &str =
+    "id, name, status, reason, exit_code, signal, pid, key, labels, command, cwd, env, \
     created_at, started_at, finished_at, host, tier, \
     sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, pid_start_time, pid_pidfd_ino, \
     timeout_ms, kill_grace_ms, kill_requested_at, kill_requested_by, kill_request_reason, \
@@ -57,11 +62,15 @@ impl SqliteLedger {
             conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
                 .map_err(classify)?;
         }
-        conn.pragma_update(None, "synchronous", "FULL").map_err(classify)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(classify)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(classify)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(classify)?;
         migrate(&conn, path)?;
         let ledger_id = conn
-            .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
+                r.get(0)
+            })
             .map_err(classify)?;
         Ok(SqliteLedger { conn, ledger_id })
     }
@@ -117,7 +126,11 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let version = |c: &Connection| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
     let found = version(conn).map_err(classify)?;
     if found > latest {
-        return Err(Error::TooNew { path: path.to_path_buf(), found, supported: latest });
+        return Err(Error::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: latest,
+        });
     }
     if found == latest {
         return Ok(());
@@ -127,11 +140,16 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(classify)?;
     let found = version(&tx).map_err(classify)?;
     if found > latest {
-        return Err(Error::TooNew { path: path.to_path_buf(), found, supported: latest });
+        return Err(Error::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: latest,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         tx.execute_batch(sql).map_err(classify)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1).map_err(classify)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(classify)?;
     }
     tx.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('ledger_id', ?1)",
@@ -161,7 +179,9 @@ fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
     let bad = |i: usize, what: String| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, what.into())
     };
-    let status: Status = status.parse().map_err(|e: tend_model::UnknownStatus| bad(2, e.to_string()))?;
+    let status: Status = status
+        .parse()
+        .map_err(|e: tend_model::UnknownStatus| bad(2, e.to_string()))?;
     let command: String = r.get(9)?;
     let sup_boot: String = r.get(17)?;
     let pid: Option<i32> = r.get(6)?;
@@ -213,7 +233,10 @@ fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
         timeout_ms: r.get::<_, Option<i64>>(23)?.map(|v| v as u64),
         kill_grace_ms: r.get::<_, i64>(24)? as u64,
         kill_request,
-        kill_method: r.get::<_, Option<String>>(30)?.as_deref().and_then(KillMethod::parse),
+        kill_method: r
+            .get::<_, Option<String>>(30)?
+            .as_deref()
+            .and_then(KillMethod::parse),
         kill_duration_ms: r.get::<_, Option<i64>>(31)?.map(|v| v as u64),
         processes_signalled: r.get::<_, Option<i64>>(32)?.map(|v| v as u32),
         stdout_path: r.get(33)?,
@@ -223,9 +246,13 @@ fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
 }
 
 fn get_in(conn: &Connection, id: &str) -> Result<Option<Execution>> {
-    conn.query_row(&format!("SELECT {COLS} FROM executions WHERE id = ?1"), [id], row_to_execution)
-        .optional()
-        .map_err(Error::storage("reading an execution"))
+    conn.query_row(
+        &format!("SELECT {COLS} FROM executions WHERE id = ?1"),
+        [id],
+        row_to_execution,
+    )
+    .optional()
+    .map_err(Error::storage("reading an execution"))
 }
 
 fn by_key_in(conn: &Connection, key: &str) -> Result<Option<Execution>> {
@@ -298,7 +325,12 @@ impl Ledger for SqliteLedger {
                 None => None,
             };
             let id = ExecutionId::from_random(random_u64());
-            let log = |ext: &str| new.log_dir.join(format!("{id}.{ext}")).display().to_string();
+            let log = |ext: &str| {
+                new.log_dir
+                    .join(format!("{id}.{ext}"))
+                    .display()
+                    .to_string()
+            };
             let row = tx
                 .query_row(
                     &format!(
@@ -341,7 +373,8 @@ impl Ledger for SqliteLedger {
                 "supervisor",
                 &json!({ "supervisor_pid": new.supervisor.pid, "tier": new.tier, "key": new.key }),
             )?;
-            tx.commit().map_err(Error::storage("committing a new execution"))?;
+            tx.commit()
+                .map_err(Error::storage("committing a new execution"))?;
             return Ok(Created::New(row));
         }
         Err(Error::Storage {
@@ -359,18 +392,31 @@ impl Ledger for SqliteLedger {
                      pid_start_time = ?4, pid_pidfd_ino = ?5, version = version + 1 \
                      WHERE id = ?1 AND status = 'queued' RETURNING {COLS}"
                 ),
-                params![id.as_str(), now_ms(), p.pid, p.start_time as i64, p.pidfd_ino.map(|v| v as i64)],
+                params![
+                    id.as_str(),
+                    now_ms(),
+                    p.pid,
+                    p.start_time as i64,
+                    p.pidfd_ino.map(|v| v as i64)
+                ],
                 row_to_execution,
             )
             .optional()
             .map_err(Error::storage("recording a start"))?;
         let t = match row {
             Some(e) => {
-                insert_event(&tx, id.as_str(), "started", "supervisor", &json!({ "pid": p.pid }))?;
+                insert_event(
+                    &tx,
+                    id.as_str(),
+                    "started",
+                    "supervisor",
+                    &json!({ "pid": p.pid }),
+                )?;
                 Transition::Won(e)
             }
             None => {
-                let current = get_in(&tx, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+                let current =
+                    get_in(&tx, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))?;
                 insert_event(
                     &tx,
                     id.as_str(),
@@ -428,7 +474,8 @@ impl Ledger for SqliteLedger {
                 Transition::Won(e)
             }
             None => {
-                let current = get_in(&tx, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+                let current =
+                    get_in(&tx, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))?;
                 insert_event(
                     &tx,
                     id.as_str(),
@@ -442,7 +489,8 @@ impl Ledger for SqliteLedger {
                 Transition::Lost(current)
             }
         };
-        tx.commit().map_err(Error::storage("committing an outcome"))?;
+        tx.commit()
+            .map_err(Error::storage("committing an outcome"))?;
         Ok(t)
     }
 
@@ -476,7 +524,8 @@ impl Ledger for SqliteLedger {
             }
             None => get_in(&tx, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))?,
         };
-        tx.commit().map_err(Error::storage("committing a kill request"))?;
+        tx.commit()
+            .map_err(Error::storage("committing a kill request"))?;
         Ok(e)
     }
 
@@ -490,7 +539,9 @@ impl Ledger for SqliteLedger {
         // metacharacters, and GLOB with a literal prefix uses the primary key.
         let mut stmt = self
             .conn
-            .prepare_cached(&format!("SELECT {COLS} FROM executions WHERE id GLOB ?1 || '*' ORDER BY id LIMIT 11"))
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM executions WHERE id GLOB ?1 || '*' ORDER BY id LIMIT 11"
+            ))
             .map_err(Error::storage("resolving an id"))?;
         let mut rows: Vec<Execution> = stmt
             .query_map([prefix], row_to_execution)
@@ -541,7 +592,10 @@ impl Ledger for SqliteLedger {
         if let Some(limit) = f.limit {
             sql += &format!(" LIMIT {limit}");
         }
-        let mut stmt = self.conn.prepare(&sql).map_err(Error::storage("listing executions"))?;
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(Error::storage("listing executions"))?;
         stmt.query_map(rusqlite::params_from_iter(args), row_to_execution)
             .and_then(|rows| rows.collect())
             .map_err(Error::storage("listing executions"))
@@ -586,7 +640,13 @@ impl Ledger for SqliteLedger {
         .map_err(Error::storage("reading events"))
     }
 
-    fn record(&self, id: &ExecutionId, kind: &str, actor: &str, details: serde_json::Value) -> Result<()> {
+    fn record(
+        &self,
+        id: &ExecutionId,
+        kind: &str,
+        actor: &str,
+        details: serde_json::Value,
+    ) -> Result<()> {
         let tx = self.write()?;
         insert_event(&tx, id.as_str(), kind, actor, &details)?;
         tx.commit().map_err(Error::storage("committing an event"))
@@ -603,7 +663,9 @@ fn merge(into: &mut serde_json::Value, extra: &serde_json::Value) {
 
 impl std::fmt::Debug for SqliteLedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteLedger").field("ledger_id", &self.ledger_id).finish()
+        f.debug_struct("SqliteLedger")
+            .field("ledger_id", &self.ledger_id)
+            .finish()
     }
 }
 
@@ -626,7 +688,9 @@ mod tests {
                 .unwrap();
         }
         match l.resolve("abcd") {
-            Err(Error::Ambiguous { candidates, .. }) => assert_eq!(candidates, ["abcd0001", "abcd0002"]),
+            Err(Error::Ambiguous { candidates, .. }) => {
+                assert_eq!(candidates, ["abcd0001", "abcd0002"])
+            }
             other => panic!("expected ambiguity, got {other:?}"),
         }
         assert_eq!(l.resolve("abce").unwrap().id.as_str(), "abce0003");

@@ -77,7 +77,6 @@ pub struct KillReport {
     pub processes_signalled: u32,
 }
 
-
 /// The result of a compare-and-set on the status.
 #[derive(Debug)]
 pub enum Transition {

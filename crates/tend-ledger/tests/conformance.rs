@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tend_ledger::{Created, Error, Filter, KillRequest, Ledger, NewExecution, Outcome, SqliteLedger, Transition};
+use tend_ledger::{
+    Created, Error, Filter, KillRequest, Ledger, NewExecution, Outcome, SqliteLedger, Transition,
+};
 use tend_model::{Execution, ProcessIdentity, Status};
 
 fn new_exec(key: Option<&str>, dedup: bool) -> NewExecution {
@@ -19,7 +21,12 @@ fn new_exec(key: Option<&str>, dedup: bool) -> NewExecution {
         dedup,
         host: "h".into(),
         tier: "session".into(),
-        supervisor: ProcessIdentity { boot_id: "b".into(), pid: 1, start_time: 1, pidfd_ino: None },
+        supervisor: ProcessIdentity {
+            boot_id: "b".into(),
+            pid: 1,
+            start_time: 1,
+            pidfd_ino: None,
+        },
         timeout_ms: None,
         kill_grace_ms: 5000,
         log_dir: "/tmp/logs".into(),
@@ -47,7 +54,12 @@ fn outcome(status: Status, actor: &str) -> Outcome {
 }
 
 fn proc_id() -> ProcessIdentity {
-    ProcessIdentity { boot_id: "b".into(), pid: 42, start_time: 7, pidfd_ino: Some(9) }
+    ProcessIdentity {
+        boot_id: "b".into(),
+        pid: 42,
+        start_time: 7,
+        pidfd_ino: Some(9),
+    }
 }
 
 fn lifecycle_records_each_step<L: Ledger>(l: &L) {
@@ -58,9 +70,20 @@ fn lifecycle_records_each_step<L: Ledger>(l: &L) {
     let t = l.start(&e.id, &proc_id()).unwrap();
     assert!(t.won());
     assert_eq!(t.execution().pid, Some(42));
-    let t = l.transition(&e.id, Status::Running, &outcome(Status::Succeeded, "supervisor")).unwrap();
+    let t = l
+        .transition(
+            &e.id,
+            Status::Running,
+            &outcome(Status::Succeeded, "supervisor"),
+        )
+        .unwrap();
     assert!(t.won());
-    let kinds: Vec<String> = l.events(&e.id).unwrap().into_iter().map(|e| e.kind).collect();
+    let kinds: Vec<String> = l
+        .events(&e.id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
     assert_eq!(kinds, ["created", "started", "exited"]);
     let got = l.get(&e.id).unwrap();
     assert_eq!(got.status, Status::Succeeded);
@@ -70,25 +93,49 @@ fn lifecycle_records_each_step<L: Ledger>(l: &L) {
 fn a_terminal_status_never_changes<L: Ledger>(l: &L) {
     let e = created(l, None);
     l.start(&e.id, &proc_id()).unwrap();
-    assert!(l.transition(&e.id, Status::Running, &outcome(Status::Failed, "supervisor")).unwrap().won());
-    match l.transition(&e.id, Status::Running, &outcome(Status::Lost, "reaper")).unwrap() {
+    assert!(l
+        .transition(
+            &e.id,
+            Status::Running,
+            &outcome(Status::Failed, "supervisor")
+        )
+        .unwrap()
+        .won());
+    match l
+        .transition(&e.id, Status::Running, &outcome(Status::Lost, "reaper"))
+        .unwrap()
+    {
         Transition::Lost(cur) => assert_eq!(cur.status, Status::Failed),
         Transition::Won(_) => panic!("a terminal row changed"),
     }
     // Even naming the current status as expected cannot move a terminal row.
-    assert!(l.transition(&e.id, Status::Failed, &outcome(Status::Lost, "reaper")).is_err());
+    assert!(l
+        .transition(&e.id, Status::Failed, &outcome(Status::Lost, "reaper"))
+        .is_err());
     assert_eq!(l.get(&e.id).unwrap().status, Status::Failed);
-    let refused = l.events(&e.id).unwrap().into_iter().filter(|e| e.kind == "transition-refused").count();
+    let refused = l
+        .events(&e.id)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "transition-refused")
+        .count();
     assert_eq!(refused, 1, "the loser's attempt is audited");
 }
 
 fn illegal_edges_are_refused<L: Ledger>(l: &L) {
     let e = created(l, None);
     // queued -> succeeded skips running: the ledger refuses it outright.
-    assert!(l.transition(&e.id, Status::Queued, &outcome(Status::Succeeded, "x")).is_err());
-    assert!(l.transition(&e.id, Status::Queued, &outcome(Status::TimedOut, "x")).is_err());
+    assert!(l
+        .transition(&e.id, Status::Queued, &outcome(Status::Succeeded, "x"))
+        .is_err());
+    assert!(l
+        .transition(&e.id, Status::Queued, &outcome(Status::TimedOut, "x"))
+        .is_err());
     assert_eq!(l.get(&e.id).unwrap().status, Status::Queued);
-    assert!(l.transition(&e.id, Status::Queued, &outcome(Status::Lost, "reaper")).unwrap().won());
+    assert!(l
+        .transition(&e.id, Status::Queued, &outcome(Status::Lost, "reaper"))
+        .unwrap()
+        .won());
 }
 
 fn racing_finishers_have_one_winner<L: Ledger + Sync + 'static>(l: Arc<L>) {
@@ -102,16 +149,27 @@ fn racing_finishers_have_one_winner<L: Ledger + Sync + 'static>(l: Arc<L>) {
                 let (l, b, id) = (l.clone(), barrier.clone(), e.id.clone());
                 std::thread::spawn(move || {
                     b.wait();
-                    l.transition(&id, Status::Running, &outcome(st, actor)).unwrap().won()
+                    l.transition(&id, Status::Running, &outcome(st, actor))
+                        .unwrap()
+                        .won()
                 })
             })
             .collect();
-        let wins: usize = handles.into_iter().map(|h| h.join().unwrap() as usize).sum();
+        let wins: usize = handles
+            .into_iter()
+            .map(|h| h.join().unwrap() as usize)
+            .sum();
         assert_eq!(wins, 1);
         let events = l.events(&e.id).unwrap();
         let terminal = events.iter().filter(|e| e.kind == "exited").count();
         assert_eq!(terminal, 1);
-        assert_eq!(events.iter().filter(|e| e.kind == "transition-refused").count(), 1);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.kind == "transition-refused")
+                .count(),
+            1
+        );
     }
 }
 
@@ -127,12 +185,19 @@ fn keys_dedupe_and_are_released_on_the_terminal_write<L: Ledger>(l: &L) {
         Created::Existing(_) => panic!("--on-duplicate run must create"),
     };
     assert_eq!(second.key.as_deref(), Some("nightly"));
-    l.transition(&second.id, Status::Queued, &outcome(Status::Cancelled, "x")).unwrap();
+    l.transition(&second.id, Status::Queued, &outcome(Status::Cancelled, "x"))
+        .unwrap();
     // A lost execution does not stand for its key: the next run starts afresh.
-    l.transition(&first.id, Status::Queued, &outcome(Status::Lost, "reaper")).unwrap();
+    l.transition(&first.id, Status::Queued, &outcome(Status::Lost, "reaper"))
+        .unwrap();
     let third = created(l, Some("nightly"));
     l.start(&third.id, &proc_id()).unwrap();
-    l.transition(&third.id, Status::Running, &outcome(Status::Succeeded, "supervisor")).unwrap();
+    l.transition(
+        &third.id,
+        Status::Running,
+        &outcome(Status::Succeeded, "supervisor"),
+    )
+    .unwrap();
     // A finished one does: later runs attach to its result.
     assert_eq!(l.by_key("nightly").unwrap().unwrap().id, third.id);
     match l.create(&new_exec(Some("nightly"), true)).unwrap() {
@@ -160,17 +225,54 @@ fn filters_select_by_status_name_label_and_limit<L: Ledger>(l: &L) {
     let all = l.list(&Filter::default()).unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].id, b.id, "newest first");
-    let running = l.list(&Filter { statuses: vec![Status::Running], ..Default::default() }).unwrap();
+    let running = l
+        .list(&Filter {
+            statuses: vec![Status::Running],
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(running.len(), 1);
     let by_label = l
-        .list(&Filter { labels: vec![("team".into(), "infra".into())], ..Default::default() })
+        .list(&Filter {
+            labels: vec![("team".into(), "infra".into())],
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(by_label.len(), 2);
-    let none = l.list(&Filter { labels: vec![("team".into(), "web".into())], ..Default::default() }).unwrap();
+    let none = l
+        .list(&Filter {
+            labels: vec![("team".into(), "web".into())],
+            ..Default::default()
+        })
+        .unwrap();
     assert!(none.is_empty());
-    assert_eq!(l.list(&Filter { name: Some("j*".into()), ..Default::default() }).unwrap().len(), 2);
-    assert_eq!(l.list(&Filter { name: Some("x*".into()), ..Default::default() }).unwrap().len(), 0);
-    assert_eq!(l.list(&Filter { limit: Some(1), ..Default::default() }).unwrap().len(), 1);
+    assert_eq!(
+        l.list(&Filter {
+            name: Some("j*".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .len(),
+        2
+    );
+    assert_eq!(
+        l.list(&Filter {
+            name: Some("x*".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .len(),
+        0
+    );
+    assert_eq!(
+        l.list(&Filter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .unwrap()
+        .len(),
+        1
+    );
     assert_eq!(l.live().unwrap().len(), 2);
     let _ = a;
 }
@@ -178,16 +280,34 @@ fn filters_select_by_status_name_label_and_limit<L: Ledger>(l: &L) {
 fn kill_requests_are_stored_and_noop_when_finished<L: Ledger>(l: &L) {
     let e = created(l, None);
     l.start(&e.id, &proc_id()).unwrap();
-    let req = KillRequest { actor: "user:test".into(), reason: Some("stuck".into()), force: false, grace_ms: Some(100) };
+    let req = KillRequest {
+        actor: "user:test".into(),
+        reason: Some("stuck".into()),
+        force: false,
+        grace_ms: Some(100),
+    };
     let after = l.request_kill(&e.id, &req).unwrap();
     let k = after.kill_request.expect("request stored");
     assert_eq!(k.by, "user:test");
     assert_eq!(k.grace_ms, Some(100));
-    l.transition(&e.id, Status::Running, &outcome(Status::Killed, "supervisor")).unwrap();
+    l.transition(
+        &e.id,
+        Status::Running,
+        &outcome(Status::Killed, "supervisor"),
+    )
+    .unwrap();
     let again = l.request_kill(&e.id, &req).unwrap();
     assert_eq!(again.status, Status::Killed);
-    let requests = l.events(&e.id).unwrap().into_iter().filter(|e| e.kind == "kill-requested").count();
-    assert_eq!(requests, 1, "a kill of a finished execution records nothing");
+    let requests = l
+        .events(&e.id)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "kill-requested")
+        .count();
+    assert_eq!(
+        requests, 1,
+        "a kill of a finished execution records nothing"
+    );
 }
 
 fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
@@ -242,13 +362,26 @@ mod sqlite_backend {
         fn create(&self, n: &NewExecution) -> tend_ledger::Result<Created> {
             self.l().create(n)
         }
-        fn start(&self, id: &tend_model::ExecutionId, p: &ProcessIdentity) -> tend_ledger::Result<Transition> {
+        fn start(
+            &self,
+            id: &tend_model::ExecutionId,
+            p: &ProcessIdentity,
+        ) -> tend_ledger::Result<Transition> {
             self.l().start(id, p)
         }
-        fn transition(&self, id: &tend_model::ExecutionId, s: Status, o: &Outcome) -> tend_ledger::Result<Transition> {
+        fn transition(
+            &self,
+            id: &tend_model::ExecutionId,
+            s: Status,
+            o: &Outcome,
+        ) -> tend_ledger::Result<Transition> {
             self.l().transition(id, s, o)
         }
-        fn request_kill(&self, id: &tend_model::ExecutionId, k: &KillRequest) -> tend_ledger::Result<Execution> {
+        fn request_kill(
+            &self,
+            id: &tend_model::ExecutionId,
+            k: &KillRequest,
+        ) -> tend_ledger::Result<Execution> {
             self.l().request_kill(id, k)
         }
         fn get(&self, id: &tend_model::ExecutionId) -> tend_ledger::Result<Execution> {
@@ -266,10 +399,19 @@ mod sqlite_backend {
         fn by_key(&self, k: &str) -> tend_ledger::Result<Option<Execution>> {
             self.l().by_key(k)
         }
-        fn events(&self, id: &tend_model::ExecutionId) -> tend_ledger::Result<Vec<tend_model::Event>> {
+        fn events(
+            &self,
+            id: &tend_model::ExecutionId,
+        ) -> tend_ledger::Result<Vec<tend_model::Event>> {
             self.l().events(id)
         }
-        fn record(&self, id: &tend_model::ExecutionId, k: &str, a: &str, d: serde_json::Value) -> tend_ledger::Result<()> {
+        fn record(
+            &self,
+            id: &tend_model::ExecutionId,
+            k: &str,
+            a: &str,
+            d: serde_json::Value,
+        ) -> tend_ledger::Result<()> {
             self.l().record(id, k, a, d)
         }
     }

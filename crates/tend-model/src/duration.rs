@@ -59,9 +59,50 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// A size that is not written like `512K`, `64M` or `2G`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("'{0}' is not a size: write a number of bytes, or a number and K, M or G, like 512M or 2G")]
+pub struct SizeError(pub String);
+
+/// Parses a size in bytes: a number with an optional `K`, `M`, `G` or `T`
+/// suffix (powers of 1024; a trailing `B`/`iB` is accepted).
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
+    let err = || SizeError(text.to_string());
+    let s = text.trim();
+    let s = s
+        .strip_suffix("iB")
+        .or_else(|| s.strip_suffix('B'))
+        .unwrap_or(s);
+    let digits = s.bytes().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err(err());
+    }
+    let n: u64 = s[..digits].parse().map_err(|_| err())?;
+    let mult: u64 = match &s[digits..] {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        "T" | "t" => 1 << 40,
+        _ => return Err(err()),
+    };
+    n.checked_mul(mult).ok_or_else(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        for bad in ["", "M", "1.5G", "5X", "-1"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn parses_units_and_combinations() {
@@ -76,7 +117,16 @@ mod tests {
 
     #[test]
     fn refuses_what_it_would_have_to_guess() {
-        for bad in ["", "5", "5x", "m", "-5s", "1.5s", "5 s", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "5",
+            "5x",
+            "m",
+            "-5s",
+            "1.5s",
+            "5 s",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
     }

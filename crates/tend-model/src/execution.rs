@@ -216,6 +216,9 @@ mod tests {
     fn rfc3339_matches_known_instants() {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format_rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(format_rfc3339(1_796_147_609_120), "2026-12-01T17:53:29.120Z");
+        assert_eq!(
+            format_rfc3339(1_796_147_609_120),
+            "2026-12-01T17:53:29.120Z"
+        );
     }
 }

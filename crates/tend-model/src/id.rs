@@ -62,7 +62,9 @@ impl ExecutionId {
 }
 
 fn check_chars(s: &str) -> Result<(), IdError> {
-    if s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()) {
+    if s.bytes()
+        .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    {
         Ok(())
     } else {
         Err(IdError::Charset(s.to_string()))

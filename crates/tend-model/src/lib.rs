@@ -18,7 +18,7 @@ mod execution;
 mod id;
 mod status;
 
-pub use duration::{format_duration, parse_duration, DurationError};
+pub use duration::{format_duration, parse_duration, parse_size, DurationError, SizeError};
 pub use execution::{format_rfc3339, Event, Execution, KillMethod, KillRequested, ProcessIdentity};
 pub use id::{ExecutionId, IdError, ID_LEN, MIN_PREFIX_LEN};
 pub use status::{Status, UnknownStatus};

@@ -118,7 +118,10 @@ impl Pidfd {
     /// True until the process exits (a pidfd polls readable at exit).
     pub fn is_alive(&self) -> bool {
         let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
-        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         matches!(poll(&mut fds, Some(&zero)), Ok(0))
     }
 }
@@ -135,19 +138,41 @@ mod tests {
 
     #[test]
     fn a_recorded_identity_is_alive_then_gone_and_never_matches_another_start() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let pid = child.id() as i32;
         let id = crate::identify(pid).unwrap();
         assert!(Pidfd::open_verified(&id).unwrap().is_alive());
-        let forged = ProcessIdentity { start_time: id.start_time + 1, ..id.clone() };
-        assert!(matches!(Pidfd::open_verified(&forged).unwrap(), Verified::Mismatch(m) if m.contains("identity mismatch")));
-        let other_boot = ProcessIdentity { boot_id: "elsewhere".into(), ..id.clone() };
-        assert!(matches!(Pidfd::open_verified(&other_boot).unwrap(), Verified::Mismatch(_)));
-        let Verified::Alive(fd) = Pidfd::open_verified(&id).unwrap() else { unreachable!() };
+        let forged = ProcessIdentity {
+            start_time: id.start_time + 1,
+            ..id.clone()
+        };
+        assert!(
+            matches!(Pidfd::open_verified(&forged).unwrap(), Verified::Mismatch(m) if m.contains("identity mismatch"))
+        );
+        let other_boot = ProcessIdentity {
+            boot_id: "elsewhere".into(),
+            ..id.clone()
+        };
+        assert!(matches!(
+            Pidfd::open_verified(&other_boot).unwrap(),
+            Verified::Mismatch(_)
+        ));
+        let Verified::Alive(fd) = Pidfd::open_verified(&id).unwrap() else {
+            unreachable!()
+        };
         assert!(fd.signal(Sig::Kill).unwrap());
         child.wait().unwrap();
         assert!(!fd.is_alive());
-        assert!(!fd.signal(Sig::Term).unwrap(), "a reaped process is never signalled");
-        assert!(matches!(Pidfd::open_verified(&id).unwrap(), Verified::Gone | Verified::Mismatch(_)));
+        assert!(
+            !fd.signal(Sig::Term).unwrap(),
+            "a reaped process is never signalled"
+        );
+        assert!(matches!(
+            Pidfd::open_verified(&id).unwrap(),
+            Verified::Gone | Verified::Mismatch(_)
+        ));
     }
 }

@@ -38,8 +38,10 @@ pub fn parse_stat(text: &str) -> io::Result<Stat> {
     let rest = &text[text.rfind(')').ok_or_else(bad)? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After the name: state is field 3 of the man page, so index 0 here.
-    let num = |i: usize| -> io::Result<u64> { f.get(i).ok_or_else(bad)?.parse().map_err(|_| bad()) };
-    let int = |i: usize| -> io::Result<i32> { f.get(i).ok_or_else(bad)?.parse().map_err(|_| bad()) };
+    let num =
+        |i: usize| -> io::Result<u64> { f.get(i).ok_or_else(bad)?.parse().map_err(|_| bad()) };
+    let int =
+        |i: usize| -> io::Result<i32> { f.get(i).ok_or_else(bad)?.parse().map_err(|_| bad()) };
     Ok(Stat {
         state: f.first().and_then(|s| s.chars().next()).ok_or_else(bad)?,
         ppid: int(1)?,
@@ -115,7 +117,9 @@ mod tests {
         let s = stat(me).unwrap();
         assert_eq!(s.ppid, std::os::unix::process::parent_id() as i32);
         assert!(s.start_time > 0);
-        std::env::var("PATH").ok().map(|p| assert_eq!(environ_var(me, "PATH"), Some(p)));
+        std::env::var("PATH")
+            .ok()
+            .map(|p| assert_eq!(environ_var(me, "PATH"), Some(p)));
         assert!(!boot_id().unwrap().is_empty());
     }
 }

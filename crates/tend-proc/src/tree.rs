@@ -74,3 +74,95 @@ pub fn signal_all(fds: &[Pidfd], sig: Sig) -> u32 {
     }
     n
 }
+
+/// Every live process whose initial environment carries `ledger`'s marker,
+/// with the execution id it names, each pinned by a pidfd that was opened
+/// *before* its environment was read (so the marker read belongs to the
+/// pinned process, or the pidfd reports it gone). The caller's own process
+/// is never included.
+pub fn marked(ledger: &str) -> Vec<(Pidfd, String)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for pid in procfs::pids() {
+        if pid == me {
+            continue;
+        }
+        let Ok(fd) = Pidfd::open(pid) else { continue };
+        if procfs::environ_var(pid, tend_model::MARKER_LEDGER).as_deref() != Some(ledger) {
+            continue;
+        }
+        let Some(id) = procfs::environ_var(pid, tend_model::MARKER_EXECUTION) else {
+            continue;
+        };
+        if fd.is_alive() && procfs::stat(pid).is_ok_and(|s| s.state != 'Z') {
+            out.push((fd, id));
+        }
+    }
+    out
+}
+
+/// How [`terminate`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Terminated {
+    /// Processes that were alive to receive SIGTERM (or SIGKILL when forced).
+    pub signalled: u32,
+    /// Whether anything was still alive after the grace and got SIGKILL.
+    pub forced: bool,
+    /// Processes still present after SIGKILL and the final wait (stuck in
+    /// uninterruptible sleep); reported, never forgotten.
+    pub remaining: u32,
+}
+
+/// Graceful, then certain: SIGTERM and SIGCONT to every process, up to
+/// `grace` for them to leave (woken by their pidfds, not a sleep loop),
+/// then SIGKILL to the rest and up to `settle` for them to disappear.
+/// `grace` of zero means SIGKILL at once.
+pub fn terminate(
+    fds: &[Pidfd],
+    grace: std::time::Duration,
+    settle: std::time::Duration,
+) -> Terminated {
+    let mut signalled = 0;
+    if !grace.is_zero() {
+        signalled = signal_all(fds, Sig::Term);
+        wait_all(fds, grace);
+    }
+    let alive: Vec<&Pidfd> = fds.iter().filter(|f| f.is_alive()).collect();
+    let forced = !alive.is_empty();
+    for fd in &alive {
+        if let Ok(true) = fd.signal(Sig::Kill) {
+            if grace.is_zero() {
+                signalled += 1;
+            }
+        }
+    }
+    wait_all(fds, settle);
+    let remaining = fds.iter().filter(|f| f.is_alive()).count() as u32;
+    Terminated {
+        signalled,
+        forced,
+        remaining,
+    }
+}
+
+/// Waits until every pidfd reports exit or `limit` passes.
+pub fn wait_all(fds: &[Pidfd], limit: std::time::Duration) {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let alive: Vec<&Pidfd> = fds.iter().filter(|f| f.is_alive()).collect();
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if alive.is_empty() || left.is_zero() {
+            return;
+        }
+        let mut polls: Vec<PollFd<'_>> = alive
+            .iter()
+            .map(|f| PollFd::new(*f, PollFlags::IN))
+            .collect();
+        let ts = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        let _ = poll(&mut polls, Some(&ts));
+    }
+}

@@ -1,1 +1,74 @@
-//! placeholder
+//! Running executions and keeping the ledger true.
+//!
+//! - [`run`]: the supervisor. One single-threaded process per execution is
+//!   the direct parent of the command; it commits the execution before the
+//!   fork, watches the command through its pidfd, enforces the timeout,
+//!   performs kills, ends every process the command left behind, and
+//!   commits the outcome only when the tree is empty.
+//! - [`reconcile`]: truth on read. Any tend process that reads the ledger
+//!   first asks the kernel whether each live execution's supervisor is
+//!   still the recorded process, and marks the ones whose supervision is
+//!   gone `lost` (ending what is left of their trees).
+//! - [`kill`]: asks an execution's supervisor to end it, or ends it itself
+//!   when the supervisor is dead.
+//! - [`wait_until_done`] and [`follow`]: block on inotify and pidfds, never
+//!   on a sleep loop.
+//!
+//! What it does not do: it holds no state between calls and speaks no HTTP;
+//! the daemon and the CLI are built on these functions.
+
+mod follow;
+mod home;
+mod kill;
+mod logs;
+mod reaper;
+mod signals;
+mod spec;
+mod supervisor;
+mod wait;
+
+pub use follow::follow;
+pub use home::Home;
+pub use kill::{kill, KillResult};
+pub use reaper::{
+    end_marked, reconcile, reconcile_dry_run, sweep_stragglers, Reconciled, Straggler,
+};
+pub use spec::{OnDuplicate, RunSpec};
+pub use supervisor::{run, signal_name, Mode, Report, RunResult};
+pub use wait::wait_until_done;
+
+/// What can go wrong while supervising or reconciling.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The ledger refused or failed.
+    #[error(transparent)]
+    Ledger(#[from] tend_ledger::Error),
+    /// A system call failed; `doing` says what tend was attempting.
+    #[error("{doing}: {source}")]
+    Io {
+        /// What was being attempted.
+        doing: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(doing: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+        move |source| Error::Io { doing, source }
+    }
+}
+
+/// Environment variable naming a crash point for tests: the supervisor
+/// SIGKILLs itself when it reaches the point of that name
+/// (`after-queued-commit`, `after-spawn`, `before-terminal-commit`,
+/// `after-terminal-commit`). It is removed from the command's environment.
+pub const FAILPOINT_VAR: &str = "TEND_FAILPOINT";
+
+pub(crate) fn failpoint(name: &str) {
+    if std::env::var(FAILPOINT_VAR).is_ok_and(|v| v == name) {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+}

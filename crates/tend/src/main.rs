@@ -1,1 +1,102 @@
-fn main() {}
+//! The `tend` binary: parses the command line and dispatches; the work is
+//! done by the library crates. `main` turns any error into one sentence on
+//! stderr and an exit code (2 for usage errors, 1 otherwise).
+
+mod cli;
+mod commands;
+mod config;
+mod output;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Cmd};
+use crate::commands::Context;
+
+/// A mistake in what the user typed: reported like clap's own, exit 2.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Builds a usage error.
+pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(msg.into()))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("tend: {}", dedupe(msg).join(": "));
+            exit_code(&e)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
+    if let Cmd::Supervise = cli.command {
+        return commands::run::supervise();
+    }
+    let ctx = Context::open(&cli.global)?;
+    match &cli.command {
+        Cmd::Run(a) => commands::run::run(&ctx, a),
+        Cmd::Ps => commands::query::ps(&ctx),
+        Cmd::List(a) => commands::query::list(&ctx, a),
+        Cmd::Show(a) => commands::query::show(&ctx, a),
+        Cmd::Logs(a) => commands::logs::logs(&ctx, a),
+        Cmd::Wait(a) => commands::wait::wait(&ctx, a),
+        Cmd::Kill(a) => commands::kill::kill(&ctx, a),
+        Cmd::Reap(a) => commands::reap::reap(&ctx, a),
+        Cmd::Supervise => unreachable!("handled above"),
+    }
+}
+
+/// Usage mistakes (a bad id, an unknown prefix, a missing directory) exit 2,
+/// like clap's own; everything else exits 1.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if cause.is::<Usage>() {
+            return 2;
+        }
+        if let Some(l) = cause.downcast_ref::<tend_ledger::Error>() {
+            if matches!(
+                l,
+                tend_ledger::Error::NotFound(_)
+                    | tend_ledger::Error::Ambiguous { .. }
+                    | tend_ledger::Error::BadId(_)
+            ) {
+                return 2;
+            }
+        }
+        if let Some(tend_supervisor::Error::Ledger(
+            tend_ledger::Error::NotFound(_)
+            | tend_ledger::Error::Ambiguous { .. }
+            | tend_ledger::Error::BadId(_),
+        )) = cause.downcast_ref::<tend_supervisor::Error>()
+        {
+            return 2;
+        }
+    }
+    1
+}
+
+/// thiserror's `transparent` and anyhow's context can repeat a message;
+/// print each distinct part once.
+fn dedupe(parts: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in parts {
+        if !out.iter().any(|o| o.contains(&p)) {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,71 @@
+//! Where one ledger's files live: the database, the logs, and the exit
+//! files that wake waiters.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tend_model::{ExecutionId, Status};
+
+/// The folder of a ledger's files (`TEND_HOME`). Exit files go in
+/// `exits/`: whoever commits a terminal status writes `exits/<id>` right
+/// after, and waiters watch that folder with inotify instead of polling the
+/// database (SQLite has no cross-process notification).
+#[derive(Clone, Debug)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// A home at `root`; nothing is created until [`Home::ensure`].
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Home { root: root.into() }
+    }
+
+    /// Creates the folders (mode 0700: logs may hold secrets) and checks
+    /// that they are writable, so that a bad `TEND_HOME` is reported before
+    /// anything is recorded.
+    pub fn ensure(&self) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        for dir in [self.root.clone(), self.logs_dir(), self.exits_dir()] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+        }
+        let probe = self.root.join(".write-probe");
+        fs::write(&probe, b"")?;
+        fs::remove_file(&probe)
+    }
+
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The default SQLite ledger file.
+    pub fn default_db(&self) -> PathBuf {
+        self.root.join("tend.db")
+    }
+
+    /// Folder of stdout/stderr files.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// Folder of exit files.
+    pub fn exits_dir(&self) -> PathBuf {
+        self.root.join("exits")
+    }
+
+    /// Announces that `id` reached a terminal status. Written atomically
+    /// (temp file + rename) so a watcher never reads half a file; failure is
+    /// harmless to correctness (waiters also watch the supervisor's pidfd).
+    pub fn announce_exit(&self, id: &ExecutionId, status: Status) {
+        let dir = self.exits_dir();
+        let tmp = dir.join(format!(".{id}.tmp"));
+        if fs::write(&tmp, status.as_str()).is_ok() {
+            let _ = fs::rename(&tmp, dir.join(id.as_str()));
+        }
+    }
+}

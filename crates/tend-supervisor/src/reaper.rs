@@ -1,0 +1,226 @@
+//! Reconciling the ledger with the kernel.
+//!
+//! A live execution's supervisor is *provably* dead when its PID is gone,
+//! when the PID now belongs to a process with another start time or pidfd
+//! inode, or when the host booted since it was recorded. Nothing here relies
+//! on time: on one host the kernel knows, so no lease or heartbeat is needed.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tend_ledger::{KillReport, Ledger, Outcome, Transition};
+use tend_model::{Execution, ExecutionId, KillMethod, Status};
+use tend_proc::{procfs, tree, Pidfd, Verified};
+
+use crate::{Error, Home};
+
+/// How long processes get after SIGKILL to disappear before the reaper
+/// reports them as stuck and moves on.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// One execution the reaper marked `lost`.
+#[derive(Debug, Clone)]
+pub struct Reconciled {
+    /// The row after the change.
+    pub execution: Execution,
+    /// Status it had before.
+    pub was: Status,
+    /// Processes of its tree that were still alive and got ended.
+    pub processes_ended: u32,
+}
+
+/// Checks every live execution of this host and marks those whose
+/// supervision is gone `lost`, ending their leftover processes. Cheap when
+/// nothing is wrong: one pidfd open and one `/proc` read per live execution.
+pub fn reconcile<L: Ledger>(ledger: &L, home: &Home) -> Result<Vec<Reconciled>, Error> {
+    let host = procfs::hostname();
+    let mut out = Vec::new();
+    for e in ledger.live()? {
+        if let Some(r) = reconcile_one(ledger, home, &e, &host)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Why `e`'s supervision is gone, or `None` if its supervisor is alive (or
+/// it runs on another host, which only that host's lease can judge).
+pub(crate) fn supervision_gone(e: &Execution, host: &str) -> Result<Option<String>, Error> {
+    if e.host != host {
+        return Ok(None);
+    }
+    let boot = procfs::boot_id().map_err(Error::io("reading the boot id"))?;
+    if boot != e.supervisor.boot_id {
+        return Ok(Some("host rebooted".into()));
+    }
+    let v = Pidfd::open_verified(&e.supervisor).map_err(Error::io("checking a supervisor"))?;
+    Ok(match v {
+        Verified::Alive(_) => None,
+        Verified::Gone if e.status == Status::Queued => {
+            Some("failed to start: the supervisor died before starting the command".into())
+        }
+        Verified::Gone => Some("supervisor died".into()),
+        Verified::Mismatch(_) if e.status == Status::Queued => {
+            Some("failed to start: the supervisor died before starting the command".into())
+        }
+        Verified::Mismatch(_) => {
+            Some("supervisor died (its pid now belongs to another process)".into())
+        }
+    })
+}
+
+pub(crate) fn reconcile_one<L: Ledger>(
+    ledger: &L,
+    home: &Home,
+    e: &Execution,
+    host: &str,
+) -> Result<Option<Reconciled>, Error> {
+    let Some(reason) = supervision_gone(e, host)? else {
+        return Ok(None);
+    };
+    // End the tree first, then commit: the row then says how it was ended,
+    // and the status is never `lost` while a process of it still runs.
+    let started = std::time::Instant::now();
+    let ended = if reason == "host rebooted" {
+        None
+    } else {
+        Some(end_marked(ledger, e, "reaper")?)
+    };
+    let kill = ended.filter(|t| t.signalled > 0).map(|t| KillReport {
+        method: if t.forced {
+            KillMethod::Forced
+        } else {
+            KillMethod::Graceful
+        },
+        duration_ms: started.elapsed().as_millis() as u64,
+        processes_signalled: t.signalled,
+    });
+    let outcome = Outcome {
+        status: Status::Lost,
+        reason: reason.clone(),
+        exit_code: None,
+        signal: None,
+        kill,
+        event: "marked-lost",
+        actor: "reaper".into(),
+        details: json!({ "supervisor_pid": e.supervisor.pid, "remaining": ended.map(|t| t.remaining) }),
+    };
+    match ledger.transition(&e.id, e.status, &outcome)? {
+        Transition::Won(row) => {
+            home.announce_exit(&row.id, row.status);
+            Ok(Some(Reconciled {
+                execution: row,
+                was: e.status,
+                processes_ended: ended.map_or(0, |t| t.signalled),
+            }))
+        }
+        Transition::Lost(_) => Ok(None),
+    }
+}
+
+/// Ends every live process of execution `e` without its supervisor: the
+/// recorded command process (if it is still the same process) and every
+/// process carrying `e`'s marker, graceful then certain. A recorded PID that
+/// now belongs to another process is left alone and the refusal is recorded
+/// as an `identity-mismatch` event.
+pub fn end_marked<L: Ledger>(
+    ledger: &L,
+    e: &Execution,
+    actor: &str,
+) -> Result<tree::Terminated, Error> {
+    let mut fds: Vec<Pidfd> = Vec::new();
+    if let Some(p) = &e.process {
+        match Pidfd::open_verified(p).map_err(Error::io("checking a process identity"))? {
+            Verified::Alive(fd) => fds.push(fd),
+            Verified::Mismatch(why) => ledger.record(
+                &e.id,
+                "identity-mismatch",
+                actor,
+                json!({ "pid": p.pid, "detail": why, "action": "not signalled" }),
+            )?,
+            Verified::Gone => {}
+        }
+    }
+    for (fd, id) in tree::marked(ledger.ledger_id()) {
+        if id == e.id.as_str() && !fds.iter().any(|f| f.pid() == fd.pid()) {
+            fds.push(fd);
+        }
+    }
+    if fds.is_empty() {
+        return Ok(tree::Terminated {
+            signalled: 0,
+            forced: false,
+            remaining: 0,
+        });
+    }
+    let grace = Duration::from_millis(e.kill_grace_ms);
+    let pids: Vec<i32> = fds.iter().map(Pidfd::pid).collect();
+    let t = tree::terminate(&fds, grace, SETTLE);
+    ledger.record(
+        &e.id,
+        "signal-sent",
+        actor,
+        json!({ "pids": pids, "processes": t.signalled, "forced": t.forced, "remaining": t.remaining }),
+    )?;
+    Ok(t)
+}
+
+/// A marked process whose execution is not live (finished, or unknown to
+/// this ledger).
+#[derive(Debug, Clone)]
+pub struct Straggler {
+    /// Its PID.
+    pub pid: i32,
+    /// The execution id its marker names.
+    pub execution_id: String,
+    /// The status of that execution, or `None` if the ledger has no such id.
+    pub status: Option<Status>,
+}
+
+/// Finds processes that carry this ledger's marker but whose execution is
+/// terminal or unknown, and (unless `dry_run`) ends them. Processes marked
+/// for another ledger are never looked at twice.
+pub fn sweep_stragglers<L: Ledger>(
+    ledger: &L,
+    dry_run: bool,
+    grace: Duration,
+) -> Result<Vec<Straggler>, Error> {
+    let mut found = Vec::new();
+    let mut fds = Vec::new();
+    for (fd, id) in tree::marked(ledger.ledger_id()) {
+        let status = match ExecutionId::parse(&id) {
+            Ok(eid) => match ledger.get(&eid) {
+                Ok(e) => Some(e.status),
+                Err(tend_ledger::Error::NotFound(_)) => None,
+                Err(err) => return Err(err.into()),
+            },
+            Err(_) => None,
+        };
+        if status.is_some_and(|s| !s.is_terminal()) {
+            continue;
+        }
+        found.push(Straggler {
+            pid: fd.pid(),
+            execution_id: id,
+            status,
+        });
+        fds.push(fd);
+    }
+    if !dry_run && !fds.is_empty() {
+        tree::terminate(&fds, grace, SETTLE);
+    }
+    Ok(found)
+}
+
+/// What [`reconcile`] would do, without doing it: each live execution whose
+/// supervision is gone, and why.
+pub fn reconcile_dry_run<L: Ledger>(ledger: &L) -> Result<Vec<(Execution, String)>, Error> {
+    let host = procfs::hostname();
+    let mut out = Vec::new();
+    for e in ledger.live()? {
+        if let Some(reason) = supervision_gone(&e, &host)? {
+            out.push((e, reason));
+        }
+    }
+    Ok(out)
+}

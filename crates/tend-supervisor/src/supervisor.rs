@@ -1,0 +1,698 @@
+//! The supervisor: one single-threaded process per execution, the direct
+//! parent of its command.
+//!
+//! Order of work, and why:
+//! 1. install signal handlers and become a child subreaper — before the
+//!    execution is recorded, since from then on others may nudge us;
+//! 2. commit the execution as `queued` with our own identity (*before* the
+//!    fork, so no process ever runs unrecorded);
+//! 3. spawn the command in its own session with PDEATHSIG, commit `running`
+//!    with its identity;
+//! 4. wait in one `poll` for the command's pidfd, its output pipes, our
+//!    signals, and the deadlines of timeouts and kills — never a sleep loop;
+//! 5. once the command has exited, end whatever it left behind (orphans are
+//!    re-parented to us, so they are still our descendants);
+//! 6. commit the terminal status only when the tree is empty, then announce
+//!    it with an exit file.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+use rustix::process::{wait, WaitOptions, WaitStatus};
+use serde_json::json;
+use tend_ledger::{Created, KillReport, Ledger, NewExecution, Outcome, Transition};
+use tend_model::{Execution, KillMethod, ProcessIdentity, Status, MARKER_EXECUTION, MARKER_LEDGER};
+use tend_proc::{procfs, spawn, tree, Pidfd, Sig};
+
+use crate::logs::LogFile;
+use crate::signals::Signals;
+use crate::{failpoint, Error, Home, OnDuplicate, RunSpec};
+
+/// Where the supervisor's own output goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `tend run`: the command's output is also copied to our stdout and
+    /// stderr, and it reads our stdin.
+    Foreground,
+    /// `tend run -d`: the supervisor runs in the background; output goes to
+    /// the log files only and stdin is `/dev/null`.
+    Detached,
+}
+
+/// What the supervisor tells its caller as soon as the start is decided,
+/// before the command ends (a detached supervisor's parent prints it).
+#[derive(Debug)]
+pub enum Report<'a> {
+    /// The command is running.
+    Started(&'a Execution),
+    /// The key already stands for this execution; nothing was started.
+    Existing(&'a Execution, OnDuplicate),
+    /// The command could not be started; the execution is recorded `failed`.
+    FailedToStart(&'a Execution),
+}
+
+/// How a supervised run ended.
+#[derive(Debug)]
+pub enum RunResult {
+    /// The execution reached this terminal row.
+    Finished(Execution),
+    /// Nothing was started: the key belongs to this execution.
+    Existing(Execution, OnDuplicate),
+}
+
+/// How long a tree may resist SIGKILL (uninterruptible sleep) before the
+/// supervisor records that it is stuck. It keeps waiting afterwards.
+const STUCK_REPORT_AFTER: Duration = Duration::from_secs(5);
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Runs one execution to its end. Blocks until the command and every
+/// process it started are gone and the outcome is committed.
+pub fn run<L: Ledger>(
+    ledger: &L,
+    home: &Home,
+    spec: &RunSpec,
+    mode: Mode,
+    report: &mut dyn FnMut(Report<'_>),
+) -> Result<RunResult, Error> {
+    let signals = Signals::install().map_err(Error::io("installing signal handlers"))?;
+    spawn::become_subreaper().map_err(Error::io("becoming a child subreaper"))?;
+    let me = std::process::id() as i32;
+    let supervisor =
+        tend_proc::identify(me).map_err(Error::io("reading the supervisor's identity"))?;
+    let new = NewExecution {
+        name: spec.display_name(),
+        command: spec.command.clone(),
+        cwd: spec.cwd.clone(),
+        env: spec.env.clone(),
+        labels: spec.labels.clone(),
+        key: spec.key.clone(),
+        dedup: spec.on_duplicate != OnDuplicate::Run,
+        host: procfs::hostname(),
+        tier: "session".into(),
+        supervisor,
+        timeout_ms: spec.timeout_ms,
+        kill_grace_ms: spec.kill_grace_ms,
+        log_dir: home.logs_dir(),
+    };
+    let exec = match ledger.create(&new)? {
+        Created::New(e) => e,
+        Created::Existing(e) => {
+            report(Report::Existing(&e, spec.on_duplicate));
+            return Ok(RunResult::Existing(e, spec.on_duplicate));
+        }
+    };
+    failpoint("after-queued-commit");
+    let (mut out, mut err) = match open_logs(&exec, spec.log_max_bytes) {
+        Ok(l) => l,
+        Err(e) => {
+            return failed_to_start(
+                ledger,
+                home,
+                exec,
+                1,
+                format!("cannot create its log files: {e}"),
+                report,
+            )
+        }
+    };
+
+    let mut cmd = Command::new(&spec.command[0]);
+    cmd.args(&spec.command[1..])
+        .current_dir(&spec.cwd)
+        .envs(&spec.env)
+        .env(MARKER_EXECUTION, exec.id.as_str())
+        .env(MARKER_LEDGER, ledger.ledger_id())
+        .env_remove(crate::FAILPOINT_VAR)
+        .stdin(if mode == Mode::Foreground {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawn::supervised(&mut cmd);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                io::ErrorKind::NotFound => 127,
+                io::ErrorKind::PermissionDenied => 126,
+                _ => 1,
+            };
+            let reason = format!("{}: {}", spec.command[0], plain_os_error(&e));
+            return failed_to_start(ledger, home, exec, code, reason, report);
+        }
+    };
+    let pid = child.id() as i32;
+    let child_fd = Pidfd::open(pid).map_err(Error::io("opening a pidfd on the command"))?;
+    let stat = procfs::stat(pid).map_err(Error::io("reading the command's start time"))?;
+    let identity = ProcessIdentity {
+        boot_id: new.supervisor.boot_id.clone(),
+        pid,
+        start_time: stat.start_time,
+        pidfd_ino: child_fd.inode(),
+    };
+    let stdout: OwnedFd = child.stdout.take().expect("stdout was piped").into();
+    let stderr: OwnedFd = child.stderr.take().expect("stderr was piped").into();
+    drop(child);
+    failpoint("after-spawn");
+    let exec = match ledger.start(&exec.id, &identity)? {
+        Transition::Won(e) => e,
+        Transition::Lost(current) => {
+            // Somebody ended it while it was queued (a cancel): honour that.
+            let _ = child_fd.signal(Sig::Kill);
+            return Ok(RunResult::Finished(current));
+        }
+    };
+    report(Report::Started(&exec));
+
+    let mut sup = Supervision {
+        ledger,
+        exec,
+        me,
+        mode,
+        signals,
+        child: Some(child_fd),
+        status: None,
+        pipes: [Some(nonblocking(stdout)?), Some(nonblocking(stderr)?)],
+        logs: [&mut out, &mut err],
+        kill: None,
+        deadline: spec
+            .timeout_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms)),
+        rescan: false,
+    };
+    if sup.exec.kill_request.is_some() {
+        sup.on_nudge()?;
+    }
+    let outcome = sup.supervise()?;
+    failpoint("before-terminal-commit");
+    let t = ledger.transition(&sup.exec.id, Status::Running, &outcome)?;
+    home.announce_exit(&sup.exec.id, t.execution().status);
+    failpoint("after-terminal-commit");
+    Ok(RunResult::Finished(match t {
+        Transition::Won(e) | Transition::Lost(e) => e,
+    }))
+}
+
+fn open_logs(exec: &Execution, cap: u64) -> io::Result<(LogFile, LogFile)> {
+    Ok((
+        LogFile::create(exec.stdout_path.clone().into(), cap)?,
+        LogFile::create(exec.stderr_path.clone().into(), cap)?,
+    ))
+}
+
+/// `"No such file or directory"` rather than `"... (os error 2)"`.
+fn plain_os_error(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn failed_to_start<L: Ledger>(
+    ledger: &L,
+    home: &Home,
+    exec: Execution,
+    code: i32,
+    why: String,
+    report: &mut dyn FnMut(Report<'_>),
+) -> Result<RunResult, Error> {
+    let outcome = Outcome {
+        status: Status::Failed,
+        reason: format!("failed to start: {why}"),
+        exit_code: Some(code),
+        signal: None,
+        kill: None,
+        event: "failed-to-start",
+        actor: "supervisor".into(),
+        details: json!({}),
+    };
+    let t = ledger.transition(&exec.id, Status::Queued, &outcome)?;
+    home.announce_exit(&exec.id, t.execution().status);
+    let e = match t {
+        Transition::Won(e) | Transition::Lost(e) => e,
+    };
+    report(Report::FailedToStart(&e));
+    Ok(RunResult::Finished(e))
+}
+
+fn nonblocking(fd: OwnedFd) -> Result<OwnedFd, Error> {
+    let flags = fcntl_getfl(&fd).map_err(|e| Error::io("configuring a pipe")(e.into()))?;
+    fcntl_setfl(&fd, flags | OFlags::NONBLOCK)
+        .map_err(|e| Error::io("configuring a pipe")(e.into()))?;
+    Ok(fd)
+}
+
+/// Why the supervisor is ending the tree.
+#[derive(Debug, Clone)]
+enum Cause {
+    Timeout(u64),
+    Request {
+        by: String,
+        reason: Option<String>,
+    },
+    Signal(&'static str),
+    /// The command exited and left processes behind.
+    Cleanup,
+}
+
+#[derive(Debug)]
+struct Kill {
+    cause: Cause,
+    started: Instant,
+    grace_deadline: Instant,
+    forced: bool,
+    sigkilled: bool,
+    signalled: HashSet<i32>,
+    watch: Vec<Pidfd>,
+    stuck_reported: bool,
+}
+
+struct Supervision<'a, L: Ledger> {
+    ledger: &'a L,
+    exec: Execution,
+    me: i32,
+    mode: Mode,
+    signals: Signals,
+    child: Option<Pidfd>,
+    status: Option<WaitStatus>,
+    pipes: [Option<OwnedFd>; 2],
+    logs: [&'a mut LogFile; 2],
+    kill: Option<Kill>,
+    deadline: Option<Instant>,
+    rescan: bool,
+}
+
+impl<L: Ledger> Supervision<'_, L> {
+    /// The event loop. Returns the outcome once the command has exited and
+    /// no descendant is left.
+    fn supervise(&mut self) -> Result<Outcome, Error> {
+        loop {
+            if self.rescan {
+                self.rescan = false;
+                if self.step_tree()? {
+                    break;
+                }
+            }
+            self.wait_once()?;
+        }
+        self.drain_pipes();
+        Ok(self.outcome())
+    }
+
+    /// Looks at the tree and pushes the kill (if any) forward. Returns true
+    /// when the execution is over: command reaped and no descendant left.
+    fn step_tree(&mut self) -> Result<bool, Error> {
+        let tree = tree::open_descendants(self.me);
+        if self.status.is_some() && tree.is_empty() {
+            return Ok(true);
+        }
+        if self.status.is_some() && self.kill.is_none() {
+            self.begin_kill(
+                Cause::Cleanup,
+                Duration::from_millis(self.exec.kill_grace_ms),
+                false,
+            );
+        }
+        let Some(kill) = self.kill.as_mut() else {
+            return Ok(false);
+        };
+        if !kill.forced && Instant::now() >= kill.grace_deadline {
+            kill.forced = true;
+        }
+        let sig = if kill.forced { Sig::Kill } else { Sig::Term };
+        let mut sent = 0u32;
+        for fd in &tree {
+            if (kill.forced || !kill.signalled.contains(&fd.pid()))
+                && matches!(fd.signal(sig), Ok(true))
+            {
+                if sig == Sig::Term {
+                    let _ = fd.signal(Sig::Cont);
+                }
+                kill.signalled.insert(fd.pid());
+                sent += 1;
+            }
+        }
+        if sent > 0 {
+            if kill.forced {
+                kill.sigkilled = true;
+            }
+            let name = if kill.forced { "SIGKILL" } else { "SIGTERM" };
+            let pids: Vec<i32> = tree.iter().map(Pidfd::pid).collect();
+            self.ledger.record(
+                &self.exec.id,
+                "signal-sent",
+                "supervisor",
+                json!({ "signal": name, "processes": sent, "pids": pids }),
+            )?;
+        }
+        let kill = self.kill.as_mut().expect("checked above");
+        kill.watch = tree;
+        Ok(false)
+    }
+
+    fn begin_kill(&mut self, cause: Cause, grace: Duration, force: bool) {
+        let now = Instant::now();
+        self.kill = Some(Kill {
+            cause,
+            started: now,
+            grace_deadline: if force { now } else { now + grace },
+            forced: false,
+            sigkilled: false,
+            signalled: HashSet::new(),
+            watch: Vec::new(),
+            stuck_reported: false,
+        });
+        self.rescan = true;
+    }
+
+    /// Escalates a kill in progress: a second Ctrl-C or a `--force` request.
+    fn hurry(&mut self) {
+        if let Some(k) = self.kill.as_mut() {
+            k.grace_deadline = Instant::now();
+            self.rescan = true;
+        }
+    }
+
+    fn on_nudge(&mut self) -> Result<(), Error> {
+        let row = self.ledger.get(&self.exec.id)?;
+        let Some(req) = row.kill_request.clone() else {
+            return Ok(());
+        };
+        self.exec = row;
+        match &self.kill {
+            Some(k) if !matches!(k.cause, Cause::Cleanup) => {
+                if req.force {
+                    self.hurry();
+                }
+            }
+            _ => {
+                let grace = Duration::from_millis(req.grace_ms.unwrap_or(self.exec.kill_grace_ms));
+                self.begin_kill(
+                    Cause::Request {
+                        by: req.by,
+                        reason: req.reason,
+                    },
+                    grace,
+                    req.force,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// One `poll` over every source of news, then handles what it reported.
+    fn wait_once(&mut self) -> Result<(), Error> {
+        let now = Instant::now();
+        let mut until: Option<Instant> = None;
+        let mut consider = |t: Instant| until = Some(until.map_or(t, |u: Instant| u.min(t)));
+        match &self.kill {
+            None => {
+                if let Some(d) = self.deadline {
+                    consider(d);
+                }
+            }
+            Some(k) if !k.forced => consider(k.grace_deadline),
+            Some(k) if !k.stuck_reported => {
+                consider(k.started.max(k.grace_deadline) + STUCK_REPORT_AFTER)
+            }
+            Some(_) => {}
+        }
+        let timeout = until.map(|u| {
+            let d = u.saturating_duration_since(now);
+            Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as i64,
+            }
+        });
+
+        let (sig_ready, child_ready, pipe_ready, watch_ready) = {
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(8);
+            fds.push(PollFd::new(&self.signals, PollFlags::IN));
+            let child_at = self.child.as_ref().map(|c| {
+                fds.push(PollFd::new(c, PollFlags::IN));
+                fds.len() - 1
+            });
+            let mut pipe_at = [None, None];
+            for (i, p) in self.pipes.iter().enumerate() {
+                if let Some(p) = p {
+                    fds.push(PollFd::new(p, PollFlags::IN));
+                    pipe_at[i] = Some(fds.len() - 1);
+                }
+            }
+            let watch_from = fds.len();
+            if let Some(k) = &self.kill {
+                for w in &k.watch {
+                    fds.push(PollFd::new(w, PollFlags::IN));
+                }
+            }
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Error::io("waiting for events")(e.into())),
+            }
+            let ready = |i: usize| !fds[i].revents().is_empty();
+            (
+                ready(0),
+                child_at.is_some_and(ready),
+                pipe_at.map(|p| p.is_some_and(ready)),
+                (watch_from..fds.len()).any(ready),
+            )
+        };
+
+        if sig_ready {
+            let p = self.signals.take();
+            if p.child {
+                self.reap();
+            }
+            if let Some(name) = p.stop {
+                match &self.kill {
+                    Some(k) if !matches!(k.cause, Cause::Cleanup) => self.hurry(),
+                    _ => {
+                        let grace = Duration::from_millis(self.exec.kill_grace_ms);
+                        self.begin_kill(Cause::Signal(name), grace, false);
+                    }
+                }
+            }
+            if p.nudge {
+                self.on_nudge()?;
+            }
+        }
+        for (i, ready) in pipe_ready.into_iter().enumerate() {
+            if ready {
+                self.read_pipe(i, false);
+            }
+        }
+        if child_ready {
+            self.reap();
+        }
+        if watch_ready {
+            self.rescan = true;
+        }
+        let now = Instant::now();
+        if self.kill.is_none() && self.deadline.is_some_and(|d| now >= d) {
+            let ms = self.exec.timeout_ms.unwrap_or(0);
+            self.begin_kill(
+                Cause::Timeout(ms),
+                Duration::from_millis(self.exec.kill_grace_ms),
+                false,
+            );
+        }
+        if let Some(k) = self.kill.as_mut() {
+            if !k.forced && now >= k.grace_deadline {
+                self.rescan = true;
+            } else if k.forced
+                && !k.stuck_reported
+                && now >= k.started.max(k.grace_deadline) + STUCK_REPORT_AFTER
+            {
+                k.stuck_reported = true;
+                let pids: Vec<i32> = k.watch.iter().map(Pidfd::pid).collect();
+                let states: Vec<String> = pids
+                    .iter()
+                    .map(|p| {
+                        procfs::stat(*p)
+                            .map(|s| format!("{p}:{}", s.state))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                self.ledger.record(
+                    &self.exec.id,
+                    "unkillable",
+                    "supervisor",
+                    json!({ "pids": pids, "states": states,
+                            "note": "still present after SIGKILL (uninterruptible sleep?); still waiting" }),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reaps every child that has exited: the command (whose status we
+    /// keep) and any orphan re-parented to us.
+    fn reap(&mut self) {
+        let Some(cmd_pid) = self.exec.pid else { return };
+        while let Ok(Some((pid, st))) = wait(WaitOptions::NOHANG) {
+            if pid.as_raw_nonzero().get() == cmd_pid {
+                self.status = Some(st);
+                self.child = None;
+            }
+            self.rescan = true;
+        }
+    }
+
+    fn read_pipe(&mut self, i: usize, to_end: bool) {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let Some(fd) = self.pipes[i].as_ref() else {
+                return;
+            };
+            match rustix::io::read(fd, &mut buf) {
+                Ok(0) => {
+                    self.pipes[i] = None;
+                    return;
+                }
+                Ok(n) => {
+                    self.copy_out(i, &buf[..n]);
+                    if !to_end {
+                        return;
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => {
+                    // EAGAIN: nothing more now. When draining at the end
+                    // the whole tree is gone, so no writer is left.
+                    if to_end {
+                        self.pipes[i] = None;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn copy_out(&mut self, i: usize, data: &[u8]) {
+        if self.mode == Mode::Foreground {
+            let _ = if i == 0 {
+                let mut o = io::stdout().lock();
+                o.write_all(data).and_then(|_| o.flush())
+            } else {
+                io::stderr().lock().write_all(data)
+            };
+        }
+        if let Some(e) = self.logs[i].write(data) {
+            let stream = if i == 0 { "stdout" } else { "stderr" };
+            let _ = self.ledger.record(
+                &self.exec.id,
+                "log-write-failed",
+                "supervisor",
+                json!({ "stream": stream, "error": e.to_string(),
+                        "note": "output is no longer saved; the command keeps running" }),
+            );
+        }
+    }
+
+    fn drain_pipes(&mut self) {
+        for i in 0..2 {
+            self.read_pipe(i, true);
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        let st = self
+            .status
+            .expect("the loop ends only after the command is reaped");
+        let (exit_code, signal) = (st.exit_status(), st.terminating_signal());
+        let exited = match (exit_code, signal) {
+            (Some(c), _) => format!("exited with code {c}"),
+            (None, Some(s)) => format!("killed by signal {s} ({})", signal_name(s)),
+            _ => "ended".to_string(),
+        };
+        let kill = self.kill.as_ref().map(|k| KillReport {
+            method: if k.sigkilled {
+                KillMethod::Forced
+            } else {
+                KillMethod::Graceful
+            },
+            duration_ms: k.started.elapsed().as_millis() as u64,
+            processes_signalled: k.signalled.len() as u32,
+        });
+        let mut details = json!({ "pid": self.exec.pid });
+        let (status, reason, event, actor) = match self.kill.as_ref().map(|k| &k.cause) {
+            Some(Cause::Timeout(ms)) => (
+                Status::TimedOut,
+                format!(
+                    "timed out after {}",
+                    tend_model::format_duration(Duration::from_millis(*ms))
+                ),
+                "timed-out",
+                "supervisor".to_string(),
+            ),
+            Some(Cause::Request { by, reason }) => (
+                Status::Killed,
+                match reason {
+                    Some(r) => format!("killed by {by}: {r}"),
+                    None => format!("killed by {by}"),
+                },
+                "killed",
+                by.clone(),
+            ),
+            Some(Cause::Signal(name)) => (
+                Status::Killed,
+                format!("interrupted ({name} to the supervisor)"),
+                "killed",
+                "user".to_string(),
+            ),
+            Some(Cause::Cleanup) | None => {
+                if let Some(k) = self.kill.as_ref() {
+                    details["stragglers_ended"] = json!(k.signalled.len());
+                }
+                let status = if exit_code == Some(0) {
+                    Status::Succeeded
+                } else {
+                    Status::Failed
+                };
+                (status, exited, "exited", "supervisor".to_string())
+            }
+        };
+        Outcome {
+            status,
+            reason,
+            exit_code,
+            signal,
+            kill,
+            event,
+            actor,
+            details,
+        }
+    }
+}
+
+/// `SIGTERM` for 15, and so on, for reasons people read.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => "signal",
+    }
+}

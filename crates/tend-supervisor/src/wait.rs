@@ -1,0 +1,103 @@
+//! Waiting for executions to end, woken by events.
+//!
+//! Subscribe first, read second: the inotify watch on the exit-file folder
+//! is in place before the ledger is read, so an exit committed in between
+//! still wakes us. Each live execution's supervisor is also watched through
+//! its pidfd, so a supervisor that dies without writing an exit file wakes
+//! us too, and the execution is reconciled to `lost` on the spot.
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::inotify;
+use tend_ledger::Ledger;
+use tend_model::{Execution, ExecutionId};
+use tend_proc::{procfs, Pidfd, Verified};
+
+use crate::{reaper, Error, Home};
+
+/// Blocks until every execution in `ids` is terminal, and returns their
+/// rows in the same order; `Ok(None)` if `timeout` passed first.
+pub fn wait_until_done<L: Ledger>(
+    ledger: &L,
+    home: &Home,
+    ids: &[ExecutionId],
+    timeout: Option<Duration>,
+) -> Result<Option<Vec<Execution>>, Error> {
+    let watch = watch_dir(&home.exits_dir())?;
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let host = procfs::hostname();
+    loop {
+        let mut rows = Vec::with_capacity(ids.len());
+        let mut supervisors: Vec<Pidfd> = Vec::new();
+        let mut rechecked = false;
+        for id in ids {
+            let e = ledger.get(id)?;
+            if !e.status.is_terminal() && e.host == host {
+                match Pidfd::open_verified(&e.supervisor)
+                    .map_err(Error::io("checking a supervisor"))?
+                {
+                    Verified::Alive(fd) => supervisors.push(fd),
+                    _ => {
+                        reaper::reconcile_one(ledger, home, &e, &host)?;
+                        rechecked = true;
+                    }
+                }
+            }
+            rows.push(e);
+        }
+        if rechecked {
+            continue;
+        }
+        if rows.iter().all(|e| e.status.is_terminal()) {
+            return Ok(Some(rows));
+        }
+        let left = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                Some(Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: left.subsec_nanos() as i64,
+                })
+            }
+            None => None,
+        };
+        let mut fds: Vec<PollFd<'_>> = vec![PollFd::new(&watch, PollFlags::IN)];
+        fds.extend(supervisors.iter().map(|s| PollFd::new(s, PollFlags::IN)));
+        match poll(&mut fds, left.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::io("waiting for an exit")(e.into())),
+        }
+        drain(&watch);
+    }
+}
+
+/// An inotify descriptor watching `dir` for files that appear or finish
+/// being written.
+pub(crate) fn watch_dir(dir: &std::path::Path) -> Result<OwnedFd, Error> {
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+        .map_err(|e| Error::io("starting inotify")(e.into()))?;
+    add(&fd, dir)?;
+    Ok(fd)
+}
+
+pub(crate) fn add(fd: &OwnedFd, path: &std::path::Path) -> Result<(), Error> {
+    use inotify::WatchFlags as W;
+    inotify::add_watch(
+        fd,
+        path,
+        W::MOVED_TO | W::CLOSE_WRITE | W::CREATE | W::MODIFY,
+    )
+    .map(drop)
+    .map_err(|e| Error::io("watching a folder")(e.into()))
+}
+
+/// Discards queued inotify events: they only say "look again".
+pub(crate) fn drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 4096];
+    while matches!(rustix::io::read(fd, &mut buf), Ok(n) if n > 0) {}
+}

@@ -1,0 +1,213 @@
+//! The command line, declared with clap. Every value that has a format
+//! (durations, sizes, labels, statuses) is parsed here, so a malformed one
+//! is a usage error (exit 2) before anything touches the ledger.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tend_model::Status;
+
+/// Run commands as tracked executions, with a ledger that never lies.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tend",
+    version,
+    about,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Ledger to use: a SQLite file path or sqlite:// URL [default: $TEND_HOME/tend.db]
+    #[arg(long, global = true, env = "TEND_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// Print machine-readable JSON (one stable schema; see README)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print less: no notes on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more detail
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a command as an execution (in the foreground, or detached with -d)
+    Run(RunArgs),
+    /// Show the executions that are queued or running
+    Ps,
+    /// List recent executions
+    List(ListArgs),
+    /// Show every field of one execution and its events
+    Show(ShowArgs),
+    /// Print an execution's output
+    Logs(LogsArgs),
+    /// Block until executions end; exit with the execution's code
+    Wait(WaitArgs),
+    /// Kill executions: SIGTERM to the whole tree, a grace period, then SIGKILL
+    Kill(KillArgs),
+    /// Reconcile now: mark executions whose supervisor is gone lost, end stray processes
+    Reap(ReapArgs),
+    /// Supervise one execution described on stdin (used by `run -d`)
+    #[command(name = "__supervise", hide = true)]
+    Supervise,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Leave it running under a background supervisor and print its id
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Name to show and filter by [default: the program's file name]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A label, as key=value (repeatable)
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_pair)]
+    pub labels: Vec<(String, String)>,
+    /// Working directory [default: the current one]
+    #[arg(long)]
+    pub cwd: Option<std::path::PathBuf>,
+    /// An environment variable for the command, as KEY=VALUE (repeatable)
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_pair)]
+    pub env: Vec<(String, String)>,
+    /// End it after this long (e.g. 90s, 5m, 2h); exits 124
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when it is ended [default: 5s, or TEND_KILL_GRACE]
+    #[arg(long, value_parser = parse_duration)]
+    pub kill_grace: Option<Duration>,
+    /// Deduplication key: at most one live execution per key
+    #[arg(long)]
+    pub key: Option<String>,
+    /// When the key is taken: wait for that execution, skip, or run another anyway
+    #[arg(long, value_enum, default_value_t = OnDuplicate::Wait, requires = "key")]
+    pub on_duplicate: OnDuplicate,
+    /// The command and its arguments (after --)
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnDuplicate {
+    Wait,
+    Skip,
+    Run,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only these statuses (repeatable, or comma-separated)
+    #[arg(long, value_delimiter = ',', value_parser = parse_status)]
+    pub status: Vec<Status>,
+    /// Only names matching this glob (e.g. 'backup-*')
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only executions with this label, as key=value (repeatable: all must match)
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_pair)]
+    pub labels: Vec<(String, String)>,
+    /// Only executions created within this long (e.g. 1h, 7d)
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// At most this many
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Execution id or a unique prefix of at least 4 characters
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Execution id or a unique prefix
+    pub id: String,
+    /// Keep printing as it writes, until it ends
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Standard error instead of standard output
+    #[arg(long)]
+    pub stderr: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Execution ids or unique prefixes
+    #[arg(required_unless_present = "key", conflicts_with = "key")]
+    pub ids: Vec<String>,
+    /// Wait for the execution that holds this key
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Give up after this long (exit 75)
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Execution ids or unique prefixes
+    pub ids: Vec<String>,
+    /// SIGKILL at once, without a grace period
+    #[arg(long)]
+    pub force: bool,
+    /// Time between SIGTERM and SIGKILL [default: the execution's --kill-grace]
+    #[arg(long, value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+    /// Why, for the audit log
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Every live execution whose name matches this glob
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Every live execution with this label, as key=value
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_pair)]
+    pub labels: Vec<(String, String)>,
+    /// Every live execution older than this (e.g. 2h)
+    #[arg(long, value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
+    /// Every live execution
+    #[arg(long)]
+    pub all: bool,
+    /// Act on a bulk selection (without it, bulk kills only list their targets)
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReapArgs {
+    /// Say what would be done, and do nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    tend_model::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_status(s: &str) -> Result<Status, String> {
+    s.parse()
+        .map_err(|e: tend_model::UnknownStatus| e.to_string())
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
+}

@@ -1,0 +1,297 @@
+//! `tend run`, and the hidden `tend __supervise` that a detached run starts.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
+use tend_ledger::{Ledger, SqliteLedger};
+use tend_model::ExecutionId;
+use tend_supervisor::{Home, Mode, OnDuplicate, Report, RunResult, RunSpec};
+
+use super::Context;
+use crate::cli::{self, RunArgs};
+use crate::output;
+
+/// What `tend run -d` hands its background supervisor on stdin.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    spec: RunSpec,
+    home: std::path::PathBuf,
+    db: std::path::PathBuf,
+}
+
+/// What the background supervisor answers on stdout, once the start is
+/// decided; then it lets go of the pipe and the caller exits.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Answer {
+    Started { id: String },
+    Existing { id: String },
+    FailedToStart { id: String },
+    Error { message: String },
+}
+
+fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
+    let cwd = match &args.cwd {
+        Some(c) => c.clone(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let cwd = std::fs::canonicalize(&cwd)
+        .ok()
+        .filter(|p| p.is_dir())
+        .ok_or_else(|| {
+            crate::usage(format!(
+                "the working directory {} does not exist",
+                cwd.display()
+            ))
+        })?;
+    let timeout = args.timeout.or(ctx.config.default_timeout);
+    if let Some(t) = timeout {
+        if t > ctx.config.max_timeout {
+            return Err(crate::usage(format!(
+                "--timeout {} is longer than the maximum of {}; raise TEND_MAX_TIMEOUT to allow it",
+                tend_model::format_duration(t),
+                tend_model::format_duration(ctx.config.max_timeout)
+            )));
+        }
+        if t.is_zero() {
+            return Err(crate::usage("--timeout must be longer than zero"));
+        }
+    }
+    if args.command[0].is_empty() {
+        return Err(crate::usage("the command is empty"));
+    }
+    Ok(RunSpec {
+        name: args.name.clone(),
+        command: args.command.clone(),
+        cwd: cwd.display().to_string(),
+        env: args.env.iter().cloned().collect(),
+        labels: args.labels.iter().cloned().collect(),
+        key: args.key.clone(),
+        on_duplicate: match args.on_duplicate {
+            cli::OnDuplicate::Wait => OnDuplicate::Wait,
+            cli::OnDuplicate::Skip => OnDuplicate::Skip,
+            cli::OnDuplicate::Run => OnDuplicate::Run,
+        },
+        timeout_ms: timeout.map(|t| t.as_millis() as u64),
+        kill_grace_ms: args.kill_grace.unwrap_or(ctx.config.kill_grace).as_millis() as u64,
+        log_max_bytes: ctx.config.log_max_size,
+    })
+}
+
+/// `tend run`.
+pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
+    ctx.reconcile()?;
+    let spec = spec(ctx, args)?;
+    if args.detach {
+        return detached(ctx, spec);
+    }
+    let verbose = ctx.global.verbose && !ctx.global.quiet;
+    let result = tend_supervisor::run(&ctx.ledger, &ctx.home, &spec, Mode::Foreground, &mut |r| {
+        if let Report::Started(e) = r {
+            if verbose {
+                eprintln!(
+                    "tend: execution {} started (pid {})",
+                    e.id,
+                    e.pid.unwrap_or(0)
+                );
+            }
+        }
+    })?;
+    let e = match result {
+        RunResult::Finished(e) => {
+            if e.started_at.is_none() {
+                eprintln!(
+                    "tend: cannot start {} (recorded as execution {})",
+                    e.reason
+                        .as_deref()
+                        .unwrap_or("the command")
+                        .trim_start_matches("failed to start: "),
+                    e.id
+                );
+            }
+            e
+        }
+        RunResult::Existing(e, OnDuplicate::Skip) => {
+            ctx.note(format_args!(
+                "key '{}' is held by execution {} ({}); skipped",
+                e.key.as_deref().unwrap_or(""),
+                e.id,
+                e.status
+            ));
+            if ctx.global.json {
+                output::json(&e);
+            }
+            return Ok(0);
+        }
+        RunResult::Existing(e, _) => {
+            if !e.status.is_terminal() {
+                ctx.note(format_args!(
+                    "key '{}' is held by execution {}; waiting for it",
+                    e.key.as_deref().unwrap_or(""),
+                    e.id
+                ));
+            }
+            let done = tend_supervisor::wait_until_done(
+                &ctx.ledger,
+                &ctx.home,
+                std::slice::from_ref(&e.id),
+                None,
+            )?
+            .and_then(|mut v| v.pop())
+            .expect("a wait without a timeout ends with the row");
+            done
+        }
+    };
+    if ctx.global.json {
+        output::json(&e);
+    }
+    Ok(e.shell_code())
+}
+
+fn detached(ctx: &Context, spec: RunSpec) -> Result<i32> {
+    let exe =
+        std::env::current_exe().context("cannot find the tend executable to start a supervisor")?;
+    let envelope = Envelope {
+        spec,
+        home: ctx.home.root().to_path_buf(),
+        db: ctx.config.sqlite_path()?,
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg("__supervise")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    tend_proc::spawn::detach_session(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .context("cannot start a background supervisor")?;
+    {
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        stdin
+            .write_all(&serde_json::to_vec(&envelope).expect("a run spec serialises"))
+            .context("cannot hand the run to its supervisor")?;
+    }
+    let mut text = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout was piped")
+        .read_to_string(&mut text)?;
+    let answer: Answer = match serde_json::from_str(text.trim()) {
+        Ok(a) => a,
+        Err(_) => {
+            let status = child.wait().ok();
+            bail!("the background supervisor stopped before it started the command ({status:?})");
+        }
+    };
+    let show = |id: &str| -> Result<tend_model::Execution> {
+        Ok(ctx.ledger.get(&ExecutionId::parse(id)?)?)
+    };
+    let (e, code) = match answer {
+        Answer::Started { id } => (show(&id)?, 0),
+        Answer::Existing { id } => {
+            let e = show(&id)?;
+            ctx.note(format_args!(
+                "key '{}' is held by execution {} ({})",
+                e.key.as_deref().unwrap_or(""),
+                e.id,
+                e.status
+            ));
+            (e, 0)
+        }
+        Answer::FailedToStart { id } => {
+            let e = show(&id)?;
+            eprintln!(
+                "tend: cannot start {} (recorded as execution {})",
+                e.reason
+                    .as_deref()
+                    .unwrap_or("the command")
+                    .trim_start_matches("failed to start: "),
+                e.id
+            );
+            let code = e.shell_code();
+            (e, code)
+        }
+        Answer::Error { message } => bail!("{message}"),
+    };
+    if ctx.global.json {
+        output::json(&e);
+    } else {
+        println!("{}", e.id);
+    }
+    Ok(code)
+}
+
+/// `tend __supervise`: the background supervisor of `tend run -d`.
+pub fn supervise() -> Result<i32> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    let devnull = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&devnull)?;
+    // Pin no mount point and no deleted directory while it runs.
+    let _ = std::env::set_current_dir("/");
+    let answer = |a: &Answer| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(a).expect("answers serialise")
+        );
+        let _ = out.flush();
+        // Let go of the caller's pipe so it can exit; keep nothing of its terminal.
+        let _ = rustix::stdio::dup2_stdout(&devnull);
+        let _ = rustix::stdio::dup2_stderr(&devnull);
+    };
+    let env: Envelope = match serde_json::from_str(&text) {
+        Ok(e) => e,
+        Err(e) => {
+            answer(&Answer::Error {
+                message: format!("the supervisor got an unreadable run description: {e}"),
+            });
+            return Ok(2);
+        }
+    };
+    let ledger = match SqliteLedger::open(&env.db) {
+        Ok(l) => l,
+        Err(e) => {
+            answer(&Answer::Error {
+                message: e.to_string(),
+            });
+            return Ok(1);
+        }
+    };
+    let home = Home::new(env.home);
+    let mut answered = false;
+    let result = tend_supervisor::run(&ledger, &home, &env.spec, Mode::Detached, &mut |r| {
+        answered = true;
+        answer(&match r {
+            Report::Started(e) => Answer::Started {
+                id: e.id.to_string(),
+            },
+            Report::Existing(e, _) => Answer::Existing {
+                id: e.id.to_string(),
+            },
+            Report::FailedToStart(e) => Answer::FailedToStart {
+                id: e.id.to_string(),
+            },
+        });
+    });
+    match result {
+        Ok(RunResult::Finished(e)) => Ok(e.shell_code()),
+        Ok(RunResult::Existing(..)) => Ok(0),
+        Err(e) => {
+            if !answered {
+                answer(&Answer::Error {
+                    message: e.to_string(),
+                });
+            }
+            let _ = ledger.ledger_id();
+            Ok(1)
+        }
+    }
+}

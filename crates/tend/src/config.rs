@@ -1,0 +1,133 @@
+//! Settings: `config.toml`, overridden by `TEND_*` variables, overridden by
+//! flags. Every setting has a variable so tests can change it per process.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The resolved settings of one tend invocation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Folder of the default ledger, logs and exit files.
+    pub home: PathBuf,
+    /// Ledger location as given (`None`: `home/tend.db`).
+    pub store: Option<String>,
+    /// Default SIGTERM → SIGKILL grace.
+    pub kill_grace: Duration,
+    /// Timeout applied when `run` gives none.
+    pub default_timeout: Option<Duration>,
+    /// Longest timeout accepted.
+    pub max_timeout: Duration,
+    /// Size at which a log file is rotated.
+    pub log_max_size: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    home: Option<PathBuf>,
+    store: Option<String>,
+    kill_grace: Option<String>,
+    default_timeout: Option<String>,
+    max_timeout: Option<String>,
+    log_max_size: Option<String>,
+}
+
+impl Config {
+    /// Reads the configuration file (if any) and the environment.
+    pub fn load() -> Result<Config> {
+        let path = config_path();
+        let file: File = match path.as_deref().map(std::fs::read_to_string) {
+            Some(Ok(text)) => toml::from_str(&text).with_context(|| {
+                format!(
+                    "the configuration file {} is not valid",
+                    path.as_ref().expect("read above").display()
+                )
+            })?,
+            Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e)
+                    .with_context(|| format!("cannot read {}", path.expect("set above").display()))
+            }
+            _ => File::default(),
+        };
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let duration = |name: &str, from_file: &Option<String>| -> Result<Option<Duration>> {
+            match var(name).or_else(|| from_file.clone()) {
+                Some(s) => Ok(Some(
+                    tend_model::parse_duration(&s)
+                        .with_context(|| format!("bad {name} setting"))?,
+                )),
+                None => Ok(None),
+            }
+        };
+        let home = match var("TEND_HOME").map(PathBuf::from).or(file.home) {
+            Some(h) => h,
+            None => default_home()?,
+        };
+        let log_max_size = match var("TEND_LOG_MAX_SIZE").or(file.log_max_size) {
+            Some(s) => tend_model::parse_size(&s).context("bad TEND_LOG_MAX_SIZE setting")?,
+            None => 64 << 20,
+        };
+        let max_timeout =
+            duration("TEND_MAX_TIMEOUT", &file.max_timeout)?.unwrap_or(Duration::from_secs(86_400));
+        let default_timeout = duration("TEND_DEFAULT_TIMEOUT", &file.default_timeout)?;
+        if default_timeout.is_some_and(|t| t > max_timeout) {
+            bail!("the default timeout is longer than the maximum timeout; raise TEND_MAX_TIMEOUT or lower it");
+        }
+        Ok(Config {
+            home,
+            store: var("TEND_STORE").or(file.store),
+            kill_grace: duration("TEND_KILL_GRACE", &file.kill_grace)?
+                .unwrap_or(Duration::from_secs(5)),
+            default_timeout,
+            max_timeout,
+            log_max_size,
+        })
+    }
+
+    /// The SQLite file to open, from `--store`/`TEND_STORE` or the home.
+    pub fn sqlite_path(&self) -> Result<PathBuf> {
+        let Some(store) = self.store.as_deref() else {
+            return Ok(self.home.join("tend.db"));
+        };
+        if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+            bail!("PostgreSQL ledgers are not supported by this build yet; use a SQLite path for --store");
+        }
+        let path = store
+            .strip_prefix("sqlite://")
+            .or_else(|| store.strip_prefix("sqlite:"))
+            .unwrap_or(store);
+        if path.is_empty() || path.contains("://") {
+            bail!(
+                "'{store}' is not a ledger location; give a file path or sqlite:///path/to/tend.db"
+            );
+        }
+        Ok(Path::new(path).to_path_buf())
+    }
+}
+
+fn config_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TEND_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("tend").join("config.toml"))
+}
+
+fn default_home() -> Result<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("state"))
+        });
+    match state {
+        Some(s) => Ok(s.join("tend")),
+        None => bail!("cannot find a home for the ledger: set TEND_HOME (or HOME)"),
+    }
+}
