@@ -144,10 +144,8 @@ impl Execution {
             _ => {
                 if let Some(sig) = self.signal {
                     128 + sig
-                } else if let Some(code) = self.exit_code {
-                    code
                 } else {
-                    1
+                    self.exit_code.unwrap_or(1)
                 }
             }
         }
