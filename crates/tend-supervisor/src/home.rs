@@ -33,7 +33,9 @@ impl Home {
                 .mode(0o700)
                 .create(&dir)?;
         }
-        let probe = self.root.join(".write-probe");
+        let probe = self
+            .root
+            .join(format!(".write-probe-{}", std::process::id()));
         fs::write(&probe, b"")?;
         fs::remove_file(&probe)
     }

@@ -1,0 +1,74 @@
+use crate::support::*;
+
+const EXECUTION_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "status",
+    "reason",
+    "exit_code",
+    "signal",
+    "pid",
+    "key",
+    "labels",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "host",
+    "tier",
+];
+
+fn assert_execution(v: &serde_json::Value) {
+    for f in EXECUTION_FIELDS {
+        assert!(v.get(*f).is_some(), "field {f} missing from {v}");
+    }
+    assert!(v["labels"].is_object());
+    let t = v["created_at"].as_str().unwrap();
+    assert!(
+        t.ends_with('Z') && t.len() == 24,
+        "RFC 3339 UTC with milliseconds: {t}"
+    );
+}
+
+#[test]
+fn every_command_speaks_the_same_execution_schema() {
+    let env = TestEnv::new();
+    let run = env.json(&[
+        "run", "-d", "--key", "kk", "--label", "a=b", "--", "sleep", "30",
+    ]);
+    assert_execution(&run);
+    assert_eq!(run["status"], "running");
+    assert_eq!(run["key"], "kk");
+    assert_eq!(run["labels"]["a"], "b");
+    assert_eq!(run["tier"], "session");
+    assert!(run["pid"].as_i64().unwrap() > 0);
+    let id = run["id"].as_str().unwrap();
+    let ps = env.json(&["ps"]);
+    assert_execution(&ps[0]);
+    assert!(ps[0]["rss_bytes"].as_u64().unwrap() > 0);
+    let show = env.json(&["show", id]);
+    assert_execution(&show);
+    assert_eq!(show["events"][0]["kind"], "created");
+    let killed = env.json(&["kill", id]);
+    let k = &killed[0];
+    for f in [
+        "id",
+        "status",
+        "kill_method",
+        "kill_duration_ms",
+        "processes_signalled",
+    ] {
+        assert!(k.get(f).is_some(), "{f} missing from {k}");
+    }
+    assert_eq!(k["status"], "killed");
+    assert_eq!(k["kill_method"], "graceful");
+    assert_eq!(k["processes_signalled"], 1);
+    let again = env.json(&["kill", id]);
+    assert_eq!(again[0]["kill_method"], "none");
+    assert_eq!(again[0]["already_finished"], true);
+    let list = env.json(&["list"]);
+    assert!(list.is_array());
+    assert_execution(&list[0]);
+    let fg = env.json(&["run", "--", "true"]);
+    assert_execution(&fg);
+    assert_eq!(fg["status"], "succeeded");
+}

@@ -1,0 +1,189 @@
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn success_is_recorded_and_exits_zero() {
+    let env = TestEnv::new();
+    let out = env.tend(&["run", "--", "sh", "-c", "echo hello; echo oops >&2"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello\n",
+        "output streams through"
+    );
+    assert_eq!(stderr(&out), "oops\n");
+    let list = env.json(&["list"]);
+    let e = &list[0];
+    assert_eq!(e["status"], "succeeded");
+    assert_eq!(e["exit_code"], 0);
+    assert_eq!(e["reason"], "exited with code 0");
+    assert_eq!(read(e["stdout_path"].as_str().unwrap().as_ref()), "hello\n");
+    assert_eq!(read(e["stderr_path"].as_str().unwrap().as_ref()), "oops\n");
+}
+
+#[test]
+fn exit_codes_pass_through() {
+    let env = TestEnv::new();
+    for c in [1, 7, 42, 255] {
+        let out = env.tend(&["run", "--", "sh", "-c", &format!("exit {c}")]);
+        assert_eq!(code(&out), c);
+    }
+    let list = env.json(&["list", "--status", "failed"]);
+    assert_eq!(list.as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn death_by_signal_exits_128_plus_n() {
+    let env = TestEnv::new();
+    let out = env.tend(&["run", "--", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(code(&out), 137);
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "failed");
+    assert_eq!(e["signal"], 9);
+    assert_eq!(e["exit_code"], serde_json::Value::Null);
+    assert!(e["reason"].as_str().unwrap().contains("SIGKILL"));
+}
+
+#[test]
+fn timeout_ends_the_whole_tree_and_exits_124() {
+    let env = TestEnv::new();
+    let start = Instant::now();
+    let out = env.tend(&[
+        "run",
+        "--timeout",
+        "1s",
+        "--kill-grace",
+        "500ms",
+        "--",
+        "sh",
+        "-c",
+        "sleep 100 & setsid sleep 100 & sleep 100",
+    ]);
+    assert_eq!(code(&out), 124, "{}", stderr(&out));
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "timed_out");
+    assert_eq!(e["reason"], "timed out after 1.0s");
+    assert_eq!(e["kill_method"], "graceful");
+    assert!(e["processes_signalled"].as_u64().unwrap() >= 3, "{e}");
+    // The supervisor commits only once the tree is gone: nothing is left now.
+    assert!(env.marked(Some(e["id"].as_str().unwrap())).is_empty());
+}
+
+#[test]
+fn a_command_that_ignores_term_is_forced_after_the_grace() {
+    let env = TestEnv::new();
+    let start = Instant::now();
+    let out = env.tend(&[
+        "run",
+        "--timeout",
+        "300ms",
+        "--kill-grace",
+        "700ms",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; sleep 100",
+    ]);
+    let took = start.elapsed();
+    assert_eq!(code(&out), 124);
+    assert!(
+        took >= Duration::from_millis(1000),
+        "SIGKILL came before the grace ended: {took:?}"
+    );
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["kill_method"], "forced");
+    assert!(env.marked(None).is_empty());
+}
+
+#[test]
+fn processes_left_behind_by_a_normal_exit_are_ended() {
+    let env = TestEnv::new();
+    let out = env.tend(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "setsid sleep 100 & (sleep 100 &) ; nohup sleep 100 >/dev/null 2>&1 & exit 0",
+    ]);
+    assert_eq!(code(&out), 0);
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "succeeded");
+    let id = e["id"].as_str().unwrap();
+    assert!(
+        env.marked(Some(id)).is_empty(),
+        "escapers outlived their execution"
+    );
+    let exited = env
+        .events(id)
+        .into_iter()
+        .find(|ev| ev["kind"] == "exited")
+        .unwrap();
+    assert_eq!(exited["details"]["stragglers_ended"], 3, "{exited}");
+}
+
+#[test]
+fn markers_reach_the_command() {
+    let env = TestEnv::new();
+    let out = env.ok(&[
+        "run",
+        "--env",
+        "GREETING=hi",
+        "--",
+        "sh",
+        "-c",
+        "echo $TEND_EXECUTION_ID $TEND_LEDGER $GREETING",
+    ]);
+    let parts: Vec<&str> = out.split_whitespace().collect();
+    let e = &env.json(&["list"])[0];
+    assert_eq!(parts[0], e["id"]);
+    assert_eq!(parts[1], env.ledger_id());
+    assert_eq!(parts[2], "hi");
+}
+
+#[test]
+fn cwd_name_and_labels_are_recorded() {
+    let env = TestEnv::new();
+    let dir = env.dir.path().join("work");
+    std::fs::create_dir(&dir).unwrap();
+    let out = env.ok(&[
+        "run",
+        "--cwd",
+        dir.to_str().unwrap(),
+        "--name",
+        "where",
+        "--label",
+        "team=infra",
+        "--",
+        "pwd",
+    ]);
+    assert_eq!(
+        out.trim(),
+        std::fs::canonicalize(&dir).unwrap().to_str().unwrap()
+    );
+    let e = &env.json(&["list", "--name", "wh*", "--label", "team=infra"])[0];
+    assert_eq!(e["name"], "where");
+    assert_eq!(e["labels"]["team"], "infra");
+}
+
+#[test]
+fn kill_grace_comes_from_the_environment() {
+    let env = TestEnv::new();
+    let out = env
+        .cmd()
+        .env("TEND_KILL_GRACE", "250ms")
+        .args(["run", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0);
+    assert_eq!(env.json(&["list"])[0]["kill_grace_ms"], 250);
+    std::fs::create_dir_all(env.dir.path().join("config/tend")).unwrap();
+    std::fs::write(
+        env.dir.path().join("config/tend/config.toml"),
+        "kill_grace = \"2s\"\n",
+    )
+    .unwrap();
+    env.ok(&["run", "--", "true"]);
+    assert_eq!(env.json(&["list"])[0]["kill_grace_ms"], 2000);
+}

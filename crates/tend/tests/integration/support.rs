@@ -1,0 +1,199 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tend_ledger::Ledger;
+
+/// A private tend home with its own ledger, and helpers to drive the binary.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        TestEnv {
+            dir: tempfile::tempdir().expect("a temp dir"),
+        }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// `tend` with this env's home and no outside configuration.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tend"));
+        c.env("TEND_HOME", self.home())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("NO_COLOR", "1")
+            .env_remove("TEND_STORE")
+            .env_remove("TEND_KILL_GRACE")
+            .env_remove("TEND_FAILPOINT")
+            .env_remove("TEND_EXECUTION_ID")
+            .env_remove("TEND_LEDGER")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn tend(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("tend runs")
+    }
+
+    /// Runs tend, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.tend(args);
+        assert!(
+            out.status.success(),
+            "tend {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.ok(&a);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("tend {args:?} printed no JSON ({e}): {out}"))
+    }
+
+    /// Starts a detached execution, returns its id.
+    pub fn detach(&self, cmd: &[&str]) -> String {
+        let mut a = vec!["run", "-d", "--"];
+        a.extend_from_slice(cmd);
+        self.ok(&a).trim().to_string()
+    }
+
+    pub fn show(&self, id: &str) -> Value {
+        self.json(&["show", id])
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.show(id)["status"]
+            .as_str()
+            .expect("a status")
+            .to_string()
+    }
+
+    pub fn ledger_path(&self) -> PathBuf {
+        self.home().join("tend.db")
+    }
+
+    pub fn ledger(&self) -> tend_ledger::SqliteLedger {
+        tend_ledger::SqliteLedger::open(&self.ledger_path()).expect("the test ledger opens")
+    }
+
+    pub fn ledger_id(&self) -> String {
+        self.ledger().ledger_id().to_string()
+    }
+
+    /// PIDs of live processes carrying this ledger's marker (optionally for
+    /// one execution).
+    pub fn marked(&self, execution: Option<&str>) -> Vec<i32> {
+        if !self.ledger_path().exists() {
+            return Vec::new();
+        }
+        tend_proc::tree::marked(&self.ledger_id())
+            .into_iter()
+            .filter(|(_, id)| execution.is_none_or(|e| e == id))
+            .map(|(fd, _)| fd.pid())
+            .collect()
+    }
+
+    /// Waits (polling against a deadline) until no marked process is left.
+    pub fn assert_no_marked(&self, execution: Option<&str>, within: Duration) {
+        let left = eventually(within, || self.marked(execution).is_empty());
+        assert!(
+            left,
+            "processes still carry the marker: {:?}",
+            self.marked(execution)
+        );
+    }
+
+    /// Reads an event list of an execution.
+    pub fn events(&self, id: &str) -> Vec<Value> {
+        self.show(id)["events"].as_array().expect("events").clone()
+    }
+
+    pub fn event_kinds(&self, id: &str) -> Vec<String> {
+        self.events(id)
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if !self.ledger_path().exists() {
+            return;
+        }
+        let Ok(ledger) = tend_ledger::SqliteLedger::open(&self.ledger_path()) else {
+            return;
+        };
+        // Supervisors first (they are not marked), then anything marked.
+        for e in ledger.live().unwrap_or_default() {
+            if let Ok(tend_proc::Verified::Alive(fd)) =
+                tend_proc::Pidfd::open_verified(&e.supervisor)
+            {
+                let _ = fd.signal(tend_proc::Sig::Kill);
+            }
+        }
+        for (fd, _) in tend_proc::tree::marked(ledger.ledger_id()) {
+            let _ = fd.signal(tend_proc::Sig::Kill);
+        }
+    }
+}
+
+/// Polls `cond` until it holds or `within` passes; returns whether it held.
+pub fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// Asserts the error convention: exit `want`, one line on stderr starting
+/// with `tend:`, and no panic.
+pub fn assert_one_sentence(o: &Output, want: i32) -> String {
+    let err = stderr(o);
+    assert_eq!(code(o), want, "exit code; stderr: {err}");
+    assert!(!err.contains("panicked"), "a panic reached the user: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err}");
+    err
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Kills a process we started (by pid, it is our own child) with SIGKILL.
+pub fn sigkill(pid: u32) {
+    // SAFETY-free: rustix wraps kill(2).
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).expect("a real pid"),
+        rustix::process::Signal::KILL,
+    );
+}
