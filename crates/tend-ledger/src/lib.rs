@@ -26,7 +26,9 @@ mod types;
 
 pub use error::Error;
 pub use sqlite::SqliteLedger;
-pub use types::{Created, Filter, KillReport, KillRequest, NewExecution, Outcome, Transition};
+pub use types::{
+    Created, Filter, KillReport, KillRequest, NewExecution, Outcome, Transition, Usage,
+};
 
 use tend_model::{Event, Execution, ExecutionId, ProcessIdentity};
 
@@ -63,6 +65,10 @@ pub trait Ledger: Send {
     /// on. Returns the row as it is after the request (terminal rows are
     /// returned unchanged: a kill of a finished execution is a no-op).
     fn request_kill(&self, id: &ExecutionId, request: &KillRequest) -> Result<Execution>;
+
+    /// Records a heartbeat (and optional progress text) of a running
+    /// execution; a row that is not running is returned unchanged.
+    fn heartbeat(&self, id: &ExecutionId, progress: Option<&str>) -> Result<Execution>;
 
     /// One execution by full id.
     fn get(&self, id: &ExecutionId) -> Result<Execution>;

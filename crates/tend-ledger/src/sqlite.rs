@@ -20,7 +20,10 @@ use crate::{
 
 /// Schema migrations, applied in order; the index + 1 is the schema version
 /// stored in `PRAGMA user_version`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_init.sql"),
+    include_str!("migrations/sqlite/0002_containment_and_health.sql"),
+];
 
 /// How long a writer waits for another's transaction before giving up.
 /// Ledger transactions take well under a millisecond, so this only matters
@@ -33,7 +36,8 @@ const COLS: &str =
     sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, pid_start_time, pid_pidfd_ino, \
     timeout_ms, kill_grace_ms, kill_requested_at, kill_requested_by, kill_request_reason, \
     kill_request_force, kill_request_grace_ms, kill_method, kill_duration_ms, processes_signalled, \
-    stdout_path, stderr_path, version";
+    stdout_path, stderr_path, version, cgroup, heartbeat_timeout_ms, idle_timeout_ms, \
+    max_memory_bytes, last_heartbeat_at, progress, cpu_ms, max_rss_bytes";
 
 /// A ledger in one SQLite file.
 pub struct SqliteLedger {
@@ -242,6 +246,14 @@ fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
         stdout_path: r.get(33)?,
         stderr_path: r.get(34)?,
         version: r.get(35)?,
+        cgroup: r.get(36)?,
+        heartbeat_timeout_ms: r.get::<_, Option<i64>>(37)?.map(|v| v as u64),
+        idle_timeout_ms: r.get::<_, Option<i64>>(38)?.map(|v| v as u64),
+        max_memory_bytes: r.get::<_, Option<i64>>(39)?.map(|v| v as u64),
+        last_heartbeat_at: r.get(40)?,
+        progress: r.get(41)?,
+        cpu_ms: r.get::<_, Option<i64>>(42)?.map(|v| v as u64),
+        max_rss_bytes: r.get::<_, Option<i64>>(43)?.map(|v| v as u64),
     })
 }
 
@@ -336,9 +348,10 @@ impl Ledger for SqliteLedger {
                     &format!(
                         "INSERT INTO executions (id, name, command, cwd, env, labels, key, live_key, status, \
                          created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
-                         timeout_ms, kill_grace_ms, stdout_path, stderr_path) \
+                         timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
+                         idle_timeout_ms, max_memory_bytes) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                         ?16, ?17, ?18, ?19) ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
+                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
                     ),
                     params![
                         id.as_str(),
@@ -360,6 +373,10 @@ impl Ledger for SqliteLedger {
                         new.kill_grace_ms as i64,
                         log("out"),
                         log("err"),
+                        new.cgroup.as_ref().map(|c| c.join(id.as_str()).display().to_string()),
+                        new.heartbeat_timeout_ms.map(|v| v as i64),
+                        new.idle_timeout_ms.map(|v| v as i64),
+                        new.max_memory_bytes.map(|v| v as i64),
                     ],
                     row_to_execution,
                 )
@@ -439,6 +456,7 @@ impl Ledger for SqliteLedger {
                 &format!(
                     "UPDATE executions SET status = ?3, reason = ?4, exit_code = ?5, signal = ?6, \
                      finished_at = ?7, kill_method = ?8, kill_duration_ms = ?9, processes_signalled = ?10, \
+                     cpu_ms = COALESCE(?11, cpu_ms), max_rss_bytes = COALESCE(?12, max_rss_bytes), \
                      live_key = NULL, version = version + 1 \
                      WHERE id = ?1 AND status = ?2 RETURNING {COLS}"
                 ),
@@ -453,6 +471,8 @@ impl Ledger for SqliteLedger {
                     kill.map(|k| k.method.as_str()),
                     kill.map(|k| k.duration_ms as i64),
                     kill.map(|k| k.processes_signalled as i64),
+                    o.usage.map(|u| u.cpu_ms as i64),
+                    o.usage.map(|u| u.max_rss_bytes as i64),
                 ],
                 row_to_execution,
             )
@@ -526,6 +546,28 @@ impl Ledger for SqliteLedger {
         };
         tx.commit()
             .map_err(Error::storage("committing a kill request"))?;
+        Ok(e)
+    }
+
+    fn heartbeat(&self, id: &ExecutionId, progress: Option<&str>) -> Result<Execution> {
+        let tx = self.write()?;
+        let row = tx
+            .query_row(
+                &format!(
+                    "UPDATE executions SET last_heartbeat_at = ?2, progress = COALESCE(?3, progress) \
+                     WHERE id = ?1 AND status = 'running' RETURNING {COLS}"
+                ),
+                params![id.as_str(), now_ms(), progress],
+                row_to_execution,
+            )
+            .optional()
+            .map_err(Error::storage("recording a heartbeat"))?;
+        let e = match row {
+            Some(e) => e,
+            None => get_in(&tx, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))?,
+        };
+        tx.commit()
+            .map_err(Error::storage("committing a heartbeat"))?;
         Ok(e)
     }
 

@@ -34,6 +34,24 @@ pub struct NewExecution {
     pub kill_grace_ms: u64,
     /// Folder of its log files; they are named after the id.
     pub log_dir: PathBuf,
+    /// Parent cgroup (cgroup tier): the execution's cgroup is this folder
+    /// joined with its id, which is never reused.
+    pub cgroup: Option<PathBuf>,
+    /// The command must call `tend heartbeat` within each such period.
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// Ended when it prints nothing for this long.
+    pub idle_timeout_ms: Option<u64>,
+    /// Ended when its tree's memory exceeds this.
+    pub max_memory_bytes: Option<u64>,
+}
+
+/// What an execution used, recorded with its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time of the whole tree (user + system).
+    pub cpu_ms: u64,
+    /// Peak resident memory.
+    pub max_rss_bytes: u64,
 }
 
 /// What [`crate::Ledger::create`] did.
@@ -58,6 +76,8 @@ pub struct Outcome {
     pub signal: Option<i32>,
     /// Kill facts, if tend ended it.
     pub kill: Option<KillReport>,
+    /// What it used, if known.
+    pub usage: Option<Usage>,
     /// Event kind (`exited`, `killed`, `marked-lost`, …).
     pub event: &'static str,
     /// Who decided (`supervisor`, `reaper`, …).

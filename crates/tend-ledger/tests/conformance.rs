@@ -30,6 +30,10 @@ fn new_exec(key: Option<&str>, dedup: bool) -> NewExecution {
         timeout_ms: None,
         kill_grace_ms: 5000,
         log_dir: "/tmp/logs".into(),
+        cgroup: None,
+        heartbeat_timeout_ms: Some(1000),
+        idle_timeout_ms: None,
+        max_memory_bytes: None,
     }
 }
 
@@ -47,6 +51,10 @@ fn outcome(status: Status, actor: &str) -> Outcome {
         exit_code: Some(0),
         signal: None,
         kill: None,
+        usage: Some(tend_ledger::Usage {
+            cpu_ms: 12,
+            max_rss_bytes: 4096,
+        }),
         event: "exited",
         actor: actor.into(),
         details: serde_json::json!({}),
@@ -139,7 +147,9 @@ fn illegal_edges_are_refused<L: Ledger>(l: &L) {
 }
 
 fn racing_finishers_have_one_winner<L: Ledger + Sync + 'static>(l: Arc<L>) {
-    for _ in 0..50 {
+    // 1,000 rounds: the finisher and the reaper are released together by a
+    // barrier and each tries its compare-and-set on its own connection.
+    for _ in 0..1000 {
         let e = created(&*l, None);
         l.start(&e.id, &proc_id()).unwrap();
         let barrier = Arc::new(std::sync::Barrier::new(2));
@@ -310,6 +320,39 @@ fn kill_requests_are_stored_and_noop_when_finished<L: Ledger>(l: &L) {
     );
 }
 
+fn heartbeats_touch_only_running_rows<L: Ledger>(l: &L) {
+    let e = created(l, None);
+    assert_eq!(
+        l.heartbeat(&e.id, Some("early")).unwrap().last_heartbeat_at,
+        None
+    );
+    l.start(&e.id, &proc_id()).unwrap();
+    let hb = l.heartbeat(&e.id, Some("step 1")).unwrap();
+    assert!(hb.last_heartbeat_at.is_some());
+    assert_eq!(hb.progress.as_deref(), Some("step 1"));
+    assert_eq!(hb.heartbeat_timeout_ms, Some(1000));
+    let done = l
+        .transition(
+            &e.id,
+            Status::Running,
+            &outcome(Status::Succeeded, "supervisor"),
+        )
+        .unwrap();
+    assert_eq!(
+        done.execution().cpu_ms,
+        Some(12),
+        "usage is recorded with the outcome"
+    );
+    assert_eq!(done.execution().max_rss_bytes, Some(4096));
+    assert_eq!(
+        l.heartbeat(&e.id, Some("late"))
+            .unwrap()
+            .progress
+            .as_deref(),
+        Some("step 1")
+    );
+}
+
 fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
     let dir = tempfile::tempdir().unwrap();
     let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
@@ -337,6 +380,7 @@ mod sqlite_backend {
         prefixes_resolve_or_say_why_not,
         filters_select_by_status_name_label_and_limit,
         kill_requests_are_stored_and_noop_when_finished,
+        heartbeats_touch_only_running_rows,
     );
 
     #[test]
@@ -383,6 +427,13 @@ mod sqlite_backend {
             k: &KillRequest,
         ) -> tend_ledger::Result<Execution> {
             self.l().request_kill(id, k)
+        }
+        fn heartbeat(
+            &self,
+            id: &tend_model::ExecutionId,
+            p: Option<&str>,
+        ) -> tend_ledger::Result<Execution> {
+            self.l().heartbeat(id, p)
         }
         fn get(&self, id: &tend_model::ExecutionId) -> tend_ledger::Result<Execution> {
             self.l().get(id)

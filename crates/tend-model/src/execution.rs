@@ -132,6 +132,23 @@ pub struct Execution {
     pub stderr_path: String,
     /// Bumped by every change; lets a reader tell two snapshots apart.
     pub version: i64,
+    /// Its cgroup, in the `cgroup` tier.
+    pub cgroup: Option<String>,
+    /// Heartbeat period it must keep, in milliseconds.
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// Longest silence allowed on its output, in milliseconds.
+    pub idle_timeout_ms: Option<u64>,
+    /// Memory limit of its tree, in bytes.
+    pub max_memory_bytes: Option<u64>,
+    /// When it last called `tend heartbeat`.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub last_heartbeat_at: Option<i64>,
+    /// The progress text of its last heartbeat.
+    pub progress: Option<String>,
+    /// CPU time its tree used, in milliseconds (user + system).
+    pub cpu_ms: Option<u64>,
+    /// Peak resident memory of its largest process, in bytes.
+    pub max_rss_bytes: Option<u64>,
 }
 
 impl Execution {

@@ -18,6 +18,7 @@
 //! assert!(tend_proc::Pidfd::open_verified(&me).unwrap().is_alive());
 //! ```
 
+pub mod cgroup;
 mod pidfd;
 pub mod procfs;
 pub mod spawn;
@@ -52,6 +53,24 @@ impl Sig {
             Sig::Usr1 => Signal::USR1,
         }
     }
+}
+
+/// What the calling process's reaped descendants used: CPU time (user +
+/// system) in milliseconds and the peak RSS of the largest one, in bytes.
+pub fn children_usage() -> (u64, u64) {
+    // SAFETY: getrusage writes into the zeroed struct we own and nothing else.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) != 0 {
+            return (0, 0);
+        }
+        ru
+    };
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    (
+        ms(ru.ru_utime) + ms(ru.ru_stime),
+        ru.ru_maxrss as u64 * 1024,
+    )
 }
 
 /// Builds the identity of a live process as tend records it.

@@ -25,6 +25,7 @@ mod reaper;
 mod signals;
 mod spec;
 mod supervisor;
+mod tier;
 mod wait;
 
 pub use follow::follow;
@@ -35,6 +36,7 @@ pub use reaper::{
 };
 pub use spec::{OnDuplicate, RunSpec};
 pub use supervisor::{run, signal_name, Mode, Report, RunResult};
+pub use tier::{choose as choose_tier, offered as offered_tiers, Tier};
 pub use wait::wait_until_done;
 
 /// What can go wrong while supervising or reconciling.
@@ -43,6 +45,14 @@ pub enum Error {
     /// The ledger refused or failed.
     #[error(transparent)]
     Ledger(#[from] tend_ledger::Error),
+    /// The containment tier asked for is not available on this host.
+    #[error("the {tier} containment tier is not available here: {why}")]
+    Unavailable {
+        /// The tier asked for.
+        tier: String,
+        /// Why not.
+        why: String,
+    },
     /// A system call failed; `doing` says what tend was attempting.
     #[error("{doing}: {source}")]
     Io {

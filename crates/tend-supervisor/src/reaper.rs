@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use tend_ledger::{KillReport, Ledger, Outcome, Transition};
 use tend_model::{Execution, ExecutionId, KillMethod, Status};
+use tend_proc::cgroup::Cgroup;
 use tend_proc::{procfs, tree, Pidfd, Verified};
 
 use crate::{Error, Home};
@@ -101,6 +102,7 @@ pub(crate) fn reconcile_one<L: Ledger>(
         exit_code: None,
         signal: None,
         kill,
+        usage: None,
         event: "marked-lost",
         actor: "reaper".into(),
         details: json!({ "supervisor_pid": e.supervisor.pid, "remaining": ended.map(|t| t.remaining) }),
@@ -141,21 +143,34 @@ pub fn end_marked<L: Ledger>(
             Verified::Gone => {}
         }
     }
-    for (fd, id) in tree::marked(ledger.ledger_id()) {
-        if id == e.id.as_str() && !fds.iter().any(|f| f.pid() == fd.pid()) {
+    let cgroup = e.cgroup.as_ref().map(Cgroup::at);
+    let members = cgroup
+        .as_ref()
+        .map(Cgroup::open_members)
+        .unwrap_or_default();
+    let marked = tree::marked(ledger.ledger_id())
+        .into_iter()
+        .filter_map(|(fd, id)| (id == e.id.as_str()).then_some(fd));
+    for fd in members.into_iter().chain(marked) {
+        if !fds.iter().any(|f| f.pid() == fd.pid()) {
             fds.push(fd);
         }
     }
-    if fds.is_empty() {
-        return Ok(tree::Terminated {
-            signalled: 0,
-            forced: false,
-            remaining: 0,
-        });
-    }
     let grace = Duration::from_millis(e.kill_grace_ms);
     let pids: Vec<i32> = fds.iter().map(Pidfd::pid).collect();
-    let t = tree::terminate(&fds, grace, SETTLE);
+    let mut t = tree::terminate(&fds, grace, SETTLE);
+    if let Some(cg) = &cgroup {
+        // Whatever forked while we worked is still in the cgroup.
+        if cg.populated() {
+            t.forced = true;
+            let _ = cg.kill();
+            let _ = crate::wait::until_empty(cg, SETTLE);
+        }
+        let _ = cg.remove();
+    }
+    if pids.is_empty() {
+        return Ok(t);
+    }
     ledger.record(
         &e.id,
         "signal-sent",

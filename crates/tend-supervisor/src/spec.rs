@@ -41,6 +41,18 @@ pub struct RunSpec {
     pub kill_grace_ms: u64,
     /// Size at which a log file is rotated (one old file is kept).
     pub log_max_bytes: u64,
+    /// The command must run `tend heartbeat` within each such period.
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// End it when it prints nothing for this long.
+    pub idle_timeout_ms: Option<u64>,
+    /// End it when its tree's resident memory exceeds this.
+    pub max_memory_bytes: Option<u64>,
+    /// Containment tier to insist on (`cgroup`, `session`); `None` picks the
+    /// best this host offers.
+    pub containment: Option<String>,
+    /// Ledger location handed to the command as `TEND_STORE`, so that a
+    /// `tend heartbeat` (or any tend) inside it uses the same ledger.
+    pub store: Option<String>,
 }
 
 impl RunSpec {

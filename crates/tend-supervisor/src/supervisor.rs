@@ -18,6 +18,7 @@
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ use rustix::process::{wait, WaitOptions, WaitStatus};
 use serde_json::json;
 use tend_ledger::{Created, KillReport, Ledger, NewExecution, Outcome, Transition};
 use tend_model::{Execution, KillMethod, ProcessIdentity, Status, MARKER_EXECUTION, MARKER_LEDGER};
+use tend_proc::cgroup::Cgroup;
 use tend_proc::{procfs, spawn, tree, Pidfd, Sig};
 
 use crate::logs::LogFile;
@@ -69,6 +71,9 @@ pub enum RunResult {
 /// supervisor records that it is stuck. It keeps waiting afterwards.
 const STUCK_REPORT_AFTER: Duration = Duration::from_secs(5);
 const READ_CHUNK: usize = 64 * 1024;
+/// How often the tree's memory is sampled, only when `--max-memory` is set
+/// (the cgroup's memory controller is not delegated on every host).
+const MEMORY_SAMPLE: Duration = Duration::from_millis(250);
 
 /// Runs one execution to its end. Blocks until the command and every
 /// process it started are gone and the outcome is committed.
@@ -84,6 +89,7 @@ pub fn run<L: Ledger>(
     let me = std::process::id() as i32;
     let supervisor =
         tend_proc::identify(me).map_err(Error::io("reading the supervisor's identity"))?;
+    let tier = crate::tier::choose(ledger.ledger_id(), spec.containment.as_deref())?;
     let new = NewExecution {
         name: spec.display_name(),
         command: spec.command.clone(),
@@ -93,11 +99,15 @@ pub fn run<L: Ledger>(
         key: spec.key.clone(),
         dedup: spec.on_duplicate != OnDuplicate::Run,
         host: procfs::hostname(),
-        tier: "session".into(),
+        tier: tier.name().into(),
         supervisor,
         timeout_ms: spec.timeout_ms,
         kill_grace_ms: spec.kill_grace_ms,
         log_dir: home.logs_dir(),
+        cgroup: tier.cgroup_parent().map(Path::to_path_buf),
+        heartbeat_timeout_ms: spec.heartbeat_timeout_ms,
+        idle_timeout_ms: spec.idle_timeout_ms,
+        max_memory_bytes: spec.max_memory_bytes,
     };
     let exec = match ledger.create(&new)? {
         Created::New(e) => e,
@@ -121,6 +131,16 @@ pub fn run<L: Ledger>(
         }
     };
 
+    let cgroup = match tier.cgroup_parent() {
+        Some(parent) => match Cgroup::create(parent, exec.id.as_str()) {
+            Ok(cg) => Some(cg),
+            Err(e) => {
+                let why = format!("cannot create its cgroup in {}: {e}", parent.display());
+                return failed_to_start(ledger, home, exec, 1, why, report);
+            }
+        },
+        None => None,
+    };
     let mut cmd = Command::new(&spec.command[0]);
     cmd.args(&spec.command[1..])
         .current_dir(&spec.cwd)
@@ -128,6 +148,7 @@ pub fn run<L: Ledger>(
         .env(MARKER_EXECUTION, exec.id.as_str())
         .env(MARKER_LEDGER, ledger.ledger_id())
         .env_remove(crate::FAILPOINT_VAR)
+        .envs(spec.store.iter().map(|s| ("TEND_STORE", s)))
         .stdin(if mode == Mode::Foreground {
             Stdio::inherit()
         } else {
@@ -135,10 +156,16 @@ pub fn run<L: Ledger>(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(cg) = &cgroup {
+        cg.join_before_exec(&mut cmd);
+    }
     spawn::supervised(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
             let code = match e.kind() {
                 io::ErrorKind::NotFound => 127,
                 io::ErrorKind::PermissionDenied => 126,
@@ -185,12 +212,24 @@ pub fn run<L: Ledger>(
         deadline: spec
             .timeout_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms)),
+        heartbeat_due: spec
+            .heartbeat_timeout_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms)),
+        last_output: Instant::now(),
+        next_sample: spec
+            .max_memory_bytes
+            .map(|_| Instant::now() + MEMORY_SAMPLE),
+        peak_rss: 0,
+        cgroup,
         rescan: false,
     };
     if sup.exec.kill_request.is_some() {
         sup.on_nudge()?;
     }
     let outcome = sup.supervise()?;
+    if let Some(cg) = &sup.cgroup {
+        remove_cgroup(cg);
+    }
     failpoint("before-terminal-commit");
     let t = ledger.transition(&sup.exec.id, Status::Running, &outcome)?;
     home.announce_exit(&sup.exec.id, t.execution().status);
@@ -198,6 +237,17 @@ pub fn run<L: Ledger>(
     Ok(RunResult::Finished(match t {
         Transition::Won(e) | Transition::Lost(e) => e,
     }))
+}
+
+/// Removes an emptied cgroup. The kernel may report it busy for a moment
+/// after its last process is reaped, so a few attempts are made.
+fn remove_cgroup(cg: &Cgroup) {
+    for _ in 0..50 {
+        if cg.remove().is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 fn open_logs(exec: &Execution, cap: u64) -> io::Result<(LogFile, LogFile)> {
@@ -230,6 +280,7 @@ fn failed_to_start<L: Ledger>(
         exit_code: Some(code),
         signal: None,
         kill: None,
+        usage: None,
         event: "failed-to-start",
         actor: "supervisor".into(),
         details: json!({}),
@@ -254,6 +305,12 @@ fn nonblocking(fd: OwnedFd) -> Result<OwnedFd, Error> {
 #[derive(Debug, Clone)]
 enum Cause {
     Timeout(u64),
+    Heartbeat(u64),
+    Idle(u64),
+    Memory {
+        used: u64,
+        limit: u64,
+    },
     Request {
         by: String,
         reason: Option<String>,
@@ -287,6 +344,11 @@ struct Supervision<'a, L: Ledger> {
     logs: [&'a mut LogFile; 2],
     kill: Option<Kill>,
     deadline: Option<Instant>,
+    heartbeat_due: Option<Instant>,
+    last_output: Instant,
+    next_sample: Option<Instant>,
+    peak_rss: u64,
+    cgroup: Option<Cgroup>,
     rescan: bool,
 }
 
@@ -310,8 +372,16 @@ impl<L: Ledger> Supervision<'_, L> {
     /// Looks at the tree and pushes the kill (if any) forward. Returns true
     /// when the execution is over: command reaped and no descendant left.
     fn step_tree(&mut self) -> Result<bool, Error> {
-        let tree = tree::open_descendants(self.me);
-        if self.status.is_some() && tree.is_empty() {
+        let mut tree = tree::open_descendants(self.me);
+        if let Some(cg) = &self.cgroup {
+            for fd in cg.open_members() {
+                if !tree.iter().any(|t| t.pid() == fd.pid()) {
+                    tree.push(fd);
+                }
+            }
+        }
+        let populated = self.cgroup.as_ref().is_some_and(Cgroup::populated);
+        if self.status.is_some() && tree.is_empty() && !populated {
             return Ok(true);
         }
         if self.status.is_some() && self.kill.is_none() {
@@ -338,6 +408,14 @@ impl<L: Ledger> Supervision<'_, L> {
                 }
                 kill.signalled.insert(fd.pid());
                 sent += 1;
+            }
+        }
+        if kill.forced {
+            if let Some(cg) = &self.cgroup {
+                // Also takes whatever forked after the walk above.
+                if populated && cg.kill().is_ok() && sent == 0 {
+                    kill.sigkilled = true;
+                }
             }
         }
         if sent > 0 {
@@ -415,8 +493,14 @@ impl<L: Ledger> Supervision<'_, L> {
         let mut consider = |t: Instant| until = Some(until.map_or(t, |u: Instant| u.min(t)));
         match &self.kill {
             None => {
-                if let Some(d) = self.deadline {
+                for d in [self.deadline, self.heartbeat_due, self.next_sample]
+                    .into_iter()
+                    .flatten()
+                {
                     consider(d);
+                }
+                if let Some(ms) = self.exec.idle_timeout_ms {
+                    consider(self.last_output + Duration::from_millis(ms));
                 }
             }
             Some(k) if !k.forced => consider(k.grace_deadline),
@@ -497,13 +581,8 @@ impl<L: Ledger> Supervision<'_, L> {
             self.rescan = true;
         }
         let now = Instant::now();
-        if self.kill.is_none() && self.deadline.is_some_and(|d| now >= d) {
-            let ms = self.exec.timeout_ms.unwrap_or(0);
-            self.begin_kill(
-                Cause::Timeout(ms),
-                Duration::from_millis(self.exec.kill_grace_ms),
-                false,
-            );
+        if self.kill.is_none() {
+            self.check_limits(now)?;
         }
         if let Some(k) = self.kill.as_mut() {
             if !k.forced && now >= k.grace_deadline {
@@ -532,6 +611,69 @@ impl<L: Ledger> Supervision<'_, L> {
             }
         }
         Ok(())
+    }
+
+    /// Fires the timeouts and limits whose time has come.
+    fn check_limits(&mut self, now: Instant) -> Result<(), Error> {
+        let grace = Duration::from_millis(self.exec.kill_grace_ms);
+        if self.deadline.is_some_and(|d| now >= d) {
+            self.begin_kill(
+                Cause::Timeout(self.exec.timeout_ms.unwrap_or(0)),
+                grace,
+                false,
+            );
+            return Ok(());
+        }
+        if let Some(ms) = self.exec.idle_timeout_ms {
+            if now >= self.last_output + Duration::from_millis(ms) {
+                self.begin_kill(Cause::Idle(ms), grace, false);
+                return Ok(());
+            }
+        }
+        if let (Some(due), Some(ms)) = (self.heartbeat_due, self.exec.heartbeat_timeout_ms) {
+            if now >= due {
+                // The heartbeat is in the ledger; look only when it is due.
+                let row = self.ledger.get(&self.exec.id)?;
+                let last = row
+                    .last_heartbeat_at
+                    .or(row.started_at)
+                    .unwrap_or(row.created_at);
+                let left = last + ms as i64 - tend_ledger::now_ms();
+                if left > 0 {
+                    self.heartbeat_due = Some(now + Duration::from_millis(left as u64));
+                } else {
+                    self.heartbeat_due = None;
+                    self.ledger.record(
+                        &self.exec.id,
+                        "heartbeat-missed",
+                        "supervisor",
+                        json!({ "timeout_ms": ms, "last_heartbeat_at": row.last_heartbeat_at }),
+                    )?;
+                    self.begin_kill(Cause::Heartbeat(ms), grace, false);
+                    return Ok(());
+                }
+            }
+        }
+        if let (Some(at), Some(limit)) = (self.next_sample, self.exec.max_memory_bytes) {
+            if now >= at {
+                let used = self.tree_rss();
+                self.peak_rss = self.peak_rss.max(used);
+                self.next_sample = Some(now + MEMORY_SAMPLE);
+                if used > limit {
+                    self.begin_kill(Cause::Memory { used, limit }, grace, false);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tree_rss(&self) -> u64 {
+        let page = procfs::page_size();
+        tree::descendants(self.me)
+            .into_iter()
+            .filter_map(|p| procfs::stat(p).ok())
+            .map(|s| s.rss_pages * page)
+            .sum()
     }
 
     /// Reaps every child that has exited: the command (whose status we
@@ -578,6 +720,7 @@ impl<L: Ledger> Supervision<'_, L> {
     }
 
     fn copy_out(&mut self, i: usize, data: &[u8]) {
+        self.last_output = Instant::now();
         if self.mode == Mode::Foreground {
             let _ = if i == 0 {
                 let mut o = io::stdout().lock();
@@ -634,6 +777,30 @@ impl<L: Ledger> Supervision<'_, L> {
                 "timed-out",
                 "supervisor".to_string(),
             ),
+            Some(Cause::Heartbeat(ms)) => (
+                Status::TimedOut,
+                format!(
+                    "no heartbeat within {}",
+                    tend_model::format_duration(Duration::from_millis(*ms))
+                ),
+                "timed-out",
+                "supervisor".to_string(),
+            ),
+            Some(Cause::Idle(ms)) => (
+                Status::TimedOut,
+                format!(
+                    "no output for {}",
+                    tend_model::format_duration(Duration::from_millis(*ms))
+                ),
+                "timed-out",
+                "supervisor".to_string(),
+            ),
+            Some(Cause::Memory { used, limit }) => (
+                Status::Killed,
+                format!("memory limit exceeded ({} > {})", mib(*used), mib(*limit)),
+                "killed",
+                "supervisor".to_string(),
+            ),
             Some(Cause::Request { by, reason }) => (
                 Status::Killed,
                 match reason {
@@ -661,17 +828,27 @@ impl<L: Ledger> Supervision<'_, L> {
                 (status, exited, "exited", "supervisor".to_string())
             }
         };
+        let (cpu_ms, max_rss) = tend_proc::children_usage();
+        let usage = Some(tend_ledger::Usage {
+            cpu_ms,
+            max_rss_bytes: max_rss.max(self.peak_rss),
+        });
         Outcome {
             status,
             reason,
             exit_code,
             signal,
             kill,
+            usage,
             event,
             actor,
             details,
         }
     }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1}M", bytes as f64 / 1_048_576.0)
 }
 
 /// `SIGTERM` for 15, and so on, for reasons people read.

@@ -58,6 +58,10 @@ pub enum Cmd {
     Kill(KillArgs),
     /// Reconcile now: mark executions whose supervisor is gone lost, end stray processes
     Reap(ReapArgs),
+    /// Tell tend the execution this runs in is alive (for --heartbeat-timeout)
+    Heartbeat(HeartbeatArgs),
+    /// Check this host: kernel features, containment tiers, the ledger
+    Doctor,
     /// Supervise one execution described on stdin (used by `run -d`)
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -86,6 +90,15 @@ pub struct RunArgs {
     /// Time between SIGTERM and SIGKILL when it is ended [default: 5s, or TEND_KILL_GRACE]
     #[arg(long, value_parser = parse_duration)]
     pub kill_grace: Option<Duration>,
+    /// The command must run `tend heartbeat` within each such period, or it is ended
+    #[arg(long, value_parser = parse_duration)]
+    pub heartbeat_timeout: Option<Duration>,
+    /// End it when it prints nothing for this long
+    #[arg(long, value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// End it when its processes together use more memory than this (e.g. 512M, 2G)
+    #[arg(long, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
     /// Deduplication key: at most one live execution per key
     #[arg(long)]
     pub key: Option<String>,
@@ -190,6 +203,13 @@ pub struct KillArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct HeartbeatArgs {
+    /// What it is doing, shown by `tend ps` and `tend show`
+    #[arg(long)]
+    pub progress: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ReapArgs {
     /// Say what would be done, and do nothing
     #[arg(long)]
@@ -198,6 +218,10 @@ pub struct ReapArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     tend_model::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    tend_model::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {

@@ -22,6 +22,8 @@ pub struct Config {
     pub max_timeout: Duration,
     /// Size at which a log file is rotated.
     pub log_max_size: u64,
+    /// Containment tier to insist on (`TEND_CONTAINMENT`), or the best.
+    pub containment: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +35,7 @@ struct File {
     default_timeout: Option<String>,
     max_timeout: Option<String>,
     log_max_size: Option<String>,
+    containment: Option<String>,
 }
 
 impl Config {
@@ -84,6 +87,7 @@ impl Config {
             default_timeout,
             max_timeout,
             log_max_size,
+            containment: var("TEND_CONTAINMENT").or(file.containment),
         })
     }
 

@@ -56,6 +56,8 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cmd::Wait(a) => commands::wait::wait(&ctx, a),
         Cmd::Kill(a) => commands::kill::kill(&ctx, a),
         Cmd::Reap(a) => commands::reap::reap(&ctx, a),
+        Cmd::Heartbeat(a) => commands::health::heartbeat(&ctx, a),
+        Cmd::Doctor => commands::health::doctor(&ctx),
         Cmd::Supervise => unreachable!("handled above"),
     }
 }

@@ -220,10 +220,25 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
                 .timeout_ms
                 .map(|t| tend_model::format_duration(std::time::Duration::from_millis(t)))),
         ),
+        ("kill grace", dur(e.kill_grace_ms)),
         (
-            "kill grace",
-            tend_model::format_duration(std::time::Duration::from_millis(e.kill_grace_ms)),
+            "heartbeat",
+            opt(e.heartbeat_timeout_ms.map(|t| {
+                format!(
+                    "every {}, last {}{}",
+                    dur(t),
+                    e.last_heartbeat_at.map_or("never".into(), ago),
+                    e.progress
+                        .as_ref()
+                        .map_or(String::new(), |p| format!(" ({p})"))
+                )
+            })),
         ),
+        ("idle timeout", opt(e.idle_timeout_ms.map(dur))),
+        ("max memory", opt(e.max_memory_bytes.map(bytes))),
+        ("cgroup", opt(e.cgroup.clone())),
+        ("cpu", opt(e.cpu_ms.map(dur))),
+        ("peak rss", opt(e.max_rss_bytes.map(bytes))),
     ];
     if let Some(m) = e.kill_method {
         fields.push((
@@ -256,6 +271,10 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
         .collect();
     table(&["TIME", "EVENT", "ACTOR", "DETAILS"], &cells);
     Ok(0)
+}
+
+fn dur(ms: u64) -> String {
+    tend_model::format_duration(std::time::Duration::from_millis(ms))
 }
 
 fn join_map(m: &std::collections::BTreeMap<String, String>) -> String {

@@ -77,7 +77,24 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
         timeout_ms: timeout.map(|t| t.as_millis() as u64),
         kill_grace_ms: args.kill_grace.unwrap_or(ctx.config.kill_grace).as_millis() as u64,
         log_max_bytes: ctx.config.log_max_size,
+        heartbeat_timeout_ms: positive(args.heartbeat_timeout, "--heartbeat-timeout")?,
+        idle_timeout_ms: positive(args.idle_timeout, "--idle-timeout")?,
+        max_memory_bytes: args.max_memory,
+        containment: ctx.config.containment.clone(),
+        store: Some(
+            std::path::absolute(ctx.config.sqlite_path()?)?
+                .display()
+                .to_string(),
+        ),
     })
+}
+
+fn positive(d: Option<std::time::Duration>, flag: &str) -> Result<Option<u64>> {
+    match d {
+        Some(d) if d.is_zero() => Err(crate::usage(format!("{flag} must be longer than zero"))),
+        Some(d) => Ok(Some(d.as_millis() as u64)),
+        None => Ok(None),
+    }
 }
 
 /// `tend run`.

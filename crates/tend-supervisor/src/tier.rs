@@ -1,0 +1,71 @@
+//! Choosing an execution's containment tier.
+
+use std::path::{Path, PathBuf};
+
+use tend_proc::cgroup;
+
+use crate::Error;
+
+/// How an execution's process tree is held.
+#[derive(Debug, Clone)]
+pub enum Tier {
+    /// A cgroup v2 of its own under this parent; ended with `cgroup.kill`.
+    Cgroup(PathBuf),
+    /// Own session, subreaper supervisor, descendant walk and marker scan.
+    Session,
+}
+
+impl Tier {
+    /// The name recorded on the row.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Tier::Cgroup(_) => "cgroup",
+            Tier::Session => "session",
+        }
+    }
+
+    /// The parent folder of execution cgroups, in the cgroup tier.
+    pub fn cgroup_parent(&self) -> Option<&Path> {
+        match self {
+            Tier::Cgroup(p) => Some(p),
+            Tier::Session => None,
+        }
+    }
+}
+
+/// What the host offers, for `tend doctor`: each tier with `Ok` or why not.
+pub fn offered(ledger: &str) -> Vec<(&'static str, Result<String, String>)> {
+    vec![
+        (
+            "cgroup",
+            cgroup::ledger_parent(ledger)
+                .map(|p| format!("cgroup v2 at {}", p.display()))
+                .map_err(|e| e.0),
+        ),
+        (
+            "session",
+            Ok("own session, child subreaper, PDEATHSIG, marker scan".into()),
+        ),
+    ]
+}
+
+/// The best tier available, or the one `forced` names (an error if this
+/// host cannot offer it).
+pub fn choose(ledger: &str, forced: Option<&str>) -> Result<Tier, Error> {
+    match forced {
+        None => Ok(cgroup::ledger_parent(ledger)
+            .map(Tier::Cgroup)
+            .unwrap_or(Tier::Session)),
+        Some("session") => Ok(Tier::Session),
+        Some("cgroup") => cgroup::ledger_parent(ledger)
+            .map(Tier::Cgroup)
+            .map_err(|e| Error::Unavailable {
+                tier: "cgroup".into(),
+                why: e.0,
+            }),
+        Some(other) => Err(Error::Unavailable {
+            tier: other.into(),
+            why: "this build offers the tiers cgroup and session".into(),
+        }),
+    }
+}

@@ -1,0 +1,145 @@
+//! `tend heartbeat` and `tend doctor`.
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+use tend_ledger::{Ledger, SqliteLedger};
+use tend_model::{ExecutionId, MARKER_EXECUTION, MARKER_LEDGER};
+use tend_proc::{procfs, Pidfd};
+
+use super::Context;
+use crate::cli::HeartbeatArgs;
+use crate::output;
+
+/// `tend heartbeat [--progress TEXT]`, run from inside an execution.
+pub fn heartbeat(ctx: &Context, args: &HeartbeatArgs) -> Result<i32> {
+    let Ok(id) = std::env::var(MARKER_EXECUTION) else {
+        return Err(crate::usage(format!(
+            "{MARKER_EXECUTION} is not set: run `tend heartbeat` from inside an execution started by `tend run`"
+        )));
+    };
+    let id = ExecutionId::parse(&id)?;
+    if std::env::var(MARKER_LEDGER).is_ok_and(|l| l != ctx.ledger.ledger_id()) {
+        bail!(
+            "this execution belongs to another ledger than {}; set TEND_STORE to the ledger that started it",
+            ctx.config.sqlite_path()?.display()
+        );
+    }
+    let e = ctx.ledger.heartbeat(&id, args.progress.as_deref())?;
+    if e.status.is_terminal() {
+        bail!(
+            "execution {id} is already {}; the heartbeat was not recorded",
+            e.status
+        );
+    }
+    if ctx.global.json {
+        output::json(&e);
+    }
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct Check {
+    name: String,
+    ok: bool,
+    detail: String,
+}
+
+/// `tend doctor`: what this host offers, and how to fix what it lacks.
+pub fn doctor(ctx: &Context) -> Result<i32> {
+    let mut checks = Vec::new();
+    let mut add = |name: &str, r: Result<String, String>| {
+        let (ok, detail) = match r {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        checks.push(Check {
+            name: name.into(),
+            ok,
+            detail,
+        });
+    };
+    let me = std::process::id() as i32;
+    add(
+        "pidfd",
+        Pidfd::open(me)
+            .map(|_| {
+                "pidfd_open and pidfd_send_signal work: signals cannot reach a recycled pid"
+                    .to_string()
+            })
+            .map_err(|e| format!("pidfd_open failed ({e}): tend needs Linux 5.3 or later")),
+    );
+    add(
+        "pidfd inode",
+        match Pidfd::open(me).ok().and_then(|f| f.inode()) {
+            Some(_) => Ok(
+                "pidfs gives each process its own inode (Linux 6.8+): identities are exact".into(),
+            ),
+            None => {
+                Err("no pidfs inodes (Linux < 6.8): identities rely on boot id + start time".into())
+            }
+        },
+    );
+    add(
+        "subreaper",
+        tend_proc::spawn::become_subreaper()
+            .map(|_| "orphans of a command re-parent to its supervisor".to_string())
+            .map_err(|e| format!("PR_SET_CHILD_SUBREAPER failed: {e}")),
+    );
+    add(
+        "boot id",
+        procfs::boot_id().map_err(|e| format!("cannot read the boot id ({e}); is /proc mounted?")),
+    );
+    for (tier, r) in tend_supervisor::offered_tiers(ctx.ledger.ledger_id()) {
+        add(
+            &format!("tier {tier}"),
+            r.map_err(|why| format!("{why}; executions will use the session tier")),
+        );
+    }
+    let chosen =
+        tend_supervisor::choose_tier(ctx.ledger.ledger_id(), ctx.config.containment.as_deref());
+    add(
+        "containment",
+        chosen
+            .map(|t| format!("new executions use the {} tier", t.name()))
+            .map_err(|e| format!("{e}; unset TEND_CONTAINMENT to use the best available")),
+    );
+    let path = ctx.config.sqlite_path()?;
+    add(
+        "ledger",
+        match SqliteLedger::open(&path) {
+            Ok(l) => l
+                .integrity_check()
+                .map(|_| {
+                    format!(
+                        "{} (schema {}, ledger id {}), integrity ok",
+                        path.display(),
+                        SqliteLedger::schema_version(),
+                        l.ledger_id()
+                    )
+                })
+                .map_err(|e| format!("{}: integrity check failed: {e}", path.display())),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    add(
+        "daemon",
+        Ok("not needed: run, wait, kill and reap work without one".into()),
+    );
+    let healthy = checks
+        .iter()
+        .filter(|c| c.name == "pidfd" || c.name == "ledger")
+        .all(|c| c.ok);
+    if ctx.global.json {
+        output::json(&checks);
+    } else {
+        for c in &checks {
+            println!(
+                "{}  {:<14} {}",
+                if c.ok { "ok  " } else { "warn" },
+                c.name,
+                c.detail
+            );
+        }
+    }
+    Ok(if healthy { 0 } else { 1 })
+}
