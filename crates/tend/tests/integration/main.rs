@@ -20,3 +20,9 @@ mod lost;
 mod json;
 // Bad input: one sentence, the right exit code, nothing half-written.
 mod bad_input;
+// Escapers, kill escalation, stragglers: process control per tier.
+mod process;
+// A recycled PID is never signalled.
+mod pid_reuse;
+// Supervisors SIGKILLed at every commit boundary and at random.
+mod crash;

@@ -189,11 +189,10 @@ pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// Kills a process we started (by pid, it is our own child) with SIGKILL.
+/// SIGKILLs a process and returns once it is really gone (kill(2) only
+/// queues the signal), so the next tend command sees it dead.
 pub fn sigkill(pid: u32) {
-    // SAFETY-free: rustix wraps kill(2).
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid as i32).expect("a real pid"),
-        rustix::process::Signal::KILL,
-    );
+    let Ok(fd) = tend_proc::Pidfd::open(pid as i32) else { return };
+    let _ = fd.signal(tend_proc::Sig::Kill);
+    assert!(eventually(Duration::from_secs(5), || !fd.is_alive()), "pid {pid} survived SIGKILL");
 }
