@@ -276,3 +276,41 @@ fn reap_ends_stragglers_of_this_ledger_only() {
     let _ = theirs.kill();
     let _ = theirs.wait();
 }
+
+/// The honest limit of the session tier, shown: a process that scrubs its
+/// environment and double-forks, after its supervisor was SIGKILLed, has
+/// neither a marker nor a supervisor to be found by. The cgroup tier still
+/// holds it, and ends it.
+#[test]
+fn a_scrubbed_double_fork_escapes_only_the_session_tier() {
+    let env = TestEnv::new();
+    for tier in tiers(&env) {
+        let pidfile = env.dir.path().join(format!("escaped-{tier}"));
+        let script = format!(
+            "env -i sh -c '(sleep 1000 & echo $! > {}) &'; sleep 1000",
+            pidfile.display()
+        );
+        let id = detach_in_scrubbed(&env, tier, &script, &pidfile);
+        let escaped: i32 = read(&pidfile).trim().parse().unwrap();
+        let pin = tend_proc::Pidfd::open(escaped).expect("the escaper runs");
+        let sup = env.show(&id)["supervisor"]["pid"].as_i64().unwrap() as u32;
+        sigkill(sup);
+        env.ok(&["reap"]);
+        assert_eq!(env.status(&id), "lost");
+        let survived = !eventually(Duration::from_secs(2), || !pin.is_alive());
+        match tier {
+            "session" => {
+                assert!(survived, "expected the documented session-tier limit");
+                let _ = pin.signal(tend_proc::Sig::Kill);
+            }
+            _ => assert!(!survived, "the {tier} tier let a scrubbed escaper live"),
+        }
+    }
+}
+
+fn detach_in_scrubbed(env: &TestEnv, tier: &str, script: &str, pidfile: &std::path::Path) -> String {
+    let out = run_env(env, tier).args(["run", "-d", "--", "sh", "-c", script]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(eventually(Duration::from_secs(5), || !read(pidfile).trim().is_empty()));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
