@@ -51,3 +51,20 @@ pub fn detach_session(cmd: &mut Command) -> &mut Command {
         })
     }
 }
+
+/// Forks the calling process and lets the parent exit at once, so that the
+/// child is re-parented away from whoever started it (a daemon then has no
+/// child to reap). Returns in the child only.
+///
+/// Call it only while the process is single-threaded (at the very start of
+/// `main`): after `fork` only the calling thread exists in the child.
+pub fn fork_away() -> io::Result<()> {
+    // SAFETY: the caller guarantees the process is single-threaded, so the
+    // child inherits no lock held by another thread; the parent only calls
+    // _exit, which runs no destructors or atexit handlers.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(()),
+        _ => unsafe { libc::_exit(0) },
+    }
+}

@@ -24,7 +24,7 @@ pub fn follow<L: Ledger>(
     path: &Path,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let watch = watch_dir(&home.exits_dir())?;
+    let watch = watch_dir(&home.notify_dir())?;
     add(&watch, &home.logs_dir())?;
     let host = procfs::hostname();
     let mut file: Option<(File, u64)> = None;

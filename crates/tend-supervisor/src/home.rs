@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 use tend_model::{ExecutionId, Status};
 
-/// The folder of a ledger's files (`TEND_HOME`). Exit files go in
-/// `exits/`: whoever commits a terminal status writes `exits/<id>` right
-/// after, and waiters watch that folder with inotify instead of polling the
-/// database (SQLite has no cross-process notification).
+/// The folder of a ledger's files (`TEND_HOME`). Notification files go in
+/// `notify/`: whoever commits a transition (created, started, terminal)
+/// writes `notify/<id>` right after, and waiters and the daemon watch that
+/// folder with inotify instead of polling the database (SQLite has no
+/// cross-process notification).
 #[derive(Clone, Debug)]
 pub struct Home {
     root: PathBuf,
@@ -27,7 +28,7 @@ impl Home {
     /// anything is recorded.
     pub fn ensure(&self) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
-        for dir in [self.root.clone(), self.logs_dir(), self.exits_dir()] {
+        for dir in [self.root.clone(), self.logs_dir(), self.notify_dir()] {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -55,16 +56,17 @@ impl Home {
         self.root.join("logs")
     }
 
-    /// Folder of exit files.
-    pub fn exits_dir(&self) -> PathBuf {
-        self.root.join("exits")
+    /// Folder of notification files.
+    pub fn notify_dir(&self) -> PathBuf {
+        self.root.join("notify")
     }
 
-    /// Announces that `id` reached a terminal status. Written atomically
-    /// (temp file + rename) so a watcher never reads half a file; failure is
-    /// harmless to correctness (waiters also watch the supervisor's pidfd).
-    pub fn announce_exit(&self, id: &ExecutionId, status: Status) {
-        let dir = self.exits_dir();
+    /// Announces that `id` changed status. Written atomically (temp file +
+    /// rename, which raises one `IN_MOVED_TO`) so a watcher never reads half
+    /// a file; failure is harmless to correctness (waiters also watch the
+    /// supervisor's pidfd, and the daemon reconciles on a slow timer).
+    pub fn announce(&self, id: &ExecutionId, status: Status) {
+        let dir = self.notify_dir();
         let tmp = dir.join(format!(".{id}.tmp"));
         if fs::write(&tmp, status.as_str()).is_ok() {
             let _ = fs::rename(&tmp, dir.join(id.as_str()));

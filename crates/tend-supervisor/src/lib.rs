@@ -17,6 +17,7 @@
 //! What it does not do: it holds no state between calls and speaks no HTTP;
 //! the daemon and the CLI are built on these functions.
 
+pub mod detach;
 mod follow;
 mod home;
 mod kill;

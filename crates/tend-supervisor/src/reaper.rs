@@ -109,7 +109,7 @@ pub(crate) fn reconcile_one<L: Ledger>(
     };
     match ledger.transition(&e.id, e.status, &outcome)? {
         Transition::Won(row) => {
-            home.announce_exit(&row.id, row.status);
+            home.announce(&row.id, row.status);
             Ok(Some(Reconciled {
                 execution: row,
                 was: e.status,

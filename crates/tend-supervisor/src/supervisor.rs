@@ -116,6 +116,7 @@ pub fn run<L: Ledger>(
             return Ok(RunResult::Existing(e, spec.on_duplicate));
         }
     };
+    home.announce(&exec.id, exec.status);
     failpoint("after-queued-commit");
     let (mut out, mut err) = match open_logs(&exec, spec.log_max_bytes) {
         Ok(l) => l,
@@ -196,6 +197,7 @@ pub fn run<L: Ledger>(
             return Ok(RunResult::Finished(current));
         }
     };
+    home.announce(&exec.id, exec.status);
     report(Report::Started(&exec));
 
     let mut sup = Supervision {
@@ -232,7 +234,7 @@ pub fn run<L: Ledger>(
     }
     failpoint("before-terminal-commit");
     let t = ledger.transition(&sup.exec.id, Status::Running, &outcome)?;
-    home.announce_exit(&sup.exec.id, t.execution().status);
+    home.announce(&sup.exec.id, t.execution().status);
     failpoint("after-terminal-commit");
     Ok(RunResult::Finished(match t {
         Transition::Won(e) | Transition::Lost(e) => e,
@@ -286,7 +288,7 @@ fn failed_to_start<L: Ledger>(
         details: json!({}),
     };
     let t = ledger.transition(&exec.id, Status::Queued, &outcome)?;
-    home.announce_exit(&exec.id, t.execution().status);
+    home.announce(&exec.id, t.execution().status);
     let e = match t {
         Transition::Won(e) | Transition::Lost(e) => e,
     };

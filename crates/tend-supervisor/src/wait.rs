@@ -25,7 +25,7 @@ pub fn wait_until_done<L: Ledger>(
     ids: &[ExecutionId],
     timeout: Option<Duration>,
 ) -> Result<Option<Vec<Execution>>, Error> {
-    let watch = watch_dir(&home.exits_dir())?;
+    let watch = watch_dir(&home.notify_dir())?;
     let deadline = timeout.map(|t| Instant::now() + t);
     let host = procfs::hostname();
     loop {

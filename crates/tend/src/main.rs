@@ -44,7 +44,7 @@ fn main() {
 
 fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     if let Cmd::Supervise = cli.command {
-        return commands::run::supervise();
+        return Ok(tend_supervisor::detach::supervise_from_stdin());
     }
     let ctx = Context::open(&cli.global)?;
     match &cli.command {

@@ -1,36 +1,14 @@
 //! `tend run`, and the hidden `tend __supervise` that a detached run starts.
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-
 use anyhow::{bail, Context as _, Result};
-use serde::{Deserialize, Serialize};
-use tend_ledger::{Ledger, SqliteLedger};
+use tend_ledger::Ledger;
 use tend_model::ExecutionId;
-use tend_supervisor::{Home, Mode, OnDuplicate, Report, RunResult, RunSpec};
+use tend_supervisor::detach::{self, Answer};
+use tend_supervisor::{Mode, OnDuplicate, Report, RunResult, RunSpec};
 
 use super::Context;
 use crate::cli::{self, RunArgs};
 use crate::output;
-
-/// What `tend run -d` hands its background supervisor on stdin.
-#[derive(Serialize, Deserialize)]
-struct Envelope {
-    spec: RunSpec,
-    home: std::path::PathBuf,
-    db: std::path::PathBuf,
-}
-
-/// What the background supervisor answers on stdout, once the start is
-/// decided; then it lets go of the pipe and the caller exits.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Answer {
-    Started { id: String },
-    Existing { id: String },
-    FailedToStart { id: String },
-    Error { message: String },
-}
 
 fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
     let cwd = match &args.cwd {
@@ -170,39 +148,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
 fn detached(ctx: &Context, spec: RunSpec) -> Result<i32> {
     let exe =
         std::env::current_exe().context("cannot find the tend executable to start a supervisor")?;
-    let envelope = Envelope {
-        spec,
-        home: ctx.home.root().to_path_buf(),
-        db: ctx.config.sqlite_path()?,
-    };
-    let mut cmd = Command::new(exe);
-    cmd.arg("__supervise")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    tend_proc::spawn::detach_session(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .context("cannot start a background supervisor")?;
-    {
-        let mut stdin = child.stdin.take().expect("stdin was piped");
-        stdin
-            .write_all(&serde_json::to_vec(&envelope).expect("a run spec serialises"))
-            .context("cannot hand the run to its supervisor")?;
-    }
-    let mut text = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout was piped")
-        .read_to_string(&mut text)?;
-    let answer: Answer = match serde_json::from_str(text.trim()) {
-        Ok(a) => a,
-        Err(_) => {
-            let status = child.wait().ok();
-            bail!("the background supervisor stopped before it started the command ({status:?})");
-        }
-    };
+    let answer = detach::launch(&exe, &ctx.home, &ctx.config.sqlite_path()?, &spec)?;
     let show = |id: &str| -> Result<tend_model::Execution> {
         Ok(ctx.ledger.get(&ExecutionId::parse(id)?)?)
     };
@@ -239,76 +185,4 @@ fn detached(ctx: &Context, spec: RunSpec) -> Result<i32> {
         println!("{}", e.id);
     }
     Ok(code)
-}
-
-/// `tend __supervise`: the background supervisor of `tend run -d`.
-pub fn supervise() -> Result<i32> {
-    let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text)?;
-    let devnull = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
-    rustix::stdio::dup2_stdin(&devnull)?;
-    // Pin no mount point and no deleted directory while it runs.
-    let _ = std::env::set_current_dir("/");
-    let answer = |a: &Answer| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string(a).expect("answers serialise")
-        );
-        let _ = out.flush();
-        // Let go of the caller's pipe so it can exit; keep nothing of its terminal.
-        let _ = rustix::stdio::dup2_stdout(&devnull);
-        let _ = rustix::stdio::dup2_stderr(&devnull);
-    };
-    let env: Envelope = match serde_json::from_str(&text) {
-        Ok(e) => e,
-        Err(e) => {
-            answer(&Answer::Error {
-                message: format!("the supervisor got an unreadable run description: {e}"),
-            });
-            return Ok(2);
-        }
-    };
-    let ledger = match SqliteLedger::open(&env.db) {
-        Ok(l) => l,
-        Err(e) => {
-            answer(&Answer::Error {
-                message: e.to_string(),
-            });
-            return Ok(1);
-        }
-    };
-    let home = Home::new(env.home);
-    let mut answered = false;
-    let result = tend_supervisor::run(&ledger, &home, &env.spec, Mode::Detached, &mut |r| {
-        answered = true;
-        answer(&match r {
-            Report::Started(e) => Answer::Started {
-                id: e.id.to_string(),
-            },
-            Report::Existing(e, _) => Answer::Existing {
-                id: e.id.to_string(),
-            },
-            Report::FailedToStart(e) => Answer::FailedToStart {
-                id: e.id.to_string(),
-            },
-        });
-    });
-    match result {
-        Ok(RunResult::Finished(e)) => Ok(e.shell_code()),
-        Ok(RunResult::Existing(..)) => Ok(0),
-        Err(e) => {
-            if !answered {
-                answer(&Answer::Error {
-                    message: e.to_string(),
-                });
-            }
-            let _ = ledger.ledger_id();
-            Ok(1)
-        }
-    }
 }

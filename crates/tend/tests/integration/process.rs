@@ -308,9 +308,19 @@ fn a_scrubbed_double_fork_escapes_only_the_session_tier() {
     }
 }
 
-fn detach_in_scrubbed(env: &TestEnv, tier: &str, script: &str, pidfile: &std::path::Path) -> String {
-    let out = run_env(env, tier).args(["run", "-d", "--", "sh", "-c", script]).output().unwrap();
+fn detach_in_scrubbed(
+    env: &TestEnv,
+    tier: &str,
+    script: &str,
+    pidfile: &std::path::Path,
+) -> String {
+    let out = run_env(env, tier)
+        .args(["run", "-d", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(eventually(Duration::from_secs(5), || !read(pidfile).trim().is_empty()));
+    assert!(eventually(Duration::from_secs(5), || !read(pidfile)
+        .trim()
+        .is_empty()));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

@@ -192,7 +192,12 @@ pub fn read(path: &Path) -> String {
 /// SIGKILLs a process and returns once it is really gone (kill(2) only
 /// queues the signal), so the next tend command sees it dead.
 pub fn sigkill(pid: u32) {
-    let Ok(fd) = tend_proc::Pidfd::open(pid as i32) else { return };
+    let Ok(fd) = tend_proc::Pidfd::open(pid as i32) else {
+        return;
+    };
     let _ = fd.signal(tend_proc::Sig::Kill);
-    assert!(eventually(Duration::from_secs(5), || !fd.is_alive()), "pid {pid} survived SIGKILL");
+    assert!(
+        eventually(Duration::from_secs(5), || !fd.is_alive()),
+        "pid {pid} survived SIGKILL"
+    );
 }

@@ -1,0 +1,187 @@
+//! Background supervisors: how `tend run -d` and the daemon start one, and
+//! what the started one does first.
+//!
+//! The launcher spawns `tend __supervise` in a new session, writes the run
+//! description to its stdin and reads one JSON answer from its stdout. The
+//! supervisor forks once more so that it is nobody's child (a daemon that
+//! launches thousands has nothing to reap), records the execution, starts
+//! the command, answers, and lets go of the pipe.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+use tend_ledger::SqliteLedger;
+
+use crate::{Error, Home, Mode, Report, RunResult, RunSpec};
+
+/// What the launcher hands the background supervisor on stdin.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    spec: RunSpec,
+    home: PathBuf,
+    db: PathBuf,
+}
+
+/// The background supervisor's answer, once the start is decided.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Answer {
+    /// The command runs as this execution.
+    Started {
+        /// Its id.
+        id: String,
+    },
+    /// The key already stands for this execution; nothing was started.
+    Existing {
+        /// Its id.
+        id: String,
+    },
+    /// The command could not be started; the execution is recorded `failed`.
+    FailedToStart {
+        /// Its id.
+        id: String,
+    },
+    /// Nothing was recorded, for this reason.
+    Error {
+        /// One sentence.
+        message: String,
+    },
+}
+
+/// Starts a background supervisor for `spec` with the `tend` executable
+/// `exe`, and returns its answer. Blocks only until the start is decided.
+pub fn launch(exe: &Path, home: &Home, db: &Path, spec: &RunSpec) -> Result<Answer, Error> {
+    let envelope = Envelope {
+        spec: spec.clone(),
+        home: home.root().to_path_buf(),
+        db: db.to_path_buf(),
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg("__supervise")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    tend_proc::spawn::detach_session(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .map_err(Error::io("starting a background supervisor"))?;
+    {
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        stdin
+            .write_all(&serde_json::to_vec(&envelope).expect("a run spec serialises"))
+            .map_err(Error::io("handing the run to its supervisor"))?;
+    }
+    let mut text = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout was piped")
+        .read_to_string(&mut text)
+        .map_err(Error::io("reading the supervisor's answer"))?;
+    // The spawned process forked the real supervisor and exited at once.
+    let _ = child.wait();
+    Ok(
+        serde_json::from_str(text.trim()).unwrap_or_else(|_| Answer::Error {
+            message: "the background supervisor stopped before it started the command".into(),
+        }),
+    )
+}
+
+/// The body of `tend __supervise`: reads the run description from stdin,
+/// forks away from its launcher, supervises the execution to its end and
+/// returns the exit code for the process.
+pub fn supervise_from_stdin() -> i32 {
+    let mut text = String::new();
+    if std::io::stdin().read_to_string(&mut text).is_err() {
+        return 2;
+    }
+    if tend_proc::spawn::fork_away().is_err() {
+        answer(
+            &Answer::Error {
+                message: "cannot fork a background supervisor".into(),
+            },
+            None,
+        );
+        return 1;
+    }
+    let devnull = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .ok();
+    if let Some(null) = &devnull {
+        let _ = rustix::stdio::dup2_stdin(null);
+    }
+    // Pin no mount point and no deleted directory while it runs.
+    let _ = std::env::set_current_dir("/");
+    let env: Envelope = match serde_json::from_str(&text) {
+        Ok(e) => e,
+        Err(e) => {
+            let message = format!("the supervisor got an unreadable run description: {e}");
+            answer(&Answer::Error { message }, devnull.as_ref());
+            return 2;
+        }
+    };
+    let ledger = match SqliteLedger::open(&env.db) {
+        Ok(l) => l,
+        Err(e) => {
+            answer(
+                &Answer::Error {
+                    message: e.to_string(),
+                },
+                devnull.as_ref(),
+            );
+            return 1;
+        }
+    };
+    let home = Home::new(env.home);
+    let mut answered = false;
+    let result = crate::run(&ledger, &home, &env.spec, Mode::Detached, &mut |r| {
+        answered = true;
+        let a = match r {
+            Report::Started(e) => Answer::Started {
+                id: e.id.to_string(),
+            },
+            Report::Existing(e, _) => Answer::Existing {
+                id: e.id.to_string(),
+            },
+            Report::FailedToStart(e) => Answer::FailedToStart {
+                id: e.id.to_string(),
+            },
+        };
+        answer(&a, devnull.as_ref());
+    });
+    match result {
+        Ok(RunResult::Finished(e)) => e.shell_code(),
+        Ok(RunResult::Existing(..)) => 0,
+        Err(e) => {
+            if !answered {
+                answer(
+                    &Answer::Error {
+                        message: e.to_string(),
+                    },
+                    devnull.as_ref(),
+                );
+            }
+            1
+        }
+    }
+}
+
+/// Writes the answer line and lets go of the launcher's pipe (and of any
+/// terminal), so that the launcher's read ends.
+fn answer(a: &Answer, devnull: Option<&std::fs::File>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string(a).expect("answers serialise")
+    );
+    let _ = out.flush();
+    if let Some(null) = devnull {
+        let _ = rustix::stdio::dup2_stdout(null);
+        let _ = rustix::stdio::dup2_stderr(null);
+    }
+}
