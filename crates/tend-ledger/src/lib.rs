@@ -27,7 +27,8 @@ mod types;
 pub use error::Error;
 pub use sqlite::SqliteLedger;
 pub use types::{
-    Created, Filter, KillReport, KillRequest, NewExecution, Outcome, Transition, Usage,
+    Created, Filter, KillReport, KillRequest, NewExecution, Outcome, Summary, Transition, Usage,
+    KILL_BUCKETS_MS,
 };
 
 use tend_model::{Event, Execution, ExecutionId, ProcessIdentity};
@@ -86,6 +87,11 @@ pub trait Ledger: Send {
     /// The execution a key stands for: the live one holding it, else the
     /// newest finished one that is not `lost` or `cancelled`.
     fn by_key(&self, key: &str) -> Result<Option<Execution>>;
+
+    /// Counts for health and metrics over executions created at or after
+    /// `since_ms` (all when `None`); `long_running_before` is the start-time
+    /// cutoff (ms since the epoch) for counting long-running executions.
+    fn summary(&self, since_ms: Option<i64>, long_running_before: i64) -> Result<Summary>;
 
     /// All events of one execution, oldest first.
     fn events(&self, id: &ExecutionId) -> Result<Vec<Event>>;

@@ -15,7 +15,8 @@ use tend_model::{
 };
 
 use crate::{
-    now_ms, Created, Error, Filter, KillRequest, Ledger, NewExecution, Outcome, Result, Transition,
+    now_ms, Created, Error, Filter, KillRequest, Ledger, NewExecution, Outcome, Result, Summary,
+    Transition,
 };
 
 /// Schema migrations, applied in order; the index + 1 is the schema version
@@ -631,8 +632,11 @@ impl Ledger for SqliteLedger {
             sql += &format!(" AND created_at >= ?{}", args.len());
         }
         sql += " ORDER BY created_at DESC, rowid DESC";
-        if let Some(limit) = f.limit {
-            sql += &format!(" LIMIT {limit}");
+        match (f.limit, f.offset) {
+            (Some(limit), Some(offset)) => sql += &format!(" LIMIT {limit} OFFSET {offset}"),
+            (Some(limit), None) => sql += &format!(" LIMIT {limit}"),
+            (None, Some(offset)) => sql += &format!(" LIMIT -1 OFFSET {offset}"),
+            (None, None) => {}
         }
         let mut stmt = self
             .conn
@@ -657,6 +661,76 @@ impl Ledger for SqliteLedger {
 
     fn by_key(&self, key: &str) -> Result<Option<Execution>> {
         by_key_in(&self.conn, key)
+    }
+
+    fn summary(&self, since_ms: Option<i64>, long_running_before: i64) -> Result<Summary> {
+        let since = since_ms.unwrap_or(i64::MIN);
+        let doing = Error::storage;
+        let mut out = Summary::default();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT status, count(*) FROM executions WHERE created_at >= ?1 GROUP BY status",
+            )
+            .map_err(doing("summarising"))?;
+        let rows: Vec<(String, i64)> = stmt
+            .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|r| r.collect())
+            .map_err(doing("summarising"))?;
+        out.by_status = rows
+            .into_iter()
+            .filter_map(|(s, n)| Some((s.parse().ok()?, n as u64)))
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(reason, ''), count(*) FROM executions \
+                 WHERE status = 'lost' AND created_at >= ?1 GROUP BY reason ORDER BY 2 DESC LIMIT 50",
+            )
+            .map_err(doing("summarising"))?;
+        out.lost_by_reason = stmt
+            .query_map([since], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .and_then(|r| r.collect())
+            .map_err(doing("summarising"))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT kill_method, count(*) FROM executions \
+                 WHERE kill_method IS NOT NULL AND created_at >= ?1 GROUP BY kill_method",
+            )
+            .map_err(doing("summarising"))?;
+        let rows: Vec<(String, i64)> = stmt
+            .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|r| r.collect())
+            .map_err(doing("summarising"))?;
+        out.kills_by_method = rows
+            .into_iter()
+            .filter_map(|(m, n)| Some((KillMethod::parse(&m)?, n as u64)))
+            .collect();
+        let buckets: Vec<String> = crate::KILL_BUCKETS_MS
+            .iter()
+            .map(|b| format!("COALESCE(SUM(kill_duration_ms <= {b}), 0)"))
+            .collect();
+        let sql = format!(
+            "SELECT COALESCE(SUM(kill_duration_ms), 0), {}, \
+             (SELECT count(*) FROM executions WHERE started_at IS NOT NULL AND created_at >= ?1), \
+             (SELECT count(*) FROM executions WHERE status = 'running' AND started_at < ?2) \
+             FROM executions WHERE kill_duration_ms IS NOT NULL AND created_at >= ?1",
+            buckets.join(", ")
+        );
+        self.conn
+            .query_row(&sql, params![since, long_running_before], |r| {
+                out.kill_duration_sum_ms = r.get::<_, i64>(0)? as u64;
+                for (i, b) in crate::KILL_BUCKETS_MS.iter().enumerate() {
+                    out.kill_duration_le
+                        .push((*b, r.get::<_, i64>(i + 1)? as u64));
+                }
+                out.started = r.get::<_, i64>(crate::KILL_BUCKETS_MS.len() + 1)? as u64;
+                out.long_running = r.get::<_, i64>(crate::KILL_BUCKETS_MS.len() + 2)? as u64;
+                Ok(())
+            })
+            .map_err(doing("summarising"))?;
+        Ok(out)
     }
 
     fn events(&self, id: &ExecutionId) -> Result<Vec<Event>> {

@@ -147,4 +147,30 @@ pub struct Filter {
     pub since_ms: Option<i64>,
     /// At most this many rows.
     pub limit: Option<u32>,
+    /// Skip this many rows first (paging).
+    pub offset: Option<u32>,
 }
+
+/// Counts over the ledger, for health, metrics and stats. Computed from the
+/// rows, so they are true across daemon restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Executions per status.
+    pub by_status: Vec<(Status, u64)>,
+    /// `lost` executions per reason.
+    pub lost_by_reason: Vec<(String, u64)>,
+    /// Ended-by-tend executions per kill method.
+    pub kills_by_method: Vec<(KillMethod, u64)>,
+    /// Kill durations: for each upper bound (ms) of [`KILL_BUCKETS_MS`], how
+    /// many kills took at most that long (cumulative, as Prometheus wants).
+    pub kill_duration_le: Vec<(u64, u64)>,
+    /// Sum of all kill durations, in milliseconds.
+    pub kill_duration_sum_ms: u64,
+    /// Executions that were started (reached `running`).
+    pub started: u64,
+    /// Running executions started before the `long_running_before` cutoff.
+    pub long_running: u64,
+}
+
+/// Upper bounds of the kill-duration histogram, in milliseconds.
+pub const KILL_BUCKETS_MS: [u64; 8] = [5, 10, 50, 100, 500, 1000, 5000, 30000];

@@ -353,6 +353,48 @@ fn heartbeats_touch_only_running_rows<L: Ledger>(l: &L) {
     );
 }
 
+fn summaries_count_by_status_method_and_reason<L: Ledger>(l: &L) {
+    let a = created(l, None);
+    l.start(&a.id, &proc_id()).unwrap();
+    let mut killed = outcome(Status::Killed, "supervisor");
+    killed.kill = Some(tend_ledger::KillReport {
+        method: tend_model::KillMethod::Graceful,
+        duration_ms: 7,
+        processes_signalled: 2,
+    });
+    l.transition(&a.id, Status::Running, &killed).unwrap();
+    let b = created(l, None);
+    l.transition(&b.id, Status::Queued, &outcome(Status::Lost, "reaper"))
+        .unwrap();
+    let c = created(l, None);
+    l.start(&c.id, &proc_id()).unwrap();
+    let s = l.summary(None, tend_ledger::now_ms() + 1000).unwrap();
+    let count = |st: Status| {
+        s.by_status
+            .iter()
+            .find(|(x, _)| *x == st)
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(
+        (
+            count(Status::Killed),
+            count(Status::Lost),
+            count(Status::Running)
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(s.started, 2);
+    assert_eq!(s.long_running, 1, "c started before the cutoff");
+    assert_eq!(
+        s.kills_by_method,
+        vec![(tend_model::KillMethod::Graceful, 1)]
+    );
+    assert_eq!(s.lost_by_reason, vec![("by reaper".to_string(), 1)]);
+    assert_eq!(s.kill_duration_le[0], (5, 0));
+    assert_eq!(s.kill_duration_le[1], (10, 1));
+    assert_eq!(s.kill_duration_sum_ms, 7);
+}
+
 fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
     let dir = tempfile::tempdir().unwrap();
     let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
@@ -381,6 +423,7 @@ mod sqlite_backend {
         filters_select_by_status_name_label_and_limit,
         kill_requests_are_stored_and_noop_when_finished,
         heartbeats_touch_only_running_rows,
+        summaries_count_by_status_method_and_reason,
     );
 
     #[test]
@@ -434,6 +477,13 @@ mod sqlite_backend {
             p: Option<&str>,
         ) -> tend_ledger::Result<Execution> {
             self.l().heartbeat(id, p)
+        }
+        fn summary(
+            &self,
+            since: Option<i64>,
+            before: i64,
+        ) -> tend_ledger::Result<tend_ledger::Summary> {
+            self.l().summary(since, before)
         }
         fn get(&self, id: &tend_model::ExecutionId) -> tend_ledger::Result<Execution> {
             self.l().get(id)

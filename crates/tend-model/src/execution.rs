@@ -7,7 +7,7 @@ use crate::{ExecutionId, Status};
 /// Who a process is, in a way a reused PID cannot fake: the PID alone is
 /// recycled within seconds on a busy host, but (boot id, pid, start time)
 /// is unique, and the pidfd inode (Linux 6.8+) is unique within a boot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ProcessIdentity {
     /// `/proc/sys/kernel/random/boot_id` when the process was recorded.
     pub boot_id: String,
@@ -20,7 +20,7 @@ pub struct ProcessIdentity {
 }
 
 /// How a kill ended the tree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KillMethod {
     /// Everything left after SIGTERM within the grace period.
@@ -54,10 +54,11 @@ impl KillMethod {
 
 /// A kill that somebody asked for, as stored on the execution so that its
 /// supervisor (or, if that is dead, whoever reconciles) can act on it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KillRequested {
     /// When it was asked.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     /// Who asked.
     pub by: String,
@@ -71,7 +72,7 @@ pub struct KillRequested {
 
 /// One run of a command, as the ledger knows it. This is also the JSON
 /// schema that `--json` prints (times as RFC 3339 strings in UTC).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Execution {
     /// Short random id.
     pub id: ExecutionId,
@@ -99,12 +100,15 @@ pub struct Execution {
     pub env: BTreeMap<String, String>,
     /// When it was recorded.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     /// When the command was started.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<i64>,
     /// When it reached its terminal status.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<i64>,
     /// Host name of the supervisor.
     pub host: String,
@@ -142,6 +146,7 @@ pub struct Execution {
     pub max_memory_bytes: Option<u64>,
     /// When it last called `tend heartbeat`.
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_heartbeat_at: Option<i64>,
     /// The progress text of its last heartbeat.
     pub progress: Option<String>,
@@ -170,7 +175,7 @@ impl Execution {
 }
 
 /// An append-only audit record of something that happened to an execution.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Event {
     /// Ledger-wide sequence number; orders events.
     pub seq: i64,
@@ -178,12 +183,14 @@ pub struct Event {
     pub execution_id: ExecutionId,
     /// When it was recorded.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     /// What happened: `created`, `started`, `exited`, `kill-requested`, `marked-lost`, …
     pub kind: String,
     /// Who did it: `supervisor`, `reaper`, `user:NAME`, …
     pub actor: String,
     /// Everything else, as JSON.
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 

@@ -10,7 +10,8 @@ const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// An execution's id: 8 lowercase base36 characters, random, so that ids
 /// are short enough to type and need no coordination between processes.
 /// Uniqueness is the ledger's job (it retries on collision).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
+#[schema(value_type = String, example = "k3x9q2ab")]
 pub struct ExecutionId(String);
 
 /// Why a string is not an execution id or id prefix.

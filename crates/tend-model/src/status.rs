@@ -12,7 +12,9 @@ use std::str::FromStr;
 ///   ├──► lost   (the supervisor died before it started the command)
 ///   └──► cancelled
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Recorded, supervisor alive, command not started yet.

@@ -132,6 +132,12 @@ impl AsFd for Pidfd {
     }
 }
 
+impl std::os::fd::AsRawFd for Pidfd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

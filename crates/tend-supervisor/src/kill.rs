@@ -23,17 +23,17 @@ pub struct KillResult {
     pub already_finished: bool,
 }
 
-/// Kills every execution in `targets` at once (so their grace periods run
-/// side by side) and waits until each outcome is committed.
-pub fn kill<L: Ledger>(
+/// Asks for each of `targets` to be killed — stored in the ledger, then the
+/// supervisor nudged (or, if it is dead, the execution reconciled at once) —
+/// without waiting. Returns, per target, whether it had already finished.
+pub fn request<L: Ledger>(
     ledger: &L,
     home: &Home,
     targets: &[Execution],
     req: &KillRequest,
-) -> Result<Vec<KillResult>, Error> {
+) -> Result<Vec<bool>, Error> {
     let host = procfs::hostname();
     let mut finished = Vec::with_capacity(targets.len());
-    let mut pending = Vec::new();
     for e in targets {
         if e.status.is_terminal() {
             finished.push(true);
@@ -58,8 +58,25 @@ pub fn kill<L: Ledger>(
                 }
             }
         }
-        pending.push(row.id.clone());
     }
+    Ok(finished)
+}
+
+/// Kills every execution in `targets` at once (so their grace periods run
+/// side by side) and waits until each outcome is committed.
+pub fn kill<L: Ledger>(
+    ledger: &L,
+    home: &Home,
+    targets: &[Execution],
+    req: &KillRequest,
+) -> Result<Vec<KillResult>, Error> {
+    let finished = request(ledger, home, targets, req)?;
+    let pending: Vec<_> = targets
+        .iter()
+        .zip(&finished)
+        .filter(|(_, done)| !**done)
+        .map(|(e, _)| e.id.clone())
+        .collect();
     let mut done = wait_until_done(ledger, home, &pending, None::<Duration>)?
         .expect("a wait without a timeout returns only when done")
         .into_iter();

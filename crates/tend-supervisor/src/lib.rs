@@ -20,7 +20,7 @@
 pub mod detach;
 mod follow;
 mod home;
-mod kill;
+pub mod kill;
 mod logs;
 mod reaper;
 mod signals;
@@ -31,7 +31,7 @@ mod wait;
 
 pub use follow::follow;
 pub use home::Home;
-pub use kill::{kill, KillResult};
+pub use kill::{kill, request as request_kill, KillResult};
 pub use reaper::{
     end_marked, reconcile, reconcile_dry_run, sweep_stragglers, Reconciled, Straggler,
 };

@@ -58,6 +58,10 @@ pub enum Cmd {
     Kill(KillArgs),
     /// Reconcile now: mark executions whose supervisor is gone lost, end stray processes
     Reap(ReapArgs),
+    /// Run the daemon: HTTP API, event stream, metrics, and the host's reaper
+    Serve(ServeArgs),
+    /// Check health: exit 0 healthy, 1 degraded, 2 unhealthy
+    Health,
     /// Tell tend the execution this runs in is alive (for --heartbeat-timeout)
     Heartbeat(HeartbeatArgs),
     /// Check this host: kernel features, containment tiers, the ledger
@@ -200,6 +204,22 @@ pub struct KillArgs {
     /// Act on a bulk selection (without it, bulk kills only list their targets)
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7757, or TEND_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Log format on stderr
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,14 @@ pub struct Config {
     pub log_max_size: u64,
     /// Containment tier to insist on (`TEND_CONTAINMENT`), or the best.
     pub containment: Option<String>,
+    /// Where `tend serve` listens.
+    pub listen: std::net::SocketAddr,
+    /// Executions running longer than this are long-running.
+    pub alert_long_running_after: Duration,
+    /// Health is degraded with more long-running executions than this.
+    pub alert_long_running_count: u64,
+    /// How often the daemon's backstop reconcile runs.
+    pub reconcile_every: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +44,10 @@ struct File {
     max_timeout: Option<String>,
     log_max_size: Option<String>,
     containment: Option<String>,
+    listen: Option<String>,
+    alert_long_running_after: Option<String>,
+    alert_long_running_count: Option<u64>,
+    reconcile_every: Option<String>,
 }
 
 impl Config {
@@ -88,6 +100,25 @@ impl Config {
             max_timeout,
             log_max_size,
             containment: var("TEND_CONTAINMENT").or(file.containment),
+            listen: match var("TEND_LISTEN").or(file.listen) {
+                Some(a) => a.parse().with_context(|| {
+                    format!("bad listen address '{a}': write it like 127.0.0.1:7757")
+                })?,
+                None => std::net::SocketAddr::from(([127, 0, 0, 1], 7757)),
+            },
+            alert_long_running_after: duration(
+                "TEND_ALERT_LONG_RUNNING_AFTER",
+                &file.alert_long_running_after,
+            )?
+            .unwrap_or(Duration::from_secs(3600)),
+            alert_long_running_count: match var("TEND_ALERT_LONG_RUNNING_COUNT") {
+                Some(v) => v
+                    .parse()
+                    .context("bad TEND_ALERT_LONG_RUNNING_COUNT: give a whole number")?,
+                None => file.alert_long_running_count.unwrap_or(5),
+            },
+            reconcile_every: duration("TEND_RECONCILE_EVERY", &file.reconcile_every)?
+                .unwrap_or(Duration::from_secs(30)),
         })
     }
 

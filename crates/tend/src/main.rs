@@ -46,7 +46,15 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     if let Cmd::Supervise = cli.command {
         return Ok(tend_supervisor::detach::supervise_from_stdin());
     }
-    let ctx = Context::open(&cli.global)?;
+    let ctx = match Context::open(&cli.global) {
+        Ok(ctx) => ctx,
+        Err(e) if matches!(cli.command, Cmd::Health) => {
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            println!("unhealthy: {}", dedupe(msg).join(": "));
+            return Ok(2);
+        }
+        Err(e) => return Err(e),
+    };
     match &cli.command {
         Cmd::Run(a) => commands::run::run(&ctx, a),
         Cmd::Ps => commands::query::ps(&ctx),
@@ -57,6 +65,8 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cmd::Kill(a) => commands::kill::kill(&ctx, a),
         Cmd::Reap(a) => commands::reap::reap(&ctx, a),
         Cmd::Heartbeat(a) => commands::health::heartbeat(&ctx, a),
+        Cmd::Health => commands::health::health(&ctx),
+        Cmd::Serve(a) => commands::serve::serve(&ctx, a),
         Cmd::Doctor => commands::health::doctor(&ctx),
         Cmd::Supervise => unreachable!("handled above"),
     }

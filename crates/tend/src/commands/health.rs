@@ -143,3 +143,125 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
     }
     Ok(if healthy { 0 } else { 1 })
 }
+
+/// `tend health`: 0 healthy, 1 degraded, 2 unhealthy.
+pub fn health(ctx: &Context) -> Result<i32> {
+    let mut checks: Vec<Check> = Vec::new();
+    let mut level = 0;
+    let mut add = |name: &str, lvl: i32, detail: String| {
+        level = level.max(lvl);
+        checks.push(Check {
+            name: name.into(),
+            ok: lvl == 0,
+            detail,
+        });
+    };
+    let path = ctx.config.sqlite_path()?;
+    match ctx.ledger.integrity_check() {
+        Ok(()) => add(
+            "ledger",
+            0,
+            format!(
+                "{} reachable, schema {}",
+                path.display(),
+                SqliteLedger::schema_version()
+            ),
+        ),
+        Err(e) => add(
+            "ledger",
+            2,
+            format!("{}: integrity check failed: {e}", path.display()),
+        ),
+    }
+    let stale = tend_supervisor::reconcile_dry_run(&ctx.ledger)?;
+    if stale.is_empty() {
+        add(
+            "stale",
+            0,
+            "every live execution has a live supervisor".into(),
+        );
+    } else {
+        ctx.reconcile()?;
+        add(
+            "stale",
+            1,
+            format!(
+                "{} execution(s) had lost their supervisor; now marked lost",
+                stale.len()
+            ),
+        );
+    }
+    let cutoff = tend_ledger::now_ms() - ctx.config.alert_long_running_after.as_millis() as i64;
+    let sum = ctx
+        .ledger
+        .summary(Some(tend_ledger::now_ms() - 86_400_000), cutoff)?;
+    let after = tend_model::format_duration(ctx.config.alert_long_running_after);
+    if sum.long_running > ctx.config.alert_long_running_count {
+        add(
+            "long-running",
+            1,
+            format!(
+                "{} executions have run longer than {after} (alert above {})",
+                sum.long_running, ctx.config.alert_long_running_count
+            ),
+        );
+    } else {
+        add(
+            "long-running",
+            0,
+            format!("{} running longer than {after}", sum.long_running),
+        );
+    }
+    match daemon(ctx) {
+        Some(Ok(addr)) => add("daemon", 0, format!("running, listening on {addr}")),
+        Some(Err(why)) => add("daemon", 1, why),
+        None => add(
+            "daemon",
+            0,
+            "none running (not needed for run, wait, kill and reap)".into(),
+        ),
+    }
+    if ctx.global.json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            status: &'a str,
+            checks: &'a [Check],
+        }
+        let status = ["healthy", "degraded", "unhealthy"][level as usize];
+        output::json(&Out {
+            status,
+            checks: &checks,
+        });
+    } else {
+        for c in &checks {
+            println!(
+                "{}  {:<13} {}",
+                if c.ok { "ok  " } else { "warn" },
+                c.name,
+                c.detail
+            );
+        }
+    }
+    Ok(level)
+}
+
+/// The daemon recorded in `daemon.json`: `None` if there is none, `Err`
+/// if the file names a daemon that is gone.
+fn daemon(ctx: &Context) -> Option<Result<String, String>> {
+    let text = std::fs::read_to_string(ctx.home.root().join("daemon.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let id = tend_model::ProcessIdentity {
+        boot_id: v["boot_id"].as_str()?.to_string(),
+        pid: v["pid"].as_i64()? as i32,
+        start_time: v["start_time"].as_u64()?,
+        pidfd_ino: v["pidfd_ino"].as_u64(),
+    };
+    let listen = v["listen"].as_str().unwrap_or("?").to_string();
+    Some(match Pidfd::open_verified(&id) {
+        Ok(tend_proc::Verified::Alive(_)) => Ok(listen),
+        _ => Err(format!(
+            "daemon.json names a daemon (pid {}) that is gone; it did not stop cleanly",
+            id.pid
+        )),
+    })
+}

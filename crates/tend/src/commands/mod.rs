@@ -7,6 +7,7 @@ pub mod logs;
 pub mod query;
 pub mod reap;
 pub mod run;
+pub mod serve;
 pub mod wait;
 
 use anyhow::{Context as _, Result};

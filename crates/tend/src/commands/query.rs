@@ -118,6 +118,7 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<i32> {
             .since
             .map(|d| tend_ledger::now_ms() - d.as_millis() as i64),
         limit: Some(args.limit),
+        offset: None,
     };
     let rows = ctx.ledger.list(&filter)?;
     if ctx.global.json {

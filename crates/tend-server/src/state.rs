@@ -1,0 +1,177 @@
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tend_ledger::{Ledger, SqliteLedger};
+use tend_model::Execution;
+use tokio::sync::broadcast;
+
+use crate::{ApiError, Config, Error};
+
+/// Shared by every handler and the watcher. Holds no ledger connection:
+/// each blocking task opens its own (SQLite connections are cheap and not
+/// shareable across threads), so a slow request never blocks another.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    config: Config,
+    transitions: broadcast::Sender<Arc<Execution>>,
+    started: Instant,
+    counters: Counters,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+/// Counters of what this daemon process did (ledger-derived numbers are
+/// computed from the ledger instead).
+#[derive(Default)]
+pub struct Counters {
+    /// Launches through the API.
+    pub launches: AtomicU64,
+    /// Kill requests through the API.
+    pub kill_requests: AtomicU64,
+    /// Executions the daemon's reaper marked `lost`.
+    pub reaped_lost: AtomicU64,
+    /// Stray processes the daemon's reaper ended.
+    pub reaped_stragglers: AtomicU64,
+    /// Transitions streamed.
+    pub transitions: AtomicU64,
+}
+
+impl AppState {
+    /// Builds the state; checks that the ledger opens.
+    pub fn new(config: Config) -> Result<AppState, Error> {
+        config.home.ensure().map_err(|source| Error::Io {
+            doing: "preparing tend's home",
+            source,
+        })?;
+        SqliteLedger::open(&config.db)?;
+        let (transitions, _) = broadcast::channel(4096);
+        let (stopping, _) = tokio::sync::watch::channel(false);
+        Ok(AppState(Arc::new(Inner {
+            config,
+            transitions,
+            started: Instant::now(),
+            counters: Counters::default(),
+            stopping,
+        })))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The API token, if authentication is on.
+    pub fn token(&self) -> Option<&str> {
+        self.0.config.token.as_deref()
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.0.counters
+    }
+
+    /// Seconds since the daemon started.
+    pub fn uptime_s(&self) -> u64 {
+        self.0.started.elapsed().as_secs()
+    }
+
+    /// A fresh ledger connection.
+    pub fn ledger(&self) -> Result<SqliteLedger, ApiError> {
+        SqliteLedger::open(&self.0.config.db).map_err(ApiError::from)
+    }
+
+    /// Runs `f` with a ledger connection on the blocking pool.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AppState, &SqliteLedger) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let l = s.ledger()?;
+            f(&s, &l)
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+
+    /// Tells long-lived responses (event streams, log follows, waits) to end,
+    /// so that a graceful shutdown does not wait for clients forever.
+    pub fn stop(&self) {
+        let _ = self.0.stopping.send(true);
+    }
+
+    /// Resolves once [`AppState::stop`] was called.
+    pub async fn stopped(&self) {
+        let mut rx = self.0.stopping.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// A receiver of every transition from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Execution>> {
+        self.0.transitions.subscribe()
+    }
+
+    /// Streams a transition to subscribers.
+    pub fn publish(&self, e: Execution) {
+        self.0.counters.transitions.fetch_add(1, Ordering::Relaxed);
+        let _ = self.0.transitions.send(Arc::new(e));
+    }
+
+    /// Startup recovery: reconcile the whole ledger and end stray processes
+    /// of this ledger. Returns (executions marked lost, stragglers ended).
+    pub fn recover(&self) -> Result<(usize, usize), Error> {
+        let ledger = SqliteLedger::open(&self.0.config.db)?;
+        let lost = tend_supervisor::reconcile(&ledger, &self.0.config.home)?;
+        let strays = tend_supervisor::sweep_stragglers(&ledger, false, self.0.config.kill_grace)?;
+        self.note_reaped(lost.len(), strays.len());
+        Ok((lost.len(), strays.len()))
+    }
+
+    /// Counts what a reaper pass did.
+    pub fn note_reaped(&self, lost: usize, strays: usize) {
+        self.0
+            .counters
+            .reaped_lost
+            .fetch_add(lost as u64, Ordering::Relaxed);
+        self.0
+            .counters
+            .reaped_stragglers
+            .fetch_add(strays as u64, Ordering::Relaxed);
+    }
+
+    /// Records this daemon in `<home>/daemon.json` (identity and address),
+    /// for `tend health` and `tend doctor`.
+    pub fn write_daemon_file(&self, addr: SocketAddr) {
+        let me = std::process::id() as i32;
+        let Ok(id) = tend_proc::identify(me) else {
+            return;
+        };
+        let body = serde_json::json!({
+            "pid": id.pid, "start_time": id.start_time, "boot_id": id.boot_id,
+            "pidfd_ino": id.pidfd_ino, "listen": addr.to_string(),
+        });
+        let path = self.0.config.home.root().join("daemon.json");
+        let tmp = path.with_extension("json.tmp");
+        if std::fs::write(&tmp, body.to_string()).is_ok() {
+            let _ = std::fs::rename(tmp, path);
+        }
+    }
+
+    /// Removes the daemon file at a graceful stop.
+    pub fn remove_daemon_file(&self) {
+        let _ = std::fs::remove_file(self.0.config.home.root().join("daemon.json"));
+    }
+
+    /// Is this execution known to the ledger as live? (Helper for handlers.)
+    pub fn is_live(e: &Execution) -> bool {
+        !e.status.is_terminal()
+    }
+
+    /// Rows of the ledger's live executions.
+    pub fn live(&self) -> Result<Vec<Execution>, ApiError> {
+        Ok(self.ledger()?.live()?)
+    }
+}

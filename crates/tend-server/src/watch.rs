@@ -1,0 +1,159 @@
+//! The daemon's eyes: inotify on `notify/` for every transition, a pidfd
+//! per live supervisor for deaths, and a slow backstop timer.
+
+use std::collections::HashMap;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+
+use rustix::fs::inotify;
+use tend_ledger::Ledger;
+use tend_model::{Execution, ExecutionId};
+use tend_proc::{Pidfd, Verified};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::AppState;
+
+/// Runs until aborted.
+pub async fn watch(state: AppState) {
+    let notify = match notify_fd(&state) {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the notify folder; transitions will only be seen by the backstop timer");
+            return backstop_only(state).await;
+        }
+    };
+    let (dead_tx, mut dead_rx) = mpsc::unbounded_channel::<ExecutionId>();
+    let mut watched: HashMap<ExecutionId, JoinHandle<()>> = HashMap::new();
+    for e in state.live().unwrap_or_default() {
+        watch_supervisor(&mut watched, &e, &dead_tx);
+    }
+    let mut tick = tokio::time::interval(state.config().reconcile_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            ready = notify.readable() => {
+                let Ok(mut guard) = ready else { continue };
+                let ids = read_names(notify.get_ref());
+                guard.clear_ready();
+                for id in ids {
+                    let s = state.clone();
+                    let row = tokio::task::spawn_blocking(move || s.ledger().ok()?.get(&id).ok()).await.ok().flatten();
+                    if let Some(e) = row {
+                        if e.status.is_terminal() {
+                            if let Some(h) = watched.remove(&e.id) {
+                                h.abort();
+                            }
+                        } else {
+                            watch_supervisor(&mut watched, &e, &dead_tx);
+                        }
+                        state.publish(e);
+                    }
+                }
+            }
+            Some(id) = dead_rx.recv() => {
+                watched.remove(&id);
+                let s = state.clone();
+                let _ = tokio::task::spawn_blocking(move || reconcile_one(&s, &id)).await;
+            }
+            _ = tick.tick() => {
+                let s = state.clone();
+                let live = tokio::task::spawn_blocking(move || backstop(&s)).await.ok().flatten();
+                for e in live.unwrap_or_default() {
+                    watch_supervisor(&mut watched, &e, &dead_tx);
+                }
+            }
+        }
+    }
+}
+
+async fn backstop_only(state: AppState) {
+    let mut tick = tokio::time::interval(state.config().reconcile_every);
+    loop {
+        tick.tick().await;
+        let s = state.clone();
+        let _ = tokio::task::spawn_blocking(move || backstop(&s)).await;
+    }
+}
+
+/// The slow pass: reconcile everything, end strays; returns the live rows.
+fn backstop(state: &AppState) -> Option<Vec<Execution>> {
+    let l = state.ledger().ok()?;
+    let lost = tend_supervisor::reconcile(&l, &state.config().home).unwrap_or_default();
+    let strays =
+        tend_supervisor::sweep_stragglers(&l, false, state.config().kill_grace).unwrap_or_default();
+    state.note_reaped(lost.len(), strays.len());
+    l.live().ok()
+}
+
+fn reconcile_one(state: &AppState, id: &ExecutionId) {
+    let Ok(l) = state.ledger() else { return };
+    let Ok(e) = l.get(id) else { return };
+    if e.status.is_terminal() {
+        return;
+    }
+    // reconcile() checks every live row; one dead supervisor usually means
+    // one row, and the others cost a pidfd each.
+    if let Ok(lost) = tend_supervisor::reconcile(&l, &state.config().home) {
+        state.note_reaped(lost.len(), 0);
+    }
+}
+
+fn watch_supervisor(
+    watched: &mut HashMap<ExecutionId, JoinHandle<()>>,
+    e: &Execution,
+    dead: &mpsc::UnboundedSender<ExecutionId>,
+) {
+    if watched.contains_key(&e.id) || e.host != tend_proc::procfs::hostname() {
+        return;
+    }
+    let id = e.id.clone();
+    let tx = dead.clone();
+    match Pidfd::open_verified(&e.supervisor) {
+        Ok(Verified::Alive(fd)) => match crate::readable_fd(fd) {
+            Ok(afd) => {
+                let handle = tokio::spawn(async move {
+                    let _ = afd.readable().await;
+                    let _ = tx.send(id);
+                });
+                watched.insert(e.id.clone(), handle);
+            }
+            Err(_) => {
+                let _ = tx.send(id);
+            }
+        },
+        _ => {
+            let _ = tx.send(id);
+        }
+    }
+}
+
+fn notify_fd(state: &AppState) -> std::io::Result<AsyncFd<OwnedFd>> {
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
+    inotify::add_watch(
+        &fd,
+        state.config().home.notify_dir(),
+        inotify::WatchFlags::MOVED_TO | inotify::WatchFlags::CLOSE_WRITE,
+    )?;
+    crate::readable_fd(fd)
+}
+
+/// Execution ids named by the queued inotify events (each once).
+fn read_names(fd: &OwnedFd) -> Vec<ExecutionId> {
+    let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+    let mut reader = inotify::Reader::new(fd, &mut buf);
+    let mut out: Vec<ExecutionId> = Vec::new();
+    while let Ok(ev) = reader.next() {
+        let Some(name) = ev.file_name().and_then(|n| n.to_str().ok()) else {
+            continue;
+        };
+        if let Ok(id) = ExecutionId::parse(name) {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,248 @@
+//! Handler tests: the router in-process, called with `oneshot`, against a
+//! real temporary SQLite ledger. Launching needs the `tend` binary and is
+//! covered by the binary's integration tests.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tend_server::{router, AppState, Config};
+use tend_supervisor::Home;
+use tower::ServiceExt;
+
+const TOKEN: &str = "s3cret-token";
+
+fn state(dir: &tempfile::TempDir) -> AppState {
+    let home = Home::new(dir.path().join("home"));
+    AppState::new(Config {
+        db: dir.path().join("home/tend.db"),
+        home,
+        exe: "/nonexistent/tend".into(),
+        token: Some(TOKEN.into()),
+        kill_grace: Duration::from_secs(1),
+        max_timeout: Duration::from_secs(3600),
+        log_max_size: 1 << 20,
+        containment: None,
+        reconcile_every: Duration::from_secs(30),
+        long_running_after: Duration::from_secs(3600),
+        long_running_alert: 5,
+    })
+    .unwrap()
+}
+
+async fn call(s: &AppState, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let resp = router(s.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::String(
+        String::from_utf8_lossy(&bytes).into(),
+    ));
+    (status, v)
+}
+
+fn get(path: &str) -> axum::http::request::Builder {
+    Request::get(path)
+}
+
+#[tokio::test]
+async fn every_endpoint_needs_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    for path in [
+        "/api/v1/health",
+        "/api/v1/executions",
+        "/metrics",
+        "/api/v1/openapi.json",
+        "/api/v1/events",
+        "/nope",
+    ] {
+        let (st, body) = call(&s, get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{path}");
+        assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+        let (st, _) = call(
+            &s,
+            get(path)
+                .header("authorization", "Bearer wrong")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{path}");
+        let (st, _) = call(
+            &s,
+            get(path)
+                .header("authorization", TOKEN)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            st,
+            StatusCode::UNAUTHORIZED,
+            "a bare token without Bearer is refused: {path}"
+        );
+    }
+    let (st, _) = call(
+        &s,
+        get("/api/v1/health")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = call(
+        &s,
+        get("/api/v1/health")
+            .header("x-api-key", TOKEN)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+fn authed(b: axum::http::request::Builder) -> axum::http::request::Builder {
+    b.header("authorization", format!("Bearer {TOKEN}"))
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_json_error_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    let post = |body: &str| {
+        authed(Request::post("/api/v1/executions"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let cases = [
+        ("{not json", "JSON"),
+        (r#"{"command": "ls -l"}"#, "command"),
+        (r#"{"command": []}"#, "command"),
+        (r#"{"command": ["ls"], "surprise": 1}"#, "surprise"),
+        (r#"{"command": ["ls"], "timeout": "soon"}"#, "timeout"),
+        (r#"{"command": ["ls"], "timeout": "48h"}"#, "timeout"),
+        (r#"{"command": ["ls"], "cwd": "relative/dir"}"#, "cwd"),
+        (r#"{"command": ["ls"], "cwd": "/does/not/exist"}"#, "cwd"),
+        (r#"{"command": ["ls"], "env": {"A=B": "x"}}"#, "env"),
+        (r#"{"command": ["ls"], "max_memory": "lots"}"#, "max_memory"),
+        (
+            r#"{"command": ["ls"], "on_duplicate": "sometimes"}"#,
+            "on_duplicate",
+        ),
+    ];
+    for (body, field) in cases {
+        let (st, v) = call(&s, post(body)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body} -> {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(field),
+            "{body} -> {v}"
+        );
+    }
+    let big = format!(r#"{{"command": ["{}"]}}"#, "x".repeat(100_000));
+    let (st, _) = call(&s, post(&big)).await;
+    assert!(st.is_client_error(), "an oversized body is refused: {st}");
+    for (path, want) in [
+        ("/api/v1/executions/zzzzzzzz", StatusCode::NOT_FOUND),
+        ("/api/v1/executions/ab", StatusCode::BAD_REQUEST),
+        ("/api/v1/executions/..%2F..%2Fetc", StatusCode::BAD_REQUEST),
+        ("/api/v1/executions?limit=0", StatusCode::BAD_REQUEST),
+        ("/api/v1/executions?status=done", StatusCode::BAD_REQUEST),
+        ("/api/v1/executions?bogus=1", StatusCode::BAD_REQUEST),
+        ("/api/v1/executions/zzzzzzzz/logs", StatusCode::NOT_FOUND),
+        ("/api/v1/nothing-here", StatusCode::NOT_FOUND),
+    ] {
+        let (st, v) = call(&s, authed(get(path)).body(Body::empty()).unwrap()).await;
+        assert_eq!(st, want, "{path} -> {v}");
+        assert!(v["error"].is_string(), "{path} -> {v}");
+    }
+    let (st, v) = call(
+        &s,
+        authed(Request::post("/api/v1/executions/zzzzzzzz/kill"))
+            .body(Body::from("{\"force\": 1}"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    let (st, doc) = call(
+        &s,
+        authed(get("/api/v1/openapi.json"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/api/v1/health",
+        "/api/v1/executions",
+        "/api/v1/executions/{id}",
+        "/api/v1/executions/{id}/events",
+        "/api/v1/executions/{id}/logs",
+        "/api/v1/executions/{id}/kill",
+        "/api/v1/executions/{id}/wait",
+        "/api/v1/reap",
+        "/api/v1/events",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let execution = &doc["components"]["schemas"]["Execution"]["properties"];
+    for field in [
+        "id",
+        "status",
+        "reason",
+        "exit_code",
+        "signal",
+        "pid",
+        "key",
+        "labels",
+        "created_at",
+        "host",
+        "tier",
+    ] {
+        assert!(execution[field].is_object(), "Execution.{field} missing");
+    }
+}
+
+#[tokio::test]
+async fn health_metrics_and_reap_answer_on_an_empty_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    let (st, h) = call(
+        &s,
+        authed(get("/api/v1/health")).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["running"], 0);
+    let (st, m) = call(&s, authed(get("/metrics")).body(Body::empty()).unwrap()).await;
+    assert_eq!(st, StatusCode::OK);
+    let m = m.as_str().unwrap().to_string();
+    assert!(m.contains("tend_executions{status=\"running\"} 0"), "{m}");
+    assert!(
+        m.contains("tend_kill_duration_seconds_bucket{le=\"+Inf\"} 0"),
+        "{m}"
+    );
+    let (st, r) = call(
+        &s,
+        authed(Request::post("/api/v1/reap"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(r["lost"], serde_json::json!([]));
+}

@@ -1,0 +1,50 @@
+//! `tend serve`.
+
+use anyhow::{Context as _, Result};
+
+use super::Context;
+use crate::cli::{LogFormat, ServeArgs};
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32> {
+    init_logging(args.log_format, ctx.global.verbose, ctx.global.quiet);
+    let token =
+        tend_server::load_token(&ctx.home).context("cannot read or create the API token file")?;
+    let config = tend_server::Config {
+        home: ctx.home.clone(),
+        db: std::path::absolute(ctx.config.sqlite_path()?)?,
+        exe: std::env::current_exe().context("cannot find the tend executable")?,
+        token,
+        kill_grace: ctx.config.kill_grace,
+        max_timeout: ctx.config.max_timeout,
+        log_max_size: ctx.config.log_max_size,
+        containment: ctx.config.containment.clone(),
+        reconcile_every: ctx.config.reconcile_every,
+        long_running_after: ctx.config.alert_long_running_after,
+        long_running_alert: ctx.config.alert_long_running_count,
+    };
+    let addr = args.listen.unwrap_or(ctx.config.listen);
+    tend_server::serve(addr, config)?;
+    Ok(0)
+}
+
+fn init_logging(format: LogFormat, verbose: bool, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if verbose {
+        "debug"
+    } else if quiet {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
