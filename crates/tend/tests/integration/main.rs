@@ -26,3 +26,5 @@ mod process;
 mod pid_reuse;
 // Supervisors SIGKILLed at every commit boundary and at random.
 mod crash;
+// The daemon and its HTTP API, driven by a real HTTP client.
+mod serve;

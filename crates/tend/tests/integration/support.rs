@@ -201,3 +201,119 @@ pub fn sigkill(pid: u32) {
         "pid {pid} survived SIGKILL"
     );
 }
+
+/// A running `tend serve` on a free loopback port, stopped (SIGKILL, by
+/// its PID: it is our child) when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub base: String,
+    pub token: String,
+    agent: ureq::Agent,
+}
+
+impl Daemon {
+    pub fn start(env: &TestEnv) -> Daemon {
+        Daemon::start_with(env, &[])
+    }
+
+    pub fn start_with(env: &TestEnv, vars: &[(&str, &str)]) -> Daemon {
+        let file = env.home().join("daemon.json");
+        let _ = std::fs::remove_file(&file);
+        let mut cmd = env.cmd();
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .stderr(Stdio::null())
+            .stdout(Stdio::null());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("tend serve starts");
+        let started = eventually(Duration::from_secs(20), || {
+            std::fs::read_to_string(&file).is_ok_and(|t| serde_json::from_str::<Value>(&t).is_ok())
+        });
+        assert!(started, "the daemon did not come up");
+        let info: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let token = std::fs::read_to_string(env.home().join("token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        Daemon {
+            child,
+            base: format!("http://{}", info["listen"].as_str().unwrap()),
+            token,
+            agent,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// GET with the token; (status, JSON or text as a JSON string).
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call();
+        Daemon::parse(r)
+    }
+
+    /// POST a JSON body with the token.
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body);
+        Daemon::parse(r)
+    }
+
+    /// A request without the token.
+    pub fn anonymous(&self, path: &str) -> u16 {
+        self.agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    fn parse(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+        let mut resp = r.expect("the daemon answers");
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Opens the server-sent event stream and returns a reader of it.
+    pub fn events(&self) -> impl std::io::BufRead {
+        let resp = self
+            .agent
+            .get(format!("{}/api/v1/events", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .config()
+            .timeout_global(None)
+            .build()
+            .call()
+            .expect("the event stream opens");
+        std::io::BufReader::new(resp.into_body().into_reader())
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,341 @@
+use std::io::BufRead;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[test]
+fn launch_wait_logs_kill_and_reap_round_trip() {
+    let env = TestEnv::new();
+    let d = Daemon::start(&env);
+    assert_eq!(d.anonymous("/api/v1/health"), 401);
+    let (st, e) = d.post("/api/v1/executions", json!({"command": ["sh", "-c", "echo out; echo err >&2; exit 4"], "name": "api", "labels": {"via": "api"}}));
+    assert_eq!(st, 201, "{e}");
+    let id = e["id"].as_str().unwrap().to_string();
+    let (st, done) = d.get(&format!("/api/v1/executions/{id}/wait?timeout=20s"));
+    assert_eq!(st, 200, "{done}");
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["exit_code"], 4);
+    assert_eq!(d.get(&format!("/api/v1/executions/{id}/logs")).1, "out\n");
+    assert_eq!(
+        d.get(&format!("/api/v1/executions/{id}/logs?stream=stderr"))
+            .1,
+        "err\n"
+    );
+    let (_, events) = d.get(&format!("/api/v1/executions/{id}/events"));
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["created", "started", "exited"]);
+    // The CLI sees the same execution, in the same schema.
+    assert_eq!(env.show(&id)["labels"]["via"], "api");
+
+    // Keys: 201 for the new one, 200 with the same execution for the second.
+    let body = json!({"command": ["sleep", "30"], "key": "only-one"});
+    let (st, first) = d.post("/api/v1/executions", body.clone());
+    assert_eq!(st, 201);
+    let (st, second) = d.post("/api/v1/executions", body);
+    assert_eq!(st, 200);
+    assert_eq!(first["id"], second["id"]);
+    let long = first["id"].as_str().unwrap().to_string();
+    let (st, timed_out) = d.get(&format!("/api/v1/executions/{long}/wait?timeout=200ms"));
+    assert_eq!(st, 408, "{timed_out}");
+
+    let (st, k) = d.post(
+        &format!("/api/v1/executions/{long}/kill"),
+        json!({"reason": "test", "grace": "2s"}),
+    );
+    assert_eq!(st, 200, "{k}");
+    assert_eq!(k["status"], "killed");
+    assert_eq!(k["kill_method"], "graceful");
+    assert_eq!(k["processes_signalled"], 1);
+    assert!(k["kill_duration_ms"].as_u64().unwrap() < 2000);
+    let (_, again) = d.post(&format!("/api/v1/executions/{long}/kill"), json!({}));
+    assert_eq!(again["already_finished"], true);
+    assert_eq!(again["kill_method"], "none");
+
+    let (st, list) = d.get("/api/v1/executions?status=killed,failed&limit=10");
+    assert_eq!(st, 200);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (_, page) = d.get("/api/v1/executions?limit=1&offset=1");
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    let (st, r) = d.post("/api/v1/reap", json!(null));
+    assert_eq!(st, 200, "{r}");
+    let (_, h) = d.get("/api/v1/health");
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["last_24h"]["killed"], 1);
+    let (_, m) = d.get("/metrics");
+    let m = m.as_str().unwrap();
+    assert!(m.contains("tend_executions{status=\"killed\"} 1"), "{m}");
+    assert!(m.contains("tend_kills_total{method=\"graceful\"} 1"), "{m}");
+    assert!(m.contains("tend_api_launches_total 3"), "{m}");
+}
+
+#[test]
+fn sse_streams_a_transition_within_milliseconds() {
+    let env = TestEnv::new();
+    let d = Daemon::start(&env);
+    let mut events = d.events();
+    let stamp = env.dir.path().join("exit-time");
+    let id = env.detach(&[
+        "sh",
+        "-c",
+        &format!("sleep 0.5; date +%s%N > {}", stamp.display()),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut line = String::new();
+    let received = loop {
+        line.clear();
+        assert!(Instant::now() < deadline, "no terminal event arrived");
+        events.read_line(&mut line).unwrap();
+        if let Some(data) = line.strip_prefix("data: ") {
+            let e: serde_json::Value = serde_json::from_str(data).unwrap();
+            if e["id"] == id.as_str() && e["status"] == "succeeded" {
+                break SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos();
+            }
+        }
+    };
+    let exited: u128 = read(&stamp).trim().parse().unwrap();
+    let latency = Duration::from_nanos((received - exited) as u64);
+    eprintln!("measured: command exit -> SSE transition received in {latency:?}");
+    assert!(latency < Duration::from_millis(500), "{latency:?}");
+}
+
+#[test]
+fn executions_outlive_a_sigkilled_daemon_and_keep_their_true_exit_codes() {
+    let env = TestEnv::new();
+    let mut d = Daemon::start(&env);
+    let (_, short) = d.post(
+        "/api/v1/executions",
+        json!({"command": ["sh", "-c", "sleep 1; exit 4"]}),
+    );
+    let (_, long) = d.post("/api/v1/executions", json!({"command": ["sleep", "30"]}));
+    let (short, long) = (
+        short["id"].as_str().unwrap().to_string(),
+        long["id"].as_str().unwrap().to_string(),
+    );
+    d.kill9();
+    assert_eq!(
+        env.status(&short),
+        "running",
+        "a dead daemon takes nothing with it"
+    );
+    assert_eq!(env.status(&long), "running");
+    let d = Daemon::start(&env);
+    let (_, seen) = d.get(&format!("/api/v1/executions/{long}"));
+    assert_eq!(seen["status"], "running");
+    let (st, done) = d.get(&format!("/api/v1/executions/{short}/wait?timeout=20s"));
+    assert_eq!(st, 200);
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["exit_code"], 4);
+    let (_, k) = d.post(&format!("/api/v1/executions/{long}/kill"), json!({}));
+    assert_eq!(k["status"], "killed");
+}
+
+#[test]
+fn a_restarted_daemon_marks_executions_of_dead_supervisors_lost_and_ends_their_trees() {
+    let env = TestEnv::new();
+    let mut d = Daemon::start(&env);
+    let (_, e) = d.post(
+        "/api/v1/executions",
+        json!({"command": ["sh", "-c", "sleep 1000 & sleep 1000"], "kill_grace": "500ms"}),
+    );
+    let id = e["id"].as_str().unwrap().to_string();
+    assert!(eventually(Duration::from_secs(5), || env
+        .marked(Some(&id))
+        .len()
+        >= 2));
+    d.kill9();
+    sigkill(e["supervisor"]["pid"].as_i64().unwrap() as u32);
+    let d = Daemon::start(&env);
+    // Recovery runs before the daemon answers: the first read is true.
+    let (_, row) = d.get(&format!("/api/v1/executions/{id}"));
+    assert_eq!(row["status"], "lost", "{row}");
+    assert_eq!(row["reason"], "supervisor died");
+    env.assert_no_marked(Some(&id), Duration::from_secs(5));
+}
+
+#[test]
+fn a_running_daemon_notices_a_dead_supervisor_at_once() {
+    let env = TestEnv::new();
+    let d = Daemon::start(&env);
+    let id = env.detach(&["sleep", "1000"]);
+    let mut events = d.events();
+    let pid = env.show(&id)["supervisor"]["pid"].as_i64().unwrap() as u32;
+    sigkill(pid);
+    let start = Instant::now();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the daemon did not reap it"
+        );
+        events.read_line(&mut line).unwrap();
+        if line.contains(&id) && line.contains("\"lost\"") {
+            break;
+        }
+    }
+    eprintln!(
+        "measured: supervisor SIGKILL -> lost streamed in {:?}",
+        start.elapsed()
+    );
+    env.assert_no_marked(Some(&id), Duration::from_secs(5));
+}
+
+#[test]
+fn an_idle_daemon_uses_almost_no_cpu() {
+    let env = TestEnv::new();
+    let d = Daemon::start(&env);
+    env.detach(&["sleep", "1000"]);
+    std::thread::sleep(Duration::from_millis(500));
+    // Context switches per thread (tid -> count): threads come and go (the
+    // blocking pool retires idle ones), so deltas are taken per thread.
+    let sample = || {
+        let stat = tend_proc::procfs::stat(d.pid() as i32).unwrap();
+        let mut per_thread = std::collections::HashMap::new();
+        for t in std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+            .unwrap()
+            .flatten()
+        {
+            let n: u64 = read(&t.path().join("status"))
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            per_thread.insert(t.file_name(), n);
+        }
+        (stat.utime + stat.stime, per_thread)
+    };
+    let (cpu0, sw0) = sample();
+    std::thread::sleep(Duration::from_secs(10));
+    let (cpu1, sw1) = sample();
+    let woke: u64 = sw1
+        .iter()
+        .map(|(tid, n)| n.saturating_sub(*sw0.get(tid).unwrap_or(&0)))
+        .sum();
+    eprintln!(
+        "measured: idle daemon over 10 s: {} CPU ticks, {woke} context switches",
+        cpu1 - cpu0
+    );
+    assert!(
+        cpu1 - cpu0 <= 5,
+        "an idle daemon used {} ticks in 10 s",
+        cpu1 - cpu0
+    );
+    assert!(woke <= 20, "an idle daemon woke {woke} times in 10 s");
+}
+
+#[test]
+fn a_daemon_without_a_token_refuses_non_loopback_addresses() {
+    let env = TestEnv::new();
+    let out = env
+        .cmd()
+        .env("TEND_TOKEN", "")
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    let e = assert_one_sentence(&out, 1);
+    assert!(e.contains("without an API token"), "{e}");
+}
+
+/// 100 concurrent clients launch short executions and kill long ones for a
+/// bounded time (10 s; `TEND_LOAD_SECS=30` for the full run): no 5xx, no
+/// execution lost or left running; p50/p99 latencies are printed.
+#[test]
+fn load_100_clients_launching_and_killing() {
+    let secs: u64 = std::env::var("TEND_LOAD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let clients: usize = std::env::var("TEND_LOAD_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let env = TestEnv::new();
+    let d = std::sync::Arc::new(Daemon::start(&env));
+    let until = Instant::now() + Duration::from_secs(secs);
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                let mut ids = Vec::new();
+                let mut errors = Vec::new();
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    n += 1;
+                    let long = (i as u64 + n) % 4 == 0;
+                    let cmd = if long {
+                        json!(["sleep", "30"])
+                    } else {
+                        json!(["true"])
+                    };
+                    let t = Instant::now();
+                    let (st, e) = d.post(
+                        "/api/v1/executions",
+                        json!({"command": cmd, "kill_grace": "1s"}),
+                    );
+                    lat.push(t.elapsed());
+                    if st != 201 {
+                        errors.push(format!("launch {st}: {e}"));
+                        continue;
+                    }
+                    let id = e["id"].as_str().unwrap().to_string();
+                    if long {
+                        let t = Instant::now();
+                        let (st, k) = d.post(&format!("/api/v1/executions/{id}/kill"), json!({}));
+                        lat.push(t.elapsed());
+                        if st != 200 || k["status"] != "killed" {
+                            errors.push(format!("kill {st}: {k}"));
+                        }
+                    }
+                    ids.push(id);
+                }
+                (lat, ids, errors)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    let mut ids = Vec::new();
+    let mut errors = Vec::new();
+    for h in handles {
+        let (l, i, e) = h.join().unwrap();
+        lat.extend(l);
+        ids.extend(i);
+        errors.extend(e);
+    }
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    eprintln!(
+        "measured: {} requests from {clients} clients in {secs} s: p50 {:?}, p99 {:?}, max {:?}",
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        lat.last().unwrap()
+    );
+    for id in &ids {
+        let (st, e) = d.get(&format!("/api/v1/executions/{id}/wait?timeout=30s"));
+        assert_eq!(st, 200, "{id} still live: {e}");
+        assert!(
+            e["status"] == "succeeded" || e["status"] == "killed",
+            "{id}: {e}"
+        );
+    }
+    assert!(env.ledger().live().map(|l| l.is_empty()).unwrap_or(false));
+}
+
+use tend_ledger::Ledger;
