@@ -272,7 +272,7 @@ fn load_100_clients_launching_and_killing() {
                 let mut n = 0u64;
                 while Instant::now() < until {
                     n += 1;
-                    let long = (i as u64 + n) % 4 == 0;
+                    let long = (i as u64 + n).is_multiple_of(4);
                     let cmd = if long {
                         json!(["sleep", "30"])
                     } else {
