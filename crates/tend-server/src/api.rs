@@ -97,6 +97,16 @@ fn duration(field: &str, v: &Option<String>) -> Result<Option<Duration>, ApiErro
         .transpose()
 }
 
+/// An execution id, or a unique prefix of at least 4 characters.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct IdPath {
+    /// Execution id or unique prefix.
+    #[param(pattern = r"^[0-9a-z]{4,8}$", min_length = 4, max_length = 8)]
+    id: String,
+}
+
 fn resolve(l: &impl Ledger, id: &str) -> Result<Execution, ApiError> {
     Ok(l.resolve(id)?)
 }
@@ -156,19 +166,25 @@ async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
 
 /// Filters and paging for the list.
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Comma-separated statuses.
+    #[param(pattern = r"^(queued|running|succeeded|failed|timed_out|killed|lost|cancelled)(,(queued|running|succeeded|failed|timed_out|killed|lost|cancelled))*$")]
     pub status: Option<String>,
     /// Glob on the name.
     pub name: Option<String>,
     /// A label as `key=value`.
+    #[param(pattern = r"^[^=]+=.*$")]
     pub label: Option<String>,
     /// Only created within this long (`1h`, `7d`).
+    #[param(pattern = r"^(0|([0-9]{1,9}(ms|s|m|h|d)){1,4})$")]
     pub since: Option<String>,
     /// Page size, 1–1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// Rows to skip.
+        /// Rows to skip.
+    #[param(minimum = 0, maximum = 2147483647)]
     pub offset: Option<u32>,
 }
 
@@ -204,6 +220,9 @@ async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit: must be between 1 and 1000"));
     }
+        if q.offset.is_some_and(|o| o > i32::MAX as u32) {
+        return Err(ApiError::bad_request("offset: must be at most 2147483647"));
+    }
     let since = duration("since", &q.since)?;
     let filter = Filter {
         statuses,
@@ -216,7 +235,7 @@ async fn list(
     s.blocking(move |_, l| Ok(Json(l.list(&filter)?))).await
 }
 
-#[utoipa::path(get, path = "/api/v1/executions/{id}", params(("id" = String, Path, description = "id or unique prefix")),
+#[utoipa::path(get, path = "/api/v1/executions/{id}", params(IdPath),
     responses((status = 200, body = Execution), (status = 404, description = "unknown id")), security(("token" = [])))]
 async fn show(
     State(s): State<AppState>,
@@ -225,7 +244,7 @@ async fn show(
     s.blocking(move |_, l| Ok(Json(resolve(l, &id)?))).await
 }
 
-#[utoipa::path(get, path = "/api/v1/executions/{id}/events", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/executions/{id}/events", params(IdPath),
     responses((status = 200, body = Vec<Event>), (status = 404, description = "unknown id")), security(("token" = [])))]
 async fn events(
     State(s): State<AppState>,
@@ -243,10 +262,12 @@ async fn events(
 #[serde(deny_unknown_fields)]
 pub struct LaunchRequest {
     /// argv; never run through a shell.
+    #[schema(min_items = 1, value_type = Vec<NonEmpty>)]
     pub command: Vec<String>,
     /// Name (default: the program's file name).
     pub name: Option<String>,
     /// Absolute working directory (default `/`).
+    #[schema(pattern = "^/")]
     pub cwd: Option<String>,
     /// Extra environment.
     #[serde(default)]
@@ -257,17 +278,22 @@ pub struct LaunchRequest {
     /// Deduplication key.
     pub key: Option<String>,
     /// `wait` or `skip` (both answer 200 with the execution holding the key), or `run`.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(wait|skip|run)$")]
     pub on_duplicate: Option<OnDuplicate>,
-    /// Timeout (`90s`, `5m`, …).
+    /// Timeout (`90s`, `5m`, …), at most the daemon's maximum (24h by default).
+    #[schema(pattern = r"^([0-9]{1,9}(ms|s|m|h)){1,4}$")]
     pub timeout: Option<String>,
     /// SIGTERM → SIGKILL grace.
+    #[schema(pattern = r"^(0|([0-9]{1,9}(ms|s|m|h|d)){1,4})$")]
     pub kill_grace: Option<String>,
     /// Heartbeat period.
+    #[schema(pattern = r"^(0|([0-9]{1,9}(ms|s|m|h|d)){1,4})$")]
     pub heartbeat_timeout: Option<String>,
     /// Idle (no output) timeout.
+    #[schema(pattern = r"^(0|([0-9]{1,9}(ms|s|m|h|d)){1,4})$")]
     pub idle_timeout: Option<String>,
     /// Memory limit (`512M`, `2G`).
+    #[schema(pattern = r"^[0-9]+([KMGTkmgt](i?B)?|B)?$")]
     pub max_memory: Option<String>,
 }
 
@@ -275,10 +301,8 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
     let Some(program) = r.command.first() else {
         return Err(ApiError::bad_request("command: must name a program"));
     };
-    if program.is_empty() || r.command.iter().any(|a| a.contains('\0')) {
-        return Err(ApiError::bad_request(
-            "command: arguments must be non-empty text without NUL bytes",
-        ));
+        if program.is_empty() || r.command.iter().any(|a| a.is_empty() || a.contains('\0')) {
+        return Err(ApiError::bad_request("command: every argument must be non-empty text without NUL bytes"));
     }
     let cwd = r.cwd.unwrap_or_else(|| "/".into());
     let p = std::path::Path::new(&cwd);
@@ -294,22 +318,18 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
             )));
         }
     }
-    let timeout = duration("timeout", &r.timeout)?;
+        let timeout = duration("timeout", &r.timeout)?.filter(|t| !t.is_zero());
     if let Some(t) = timeout {
-        if t.is_zero() || t > s.config().max_timeout {
+        if t > s.config().max_timeout {
             return Err(ApiError::bad_request(format!(
                 "timeout: must be between 1ms and {}",
                 tend_model::format_duration(s.config().max_timeout)
             )));
         }
     }
+        // Zero means "no such limit", as leaving the field out does.
     let positive = |field: &str, v: &Option<String>| -> Result<Option<u64>, ApiError> {
-        match duration(field, v)? {
-            Some(d) if d.is_zero() => Err(ApiError::bad_request(format!(
-                "{field}: must be longer than zero"
-            ))),
-            d => Ok(d.map(|d| d.as_millis() as u64)),
-        }
+        Ok(duration(field, v)?.filter(|d| !d.is_zero()).map(|d| d.as_millis() as u64))
     };
     let max_memory = r
         .max_memory
@@ -317,7 +337,8 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
         .map(|m| {
             tend_model::parse_size(m).map_err(|e| ApiError::bad_request(format!("max_memory: {e}")))
         })
-        .transpose()?;
+                .transpose()?
+        .filter(|m| *m > 0);
     Ok(RunSpec {
         name: r.name,
         command: r.command,
@@ -363,6 +384,20 @@ async fn launch(
     .await
 }
 
+/// A non-empty string (an argv element), for the schema only.
+pub struct NonEmpty;
+
+impl utoipa::PartialSchema for NonEmpty {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .into()
+    }
+}
+
+impl ToSchema for NonEmpty {}
+
 /// How to kill.
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
@@ -371,6 +406,7 @@ pub struct KillBody {
     #[serde(default)]
     pub force: bool,
     /// Grace override (`5s`).
+    #[schema(pattern = r"^(0|([0-9]{1,9}(ms|s|m|h|d)){1,4})$")]
     pub grace: Option<String>,
     /// Why, for the audit log.
     pub reason: Option<String>,
@@ -393,7 +429,7 @@ pub struct Killed {
     pub already_finished: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/executions/{id}/kill", params(("id" = String, Path)), request_body = KillBody,
+#[utoipa::path(post, path = "/api/v1/executions/{id}/kill", params(IdPath), request_body = Option<KillBody>,
     responses((status = 200, body = Killed), (status = 404, description = "unknown id")), security(("token" = [])))]
 async fn kill(
     State(s): State<AppState>,
@@ -401,7 +437,7 @@ async fn kill(
     raw: axum::body::Bytes,
 ) -> Result<Json<Killed>, ApiError> {
     // The body is optional: no body means a plain graceful kill.
-    let body: KillBody = if raw.iter().all(u8::is_ascii_whitespace) {
+        let body: KillBody = if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii() == b"null" {
         KillBody::default()
     } else {
         serde_json::from_slice(&raw)
@@ -498,13 +534,15 @@ async fn wait_terminal(
 
 /// Long-poll parameters.
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// How long to wait (default 30s, at most 5m).
+    #[param(pattern = r"^(0|([0-9]{1,9}(ms|s|m|h|d)){1,4})$")]
     pub timeout: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/executions/{id}/wait", params(("id" = String, Path), WaitQuery),
+#[utoipa::path(get, path = "/api/v1/executions/{id}/wait", params(IdPath, WaitQuery),
     responses((status = 200, description = "it ended", body = Execution),
               (status = 408, description = "still live when the timeout passed")), security(("token" = [])))]
 async fn wait(
@@ -545,20 +583,24 @@ async fn reap(State(s): State<AppState>) -> Result<Json<Reaped>, ApiError> {
 
 /// Which log and how much.
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
     /// `stdout` (default) or `stderr`.
+    #[param(pattern = "^(stdout|stderr)$")]
     pub stream: Option<String>,
     /// Keep the response open and stream output until the execution ends.
     #[serde(default)]
     pub follow: bool,
-    /// Start at this byte.
+        /// Start at this byte.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub offset: Option<u64>,
-    /// At most this many bytes (default and maximum 16 MiB) without `follow`.
+        /// At most this many bytes (default and maximum 16 MiB) without `follow`.
+    #[param(minimum = 1, maximum = 16777216)]
     pub limit: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/executions/{id}/logs", params(("id" = String, Path), LogsQuery),
+#[utoipa::path(get, path = "/api/v1/executions/{id}/logs", params(IdPath, LogsQuery),
     responses((status = 200, description = "output", content_type = "text/plain"), (status = 404, description = "unknown id")),
     security(("token" = [])))]
 async fn logs(
@@ -575,7 +617,13 @@ async fn logs(
             )))
         }
     };
-    let limit = q.limit.unwrap_or(MAX_LOG_READ).min(MAX_LOG_READ);
+        if q.offset.is_some_and(|o| o > i64::MAX as u64) {
+        return Err(ApiError::bad_request("offset: must be at most 9223372036854775807"));
+    }
+        if q.limit.is_some_and(|l| l == 0 || l > MAX_LOG_READ) {
+        return Err(ApiError::bad_request(format!("limit: must be between 1 and {MAX_LOG_READ}")));
+    }
+    let limit = q.limit.unwrap_or(MAX_LOG_READ);
     let offset = q.offset.unwrap_or(0);
     let e = s.blocking(move |_, l| resolve(l, &id)).await?;
     // The path comes from the ledger row, never from the request.
@@ -608,6 +656,9 @@ pub(crate) fn read_range(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+        if offset >= f.metadata()?.len() {
+        return Ok(Vec::new());
+    }
     f.seek(SeekFrom::Start(offset))?;
     let mut out = Vec::new();
     f.take(limit).read_to_end(&mut out)?;

@@ -2,6 +2,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+/// The JSON body of every error response.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// One sentence saying what was wrong.
+    pub error: String,
+}
+
 /// The API's one error type: a status and a sentence, sent as
 /// `{"error": "…"}`. A 4xx says what was wrong with the request; a 5xx logs
 /// the cause and sends a generic sentence.

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::api;
@@ -17,7 +18,7 @@ use crate::api;
     components(schemas(
         tend_model::Execution, tend_model::Event, tend_model::Status, tend_model::KillMethod,
         tend_model::ProcessIdentity, tend_model::KillRequested, api::Health, api::LaunchRequest,
-        api::KillBody, api::Killed, api::Reaped
+        api::KillBody, api::Killed, api::Reaped, crate::error::ErrorBody
     )),
     modifiers(&Security)
 )]
@@ -36,6 +37,35 @@ impl Modify for Security {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
         );
+        // Every operation can answer 401 (no or wrong token) and 400 (bad
+        // input: ids, query strings, bodies), with the same JSON error body.
+                for (path, item) in doc.paths.paths.iter_mut() {
+            let by_id = path.contains("{id}");
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let mut codes = vec![
+                    ("400", "bad input; the body names the problem"),
+                    ("401", "missing or wrong token"),
+                ];
+                if by_id {
+                    codes.push(("404", "no execution has this id or prefix"));
+                }
+                for (code, what) in codes {
+                    op.responses.responses.entry(code.into()).or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(what)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                    });
+                }
+            }
+        }
     }
 }
 
