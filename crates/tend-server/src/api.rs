@@ -64,7 +64,13 @@ pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(mut req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // A body is always JSON here; do not make `curl -d '{…}'` (which
+        // says form-urlencoded) fail over a header.
+        req.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(JsonRejection::BytesRejection(_)) => Err(ApiError::bad_request(format!(
@@ -170,7 +176,9 @@ async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Comma-separated statuses.
-    #[param(pattern = r"^(queued|running|succeeded|failed|timed_out|killed|lost|cancelled)(,(queued|running|succeeded|failed|timed_out|killed|lost|cancelled))*$")]
+    #[param(
+        pattern = r"^(queued|running|succeeded|failed|timed_out|killed|lost|cancelled)(,(queued|running|succeeded|failed|timed_out|killed|lost|cancelled))*$"
+    )]
     pub status: Option<String>,
     /// Glob on the name.
     pub name: Option<String>,
@@ -183,7 +191,7 @@ pub struct ListQuery {
     /// Page size, 1–1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-        /// Rows to skip.
+    /// Rows to skip.
     #[param(minimum = 0, maximum = 2147483647)]
     pub offset: Option<u32>,
 }
@@ -220,7 +228,7 @@ async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit: must be between 1 and 1000"));
     }
-        if q.offset.is_some_and(|o| o > i32::MAX as u32) {
+    if q.offset.is_some_and(|o| o > i32::MAX as u32) {
         return Err(ApiError::bad_request("offset: must be at most 2147483647"));
     }
     let since = duration("since", &q.since)?;
@@ -301,8 +309,10 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
     let Some(program) = r.command.first() else {
         return Err(ApiError::bad_request("command: must name a program"));
     };
-        if program.is_empty() || r.command.iter().any(|a| a.is_empty() || a.contains('\0')) {
-        return Err(ApiError::bad_request("command: every argument must be non-empty text without NUL bytes"));
+    if program.is_empty() || r.command.iter().any(|a| a.is_empty() || a.contains('\0')) {
+        return Err(ApiError::bad_request(
+            "command: every argument must be non-empty text without NUL bytes",
+        ));
     }
     let cwd = r.cwd.unwrap_or_else(|| "/".into());
     let p = std::path::Path::new(&cwd);
@@ -318,7 +328,7 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
             )));
         }
     }
-        let timeout = duration("timeout", &r.timeout)?.filter(|t| !t.is_zero());
+    let timeout = duration("timeout", &r.timeout)?.filter(|t| !t.is_zero());
     if let Some(t) = timeout {
         if t > s.config().max_timeout {
             return Err(ApiError::bad_request(format!(
@@ -327,9 +337,11 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
             )));
         }
     }
-        // Zero means "no such limit", as leaving the field out does.
+    // Zero means "no such limit", as leaving the field out does.
     let positive = |field: &str, v: &Option<String>| -> Result<Option<u64>, ApiError> {
-        Ok(duration(field, v)?.filter(|d| !d.is_zero()).map(|d| d.as_millis() as u64))
+        Ok(duration(field, v)?
+            .filter(|d| !d.is_zero())
+            .map(|d| d.as_millis() as u64))
     };
     let max_memory = r
         .max_memory
@@ -337,7 +349,7 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
         .map(|m| {
             tend_model::parse_size(m).map_err(|e| ApiError::bad_request(format!("max_memory: {e}")))
         })
-                .transpose()?
+        .transpose()?
         .filter(|m| *m > 0);
     Ok(RunSpec {
         name: r.name,
@@ -437,7 +449,7 @@ async fn kill(
     raw: axum::body::Bytes,
 ) -> Result<Json<Killed>, ApiError> {
     // The body is optional: no body means a plain graceful kill.
-        let body: KillBody = if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii() == b"null" {
+    let body: KillBody = if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii() == b"null" {
         KillBody::default()
     } else {
         serde_json::from_slice(&raw)
@@ -592,10 +604,10 @@ pub struct LogsQuery {
     /// Keep the response open and stream output until the execution ends.
     #[serde(default)]
     pub follow: bool,
-        /// Start at this byte.
+    /// Start at this byte.
     #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub offset: Option<u64>,
-        /// At most this many bytes (default and maximum 16 MiB) without `follow`.
+    /// At most this many bytes (default and maximum 16 MiB) without `follow`.
     #[param(minimum = 1, maximum = 16777216)]
     pub limit: Option<u64>,
 }
@@ -617,11 +629,15 @@ async fn logs(
             )))
         }
     };
-        if q.offset.is_some_and(|o| o > i64::MAX as u64) {
-        return Err(ApiError::bad_request("offset: must be at most 9223372036854775807"));
+    if q.offset.is_some_and(|o| o > i64::MAX as u64) {
+        return Err(ApiError::bad_request(
+            "offset: must be at most 9223372036854775807",
+        ));
     }
-        if q.limit.is_some_and(|l| l == 0 || l > MAX_LOG_READ) {
-        return Err(ApiError::bad_request(format!("limit: must be between 1 and {MAX_LOG_READ}")));
+    if q.limit.is_some_and(|l| l == 0 || l > MAX_LOG_READ) {
+        return Err(ApiError::bad_request(format!(
+            "limit: must be between 1 and {MAX_LOG_READ}"
+        )));
     }
     let limit = q.limit.unwrap_or(MAX_LOG_READ);
     let offset = q.offset.unwrap_or(0);
@@ -656,7 +672,7 @@ pub(crate) fn read_range(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-        if offset >= f.metadata()?.len() {
+    if offset >= f.metadata()?.len() {
         return Ok(Vec::new());
     }
     f.seek(SeekFrom::Start(offset))?;

@@ -39,7 +39,7 @@ impl Modify for Security {
         );
         // Every operation can answer 401 (no or wrong token) and 400 (bad
         // input: ids, query strings, bodies), with the same JSON error body.
-                for (path, item) in doc.paths.paths.iter_mut() {
+        for (path, item) in doc.paths.paths.iter_mut() {
             let by_id = path.contains("{id}");
             for op in [&mut item.get, &mut item.post].into_iter().flatten() {
                 let mut codes = vec![
@@ -50,19 +50,22 @@ impl Modify for Security {
                     codes.push(("404", "no execution has this id or prefix"));
                 }
                 for (code, what) in codes {
-                    op.responses.responses.entry(code.into()).or_insert_with(|| {
-                        RefOr::T(
-                            ResponseBuilder::new()
-                                .description(what)
-                                .content(
-                                    "application/json",
-                                    ContentBuilder::new()
-                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
-                                        .build(),
-                                )
-                                .build(),
-                        )
-                    });
+                    op.responses
+                        .responses
+                        .entry(code.into())
+                        .or_insert_with(|| {
+                            RefOr::T(
+                                ResponseBuilder::new()
+                                    .description(what)
+                                    .content(
+                                        "application/json",
+                                        ContentBuilder::new()
+                                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                        });
                 }
             }
         }
