@@ -123,7 +123,13 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
     );
     add(
         "daemon",
-        Ok("not needed: run, wait, kill and reap work without one".into()),
+        match daemon(ctx) {
+            Some(Ok(addr)) => Ok(format!("running, listening on {addr}")),
+            Some(Err(why)) => Err(format!("{why}; start it again with `tend serve`")),
+            None => {
+                Ok("none running (not needed: run, wait, kill and reap work without one)".into())
+            }
+        },
     );
     let healthy = checks
         .iter()
