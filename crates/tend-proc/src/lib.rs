@@ -20,6 +20,7 @@
 
 pub mod cgroup;
 mod pidfd;
+pub mod pidns;
 pub mod procfs;
 pub mod spawn;
 pub mod tree;

@@ -161,6 +161,24 @@ pub fn run<L: Ledger>(
         cg.join_before_exec(&mut cmd);
     }
     spawn::supervised(&mut cmd);
+    let mut leftovers = None;
+    if matches!(tier, crate::Tier::Pidns) {
+        // The command is exec'd two forks below the child, where a failed
+        // exec could only exit 127; find it first so that the execution is
+        // recorded as failed to start, as in the other tiers.
+        if let Err(e) = find_program(&spec.command[0], &spec.cwd, spec.env.get("PATH")) {
+            let code = if e.kind() == io::ErrorKind::PermissionDenied {
+                126
+            } else {
+                127
+            };
+            let reason = format!("{}: {}", spec.command[0], plain_os_error(&e));
+            return failed_to_start(ledger, home, exec, code, reason, report);
+        }
+        leftovers = Some(
+            tend_proc::pidns::contain(&mut cmd).map_err(Error::io("preparing a PID namespace"))?,
+        );
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -176,6 +194,9 @@ pub fn run<L: Ledger>(
             return failed_to_start(ledger, home, exec, code, reason, report);
         }
     };
+    if let Some(l) = leftovers.as_mut() {
+        l.spawned();
+    }
     let pid = child.id() as i32;
     let child_fd = Pidfd::open(pid).map_err(Error::io("opening a pidfd on the command"))?;
     let stat = procfs::stat(pid).map_err(Error::io("reading the command's start time"))?;
@@ -223,6 +244,7 @@ pub fn run<L: Ledger>(
             .map(|_| Instant::now() + MEMORY_SAMPLE),
         peak_rss: 0,
         cgroup,
+        leftovers,
         rescan: false,
     };
     if sup.exec.kill_request.is_some() {
@@ -250,6 +272,45 @@ fn remove_cgroup(cg: &Cgroup) {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// Looks `program` up the way `execvp` will: a path with a slash as it is
+/// (relative to the command's `cwd`), else each folder of `PATH`.
+fn find_program(program: &str, cwd: &str, path: Option<&String>) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| -> io::Result<()> {
+        let m = std::fs::metadata(p)?;
+        if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(libc_eacces()))
+        }
+    };
+    if program.contains('/') {
+        return executable(&Path::new(cwd).join(program));
+    }
+    let search = path
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    let mut denied = false;
+    for dir in search.split(':').filter(|d| !d.is_empty()) {
+        match executable(&Path::new(dir).join(program)) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied = true,
+            Err(_) => {}
+        }
+    }
+    Err(io::Error::from_raw_os_error(if denied {
+        libc_eacces()
+    } else {
+        2
+    }))
+}
+
+/// EACCES on Linux (tend-supervisor has no libc dependency).
+fn libc_eacces() -> i32 {
+    13
 }
 
 fn open_logs(exec: &Execution, cap: u64) -> io::Result<(LogFile, LogFile)> {
@@ -351,6 +412,9 @@ struct Supervision<'a, L: Ledger> {
     next_sample: Option<Instant>,
     peak_rss: u64,
     cgroup: Option<Cgroup>,
+    /// pidns tier: tells whether the kernel SIGKILLed processes the command
+    /// left in its namespace when it exited.
+    leftovers: Option<tend_proc::pidns::Leftovers>,
     rescan: bool,
 }
 
@@ -368,6 +432,22 @@ impl<L: Ledger> Supervision<'_, L> {
             self.wait_once()?;
         }
         self.drain_pipes();
+        if self
+            .leftovers
+            .as_ref()
+            .is_some_and(|l| l.left_processes_behind())
+        {
+            // Honest accounting: whatever was left got SIGKILL, not a grace.
+            if let Some(k) = self.kill.as_mut() {
+                k.sigkilled = true;
+            }
+            self.ledger.record(
+                &self.exec.id,
+                "signal-sent",
+                "kernel",
+                json!({ "signal": "SIGKILL", "note": "the command exited; the kernel ended the rest of its PID namespace" }),
+            )?;
+        }
         Ok(self.outcome())
     }
 

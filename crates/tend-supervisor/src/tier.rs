@@ -11,6 +11,9 @@ use crate::Error;
 pub enum Tier {
     /// A cgroup v2 of its own under this parent; ended with `cgroup.kill`.
     Cgroup(PathBuf),
+    /// A PID namespace of its own under a tiny init (opt-in: the command
+    /// sees other PIDs); the namespace's end takes every process with it.
+    Pidns,
     /// Own session, subreaper supervisor, descendant walk and marker scan.
     Session,
 }
@@ -20,6 +23,7 @@ impl Tier {
     pub fn name(&self) -> &'static str {
         match self {
             Tier::Cgroup(_) => "cgroup",
+            Tier::Pidns => "pidns",
             Tier::Session => "session",
         }
     }
@@ -28,7 +32,7 @@ impl Tier {
     pub fn cgroup_parent(&self) -> Option<&Path> {
         match self {
             Tier::Cgroup(p) => Some(p),
-            Tier::Session => None,
+            Tier::Pidns | Tier::Session => None,
         }
     }
 }
@@ -41,6 +45,12 @@ pub fn offered(ledger: &str) -> Vec<(&'static str, Result<String, String>)> {
             cgroup::ledger_parent(ledger)
                 .map(|p| format!("cgroup v2 at {}", p.display()))
                 .map_err(|e| e.0),
+        ),
+        (
+            "pidns",
+            tend_proc::pidns::available().map(|_| {
+                "a PID namespace per execution (opt-in: TEND_CONTAINMENT=pidns)".to_string()
+            }),
         ),
         (
             "session",
@@ -63,9 +73,15 @@ pub fn choose(ledger: &str, forced: Option<&str>) -> Result<Tier, Error> {
                 tier: "cgroup".into(),
                 why: e.0,
             }),
+        Some("pidns") => tend_proc::pidns::available()
+            .map(|_| Tier::Pidns)
+            .map_err(|why| Error::Unavailable {
+                tier: "pidns".into(),
+                why,
+            }),
         Some(other) => Err(Error::Unavailable {
             tier: other.into(),
-            why: "this build offers the tiers cgroup and session".into(),
+            why: "tend offers the tiers cgroup, pidns and session".into(),
         }),
     }
 }

@@ -15,10 +15,12 @@ fn tiers(env: &TestEnv) -> Vec<&'static str> {
             .any(|c| c["name"] == name && c["ok"] == true)
     };
     let mut t = vec!["session"];
-    if ok("tier cgroup") {
-        t.push("cgroup");
-    } else {
-        eprintln!("note: the cgroup tier is not offered here; testing the session tier only");
+    for tier in ["cgroup", "pidns"] {
+        if ok(&format!("tier {tier}")) {
+            t.push(tier);
+        } else {
+            eprintln!("note: the {tier} tier is not offered here; not testing it");
+        }
     }
     t
 }
@@ -132,10 +134,16 @@ fn escapers_end_with_tend_reap_after_the_supervisor_is_sigkilled_in_every_tier()
         sigkill(sup);
         let reaped = env.json(&["reap"]);
         assert_eq!(reaped["lost"][0]["id"], id.as_str(), "{reaped}");
-        assert!(
-            reaped["lost"][0]["processes_ended"].as_u64().unwrap() >= 6,
-            "{reaped}"
-        );
+        if tier == "pidns" {
+            // The supervisor's death took the namespace with it: nothing
+            // was left for the reaper to end.
+            assert_eq!(reaped["lost"][0]["processes_ended"], 0, "{reaped}");
+        } else {
+            assert!(
+                reaped["lost"][0]["processes_ended"].as_u64().unwrap() >= 6,
+                "{reaped}"
+            );
+        }
         assert_eq!(env.status(&id), "lost");
         assert_gone(&env, &id, tier);
     }
@@ -292,7 +300,13 @@ fn a_scrubbed_double_fork_escapes_only_the_session_tier() {
         );
         let id = detach_in_scrubbed(&env, tier, &script, &pidfile);
         let escaped: i32 = read(&pidfile).trim().parse().unwrap();
-        let pin = tend_proc::Pidfd::open(escaped).expect("the escaper runs");
+        // In the pidns tier the command saw its own PID numbers.
+        let host_pid = if tier == "pidns" {
+            host_pid_of(escaped).expect("the escaper runs")
+        } else {
+            escaped
+        };
+        let pin = tend_proc::Pidfd::open(host_pid).expect("the escaper runs");
         let sup = env.show(&id)["supervisor"]["pid"].as_i64().unwrap() as u32;
         sigkill(sup);
         env.ok(&["reap"]);
@@ -306,6 +320,21 @@ fn a_scrubbed_double_fork_escapes_only_the_session_tier() {
             _ => assert!(!survived, "the {tier} tier let a scrubbed escaper live"),
         }
     }
+}
+
+/// The host PID of a `sleep 1000` whose PID inside its namespace is `inner`.
+fn host_pid_of(inner: i32) -> Option<i32> {
+    tend_proc::procfs::pids().into_iter().find(|p| {
+        let status = read(format!("/proc/{p}/status").as_ref());
+        let nspid: Vec<&str> = status
+            .lines()
+            .find(|l| l.starts_with("NSpid:"))
+            .map(|l| l.split_whitespace().skip(1).collect())
+            .unwrap_or_default();
+        nspid.len() > 1
+            && nspid.last() == Some(&inner.to_string().as_str())
+            && read(format!("/proc/{p}/cmdline").as_ref()) == "sleep\u{0}1000\u{0}"
+    })
 }
 
 fn detach_in_scrubbed(
