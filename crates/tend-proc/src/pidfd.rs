@@ -59,6 +59,22 @@ impl Pidfd {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Verified::Gone),
             Err(e) => return Err(e),
         };
+        // With pidfs the inode alone is exact (unique per process within a
+        // boot), and cheaper than reading /proc: this check runs for every
+        // live execution on every read of the ledger.
+        if let (Some(want), Some(have)) = (id.pidfd_ino, fd.inode()) {
+            if want != have {
+                return Ok(Verified::Mismatch(format!(
+                    "identity mismatch: pid {} has pidfd inode {have}, recorded {want}",
+                    id.pid
+                )));
+            }
+            return Ok(if fd.is_alive() {
+                Verified::Alive(fd)
+            } else {
+                Verified::Gone
+            });
+        }
         let stat = match procfs::stat(id.pid) {
             Ok(s) => s,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Verified::Gone),
@@ -95,14 +111,10 @@ impl Pidfd {
     /// The pidfs inode, unique per process within a boot on Linux 6.8+;
     /// `None` on older kernels, where pidfds share an anonymous inode.
     pub fn inode(&self) -> Option<u64> {
-        let st = rustix::fs::fstat(&self.fd).ok()?;
-        // On kernels without pidfs every pidfd is the same anon inode; an
-        // inode shared by all processes identifies nothing.
-        let anon = rustix::fs::fstat(&Pidfd::open(std::process::id() as i32).ok()?.fd).ok()?;
-        if anon.st_ino == st.st_ino && self.pid != std::process::id() as i32 {
+        if !pidfs() {
             return None;
         }
-        Some(st.st_ino)
+        rustix::fs::fstat(&self.fd).ok().map(|st| st.st_ino)
     }
 
     /// Sends `sig` to exactly this process. `Ok(false)` when it has already
@@ -132,6 +144,24 @@ impl AsFd for Pidfd {
     }
 }
 
+/// Whether pidfds have an inode per process (pidfs, Linux 6.8+). Without
+/// pidfs every pidfd shares one anonymous inode, which identifies nothing.
+/// Decided once per process, by comparing pidfds of two processes.
+fn pidfs() -> bool {
+    static PIDFS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PIDFS.get_or_init(|| {
+        let ino = |pid: i32| {
+            Pidfd::open(pid)
+                .ok()
+                .and_then(|f| rustix::fs::fstat(&f.fd).ok())
+                .map(|s| s.st_ino)
+        };
+        let me = ino(std::process::id() as i32);
+        let parent = ino(std::os::unix::process::parent_id() as i32);
+        matches!((me, parent), (Some(a), Some(b)) if a != b)
+    })
+}
+
 impl std::os::fd::AsRawFd for Pidfd {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.fd.as_raw_fd()
@@ -151,8 +181,18 @@ mod tests {
         let pid = child.id() as i32;
         let id = crate::identify(pid).unwrap();
         assert!(Pidfd::open_verified(&id).unwrap().is_alive());
+        // A reused PID shows another start time (kernels without pidfs) ...
         let forged = ProcessIdentity {
             start_time: id.start_time + 1,
+            pidfd_ino: None,
+            ..id.clone()
+        };
+        assert!(
+            matches!(Pidfd::open_verified(&forged).unwrap(), Verified::Mismatch(m) if m.contains("identity mismatch"))
+        );
+        // ... or another pidfd inode (pidfs).
+        let forged = ProcessIdentity {
+            pidfd_ino: id.pidfd_ino.map(|i| i + 1),
             ..id.clone()
         };
         assert!(

@@ -56,18 +56,30 @@ pub fn parse_stat(text: &str) -> io::Result<Stat> {
 
 /// This boot's id. `TEND_BOOT_ID_FILE` points it elsewhere, so that tests
 /// can simulate a reboot without one.
+///
+/// Read once per process: it cannot change while the process lives, and
+/// reconciling checks it for every live execution.
 pub fn boot_id() -> io::Result<String> {
+    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(id) = BOOT_ID.get() {
+        return Ok(id.clone());
+    }
     let path = std::env::var_os("TEND_BOOT_ID_FILE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/proc/sys/kernel/random/boot_id"));
-    Ok(fs::read_to_string(path)?.trim().to_string())
+    let id = fs::read_to_string(path)?.trim().to_string();
+    Ok(BOOT_ID.get_or_init(|| id).clone())
 }
 
 /// The host name, as the kernel knows it.
 pub fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string())
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".to_string())
+    })
+    .clone()
 }
 
 /// Every PID in `/proc` right now.

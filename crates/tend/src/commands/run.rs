@@ -77,8 +77,12 @@ fn positive(d: Option<std::time::Duration>, flag: &str) -> Result<Option<u64>> {
 
 /// `tend run`.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
-    ctx.reconcile()?;
     let spec = spec(ctx, args)?;
+    // Launching reads nothing but a key's holder, so only a keyed run pays
+    // for reconciling: a holder whose supervisor died must not keep the key.
+    if spec.key.is_some() {
+        ctx.reconcile()?;
+    }
     if args.detach {
         return detached(ctx, spec);
     }
