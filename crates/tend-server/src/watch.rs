@@ -94,10 +94,8 @@ fn reconcile_one(state: &AppState, id: &ExecutionId) {
     if e.status.is_terminal() {
         return;
     }
-    // reconcile() checks every live row; one dead supervisor usually means
-    // one row, and the others cost a pidfd each.
-    if let Ok(lost) = tend_supervisor::reconcile(&l, &state.config().home) {
-        state.note_reaped(lost.len(), 0);
+    if let Ok(Some(_)) = tend_supervisor::reconcile_execution(&l, &state.config().home, &e) {
+        state.note_reaped(1, 0);
     }
 }
 

@@ -33,7 +33,8 @@ pub use follow::follow;
 pub use home::Home;
 pub use kill::{kill, request as request_kill, KillResult};
 pub use reaper::{
-    end_marked, reconcile, reconcile_dry_run, sweep_stragglers, Reconciled, Straggler,
+    end_marked, reconcile, reconcile_dry_run, reconcile_execution, sweep_stragglers, Reconciled,
+    Straggler,
 };
 pub use spec::{OnDuplicate, RunSpec};
 pub use supervisor::{run, signal_name, Mode, Report, RunResult};

@@ -70,6 +70,16 @@ pub(crate) fn supervision_gone(e: &Execution, host: &str) -> Result<Option<Strin
     })
 }
 
+/// Reconciles one execution: marks it `lost` (ending what is left of it) if
+/// its supervision is gone. Returns what changed, if anything.
+pub fn reconcile_execution<L: Ledger>(
+    ledger: &L,
+    home: &Home,
+    e: &Execution,
+) -> Result<Option<Reconciled>, Error> {
+    reconcile_one(ledger, home, e, &procfs::hostname())
+}
+
 pub(crate) fn reconcile_one<L: Ledger>(
     ledger: &L,
     home: &Home,
