@@ -12,25 +12,49 @@ use crate::{procfs, Pidfd, Sig};
 
 /// PIDs of every live (non-zombie) descendant of `root`, parents first.
 pub fn descendants(root: i32) -> Vec<i32> {
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for pid in procfs::pids() {
-        if let Ok(st) = procfs::stat(pid) {
-            if st.state != 'Z' && st.state != 'X' {
-                children.entry(st.ppid).or_default().push(pid);
+    Snapshot::take()
+        .descendants(root)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// The process table at one moment: every live process's stat, by parent.
+/// Take one and ask it about many roots, rather than re-reading `/proc`
+/// once per root.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    children: HashMap<i32, Vec<(i32, procfs::Stat)>>,
+}
+
+impl Snapshot {
+    /// Reads `/proc` once.
+    pub fn take() -> Snapshot {
+        let mut children: HashMap<i32, Vec<(i32, procfs::Stat)>> = HashMap::new();
+        for pid in procfs::pids() {
+            if let Ok(st) = procfs::stat(pid) {
+                if st.state != 'Z' && st.state != 'X' {
+                    children.entry(st.ppid).or_default().push((pid, st));
+                }
             }
         }
+        Snapshot { children }
     }
-    let mut out = Vec::new();
-    let mut stack = vec![root];
-    while let Some(p) = stack.pop() {
-        if let Some(kids) = children.get(&p) {
-            for &k in kids {
-                out.push(k);
-                stack.push(k);
+
+    /// Every live descendant of `root` with its stat, parents first.
+    pub fn descendants(&self, root: i32) -> Vec<(i32, procfs::Stat)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root];
+        while let Some(p) = stack.pop() {
+            if let Some(kids) = self.children.get(&p) {
+                for &(k, st) in kids {
+                    out.push((k, st));
+                    stack.push(k);
+                }
             }
         }
+        out
     }
-    out
 }
 
 /// Opens a pidfd on each live descendant of `root` and confirms, after it

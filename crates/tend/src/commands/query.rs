@@ -22,19 +22,18 @@ struct PsRow {
     rss_bytes: Option<u64>,
 }
 
-/// CPU time and RSS summed over the supervisor's descendants (the tree).
-fn usage(e: &Execution) -> (Option<u64>, Option<u64>) {
+/// CPU time and RSS summed over the supervisor's descendants (the tree),
+/// from one snapshot of the process table shared by every row.
+fn usage(snapshot: &tree::Snapshot, e: &Execution) -> (Option<u64>, Option<u64>) {
     let Ok(Verified::Alive(_pin)) = Pidfd::open_verified(&e.supervisor) else {
         return (None, None);
     };
     let tick_ms = 1000 / rustix::param::clock_ticks_per_second().max(1);
     let page = procfs::page_size();
     let (mut cpu, mut rss) = (0u64, 0u64);
-    for pid in tree::descendants(e.supervisor.pid) {
-        if let Ok(st) = procfs::stat(pid) {
-            cpu += (st.utime + st.stime) * tick_ms;
-            rss += st.rss_pages * page;
-        }
+    for (_, st) in snapshot.descendants(e.supervisor.pid) {
+        cpu += (st.utime + st.stime) * tick_ms;
+        rss += st.rss_pages * page;
     }
     (Some(cpu), Some(rss))
 }
@@ -51,12 +50,13 @@ fn bytes(n: u64) -> String {
 /// `tend ps`.
 pub fn ps(ctx: &Context) -> Result<i32> {
     ctx.reconcile()?;
+    let snapshot = tree::Snapshot::take();
     let rows: Vec<PsRow> = ctx
         .ledger
         .live()?
         .into_iter()
         .map(|execution| {
-            let (cpu_ms, rss_bytes) = usage(&execution);
+            let (cpu_ms, rss_bytes) = usage(&snapshot, &execution);
             PsRow {
                 execution,
                 cpu_ms,
