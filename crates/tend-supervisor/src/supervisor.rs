@@ -454,14 +454,13 @@ impl<L: Ledger> Supervision<'_, L> {
     /// Looks at the tree and pushes the kill (if any) forward. Returns true
     /// when the execution is over: command reaped and no descendant left.
     fn step_tree(&mut self) -> Result<bool, Error> {
-        let mut tree = tree::open_descendants(self.me);
-        if let Some(cg) = &self.cgroup {
-            for fd in cg.open_members() {
-                if !tree.iter().any(|t| t.pid() == fd.pid()) {
-                    tree.push(fd);
-                }
-            }
-        }
+        // In the cgroup tier the cgroup is the tree: exact, and far cheaper
+        // than walking every process of the host. Otherwise walk /proc from
+        // the supervisor, which every orphan of the command re-parents to.
+        let tree = match &self.cgroup {
+            Some(cg) => cg.open_members(),
+            None => tree::open_descendants(self.me),
+        };
         let populated = self.cgroup.as_ref().is_some_and(Cgroup::populated);
         if self.status.is_some() && tree.is_empty() && !populated {
             return Ok(true);
