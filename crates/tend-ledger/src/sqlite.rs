@@ -71,6 +71,16 @@ impl SqliteLedger {
             .map_err(classify)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(classify)?;
+        // Every tend command is a short-lived process, usually the ledger's
+        // only connection: without this, each one would checkpoint the WAL
+        // and delete it on close, and the next would create it again (two
+        // fsyncs and two file creations per command). Committed data is
+        // durable in the WAL either way; writers checkpoint it as it grows.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(classify)?;
         migrate(&conn, path)?;
         let ledger_id = conn
             .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {

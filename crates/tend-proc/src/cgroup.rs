@@ -89,7 +89,15 @@ impl Cgroup {
     /// join through.
     pub fn create(parent: &Path, name: &str) -> io::Result<Cgroup> {
         let path = parent.join(name);
-        fs::create_dir(&path)?;
+        if let Err(e) = fs::create_dir(&path) {
+            // The last execution of the ledger may have just removed the
+            // (then empty) parent: make it again and retry once.
+            if e.kind() != io::ErrorKind::NotFound {
+                return Err(e);
+            }
+            fs::create_dir_all(parent)?;
+            fs::create_dir(&path)?;
+        }
         let procs = fs::OpenOptions::new()
             .write(true)
             .open(path.join("cgroup.procs"))?;
@@ -180,11 +188,22 @@ impl Cgroup {
             .write_all(b"1")
     }
 
-    /// Removes the (empty) cgroup folder; a missing one is fine.
+    /// Removes the (empty) cgroup folder; a missing one is fine. The
+    /// ledger's folder above it goes too once it holds no execution (rmdir
+    /// fails harmlessly while a sibling exists), so nothing accumulates.
     pub fn remove(&self) -> io::Result<()> {
         match fs::remove_dir(&self.path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+            _ => {
+                if let Some(ledger_dir) = self.path.parent() {
+                    if fs::remove_dir(ledger_dir).is_ok() {
+                        if let Some(tend_dir) = ledger_dir.parent() {
+                            let _ = fs::remove_dir(tend_dir);
+                        }
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }

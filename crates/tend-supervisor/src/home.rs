@@ -29,16 +29,16 @@ impl Home {
     pub fn ensure(&self) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         for dir in [self.root.clone(), self.logs_dir(), self.notify_dir()] {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)?;
+            if !dir.is_dir() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)?;
+            }
         }
-        let probe = self
-            .root
-            .join(format!(".write-probe-{}", std::process::id()));
-        fs::write(&probe, b"")?;
-        fs::remove_file(&probe)
+        // access(2) answers for read-only file systems too (EROFS), without
+        // creating a file on every command.
+        rustix::fs::access(&self.root, rustix::fs::Access::WRITE_OK).map_err(io::Error::from)
     }
 
     /// The folder itself.

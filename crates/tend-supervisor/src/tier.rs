@@ -43,7 +43,11 @@ pub fn offered(ledger: &str) -> Vec<(&'static str, Result<String, String>)> {
         (
             "cgroup",
             cgroup::ledger_parent(ledger)
-                .map(|p| format!("cgroup v2 at {}", p.display()))
+                .map(|p| {
+                    // Only a probe: leave no empty folder behind.
+                    let _ = std::fs::remove_dir(&p);
+                    format!("cgroup v2 at {}", p.display())
+                })
                 .map_err(|e| e.0),
         ),
         (
