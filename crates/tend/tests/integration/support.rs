@@ -145,6 +145,9 @@ impl Drop for TestEnv {
         for (fd, _) in tend_proc::tree::marked(ledger.ledger_id()) {
             let _ = fd.signal(tend_proc::Sig::Kill);
         }
+        // Let tend itself tidy the rest (rows to lost, cgroups removed).
+        drop(ledger);
+        let _ = self.cmd().arg("reap").output();
     }
 }
 
