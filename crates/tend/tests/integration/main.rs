@@ -28,3 +28,5 @@ mod pid_reuse;
 mod crash;
 // The daemon and its HTTP API, driven by a real HTTP client.
 mod serve;
+// Heartbeats, idle output, memory limits, Ctrl-C.
+mod limits;

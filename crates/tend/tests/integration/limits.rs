@@ -1,0 +1,137 @@
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn heartbeats_keep_an_execution_alive_and_their_absence_ends_it() {
+    let env = TestEnv::new();
+    let tend = env!("CARGO_BIN_EXE_tend");
+    let beating =
+        format!("for i in 1 2 3 4 5; do {tend} heartbeat --progress step$i; sleep 0.2; done");
+    let out = env.tend(&[
+        "run",
+        "--heartbeat-timeout",
+        "600ms",
+        "--",
+        "sh",
+        "-c",
+        &beating,
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "succeeded");
+    assert_eq!(e["progress"], "step5");
+    assert!(e["last_heartbeat_at"].is_string());
+
+    let start = Instant::now();
+    let out = env.tend(&["run", "--heartbeat-timeout", "400ms", "--", "sleep", "30"]);
+    assert_eq!(code(&out), 124);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "timed_out");
+    assert_eq!(e["reason"], "no heartbeat within 400ms");
+    let id = e["id"].as_str().unwrap();
+    assert!(env
+        .event_kinds(id)
+        .contains(&"heartbeat-missed".to_string()));
+}
+
+#[test]
+fn heartbeat_outside_an_execution_is_a_usage_error() {
+    let env = TestEnv::new();
+    let e = assert_one_sentence(&env.tend(&["heartbeat"]), 2);
+    assert!(e.contains("TEND_EXECUTION_ID"), "{e}");
+}
+
+#[test]
+fn silence_longer_than_the_idle_timeout_ends_it() {
+    let env = TestEnv::new();
+    let out = env.tend(&[
+        "run",
+        "--idle-timeout",
+        "500ms",
+        "--",
+        "sh",
+        "-c",
+        "echo a; sleep 0.3; echo b; sleep 0.3; echo c; sleep 30",
+    ]);
+    assert_eq!(code(&out), 124);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "a\nb\nc\n",
+        "output kept it alive until it stopped"
+    );
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "timed_out");
+    assert_eq!(e["reason"], "no output for 500ms");
+}
+
+#[test]
+fn a_tree_above_its_memory_limit_is_killed() {
+    let env = TestEnv::new();
+    let out = env.tend(&[
+        "run",
+        "--max-memory",
+        "64M",
+        "--kill-grace",
+        "500ms",
+        "--",
+        "python3",
+        "-c",
+        "import time; x = bytearray(256 << 20); time.sleep(30)",
+    ]);
+    if code(&out) == 127 {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    assert_eq!(code(&out), 143, "{}", stderr(&out));
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "killed");
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("memory limit exceeded"),
+        "{e}"
+    );
+    assert!(
+        e["max_rss_bytes"].as_u64().unwrap() > 64 << 20,
+        "the peak is recorded: {e}"
+    );
+}
+
+#[test]
+fn cpu_and_peak_memory_are_recorded() {
+    let env = TestEnv::new();
+    env.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done",
+    ]);
+    let e = &env.json(&["list"])[0];
+    assert!(e["cpu_ms"].as_u64().is_some(), "{e}");
+    assert!(e["max_rss_bytes"].as_u64().unwrap() > 0, "{e}");
+}
+
+#[test]
+fn ctrl_c_ends_a_foreground_run_gracefully() {
+    let env = TestEnv::new();
+    let child = env
+        .cmd()
+        .args(["run", "--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || !env
+        .marked(None)
+        .is_empty()));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 143, "sleep died of the SIGTERM tend sent");
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "killed");
+    assert_eq!(e["kill_method"], "graceful");
+    assert_eq!(e["reason"], "interrupted (SIGINT to the supervisor)");
+}
