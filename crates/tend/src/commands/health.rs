@@ -138,14 +138,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
     if ctx.global.json {
         output::json(&checks);
     } else {
-        for c in &checks {
-            println!(
-                "{}  {:<14} {}",
-                if c.ok { "ok  " } else { "warn" },
-                c.name,
-                c.detail
-            );
-        }
+        print_checks(&checks);
     }
     Ok(if healthy { 0 } else { 1 })
 }
@@ -239,14 +232,7 @@ pub fn health(ctx: &Context) -> Result<i32> {
             checks: &checks,
         });
     } else {
-        for c in &checks {
-            println!(
-                "{}  {:<13} {}",
-                if c.ok { "ok  " } else { "warn" },
-                c.name,
-                c.detail
-            );
-        }
+        print_checks(&checks);
     }
     Ok(level)
 }
@@ -270,4 +256,17 @@ fn daemon(ctx: &Context) -> Option<Result<String, String>> {
             id.pid
         )),
     })
+}
+
+/// One line per check: `ok` or `warn`, the name, what was found.
+fn print_checks(checks: &[Check]) {
+    let w = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in checks {
+        println!(
+            "{}  {:<w$} {}",
+            if c.ok { "ok  " } else { "warn" },
+            c.name,
+            c.detail
+        );
+    }
 }

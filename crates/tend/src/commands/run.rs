@@ -75,6 +75,16 @@ fn positive(d: Option<std::time::Duration>, flag: &str) -> Result<Option<u64>> {
     }
 }
 
+/// The one sentence for a command that could not be started.
+fn cannot_start(e: &tend_model::Execution) {
+    let why = e.reason.as_deref().unwrap_or("the command");
+    eprintln!(
+        "tend: cannot start {} (recorded as execution {})",
+        why.trim_start_matches("failed to start: "),
+        e.id
+    );
+}
+
 /// `tend run`.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let spec = spec(ctx, args)?;
@@ -101,14 +111,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let e = match result {
         RunResult::Finished(e) => {
             if e.started_at.is_none() {
-                eprintln!(
-                    "tend: cannot start {} (recorded as execution {})",
-                    e.reason
-                        .as_deref()
-                        .unwrap_or("the command")
-                        .trim_start_matches("failed to start: "),
-                    e.id
-                );
+                cannot_start(&e);
             }
             e
         }
@@ -170,14 +173,7 @@ fn detached(ctx: &Context, spec: RunSpec) -> Result<i32> {
         }
         Answer::FailedToStart { id } => {
             let e = show(&id)?;
-            eprintln!(
-                "tend: cannot start {} (recorded as execution {})",
-                e.reason
-                    .as_deref()
-                    .unwrap_or("the command")
-                    .trim_start_matches("failed to start: "),
-                e.id
-            );
+            cannot_start(&e);
             let code = e.shell_code();
             (e, code)
         }
