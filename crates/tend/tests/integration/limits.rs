@@ -135,3 +135,28 @@ fn ctrl_c_ends_a_foreground_run_gracefully() {
     assert_eq!(e["kill_method"], "graceful");
     assert_eq!(e["reason"], "interrupted (SIGINT to the supervisor)");
 }
+
+#[test]
+fn health_exits_0_healthy_1_degraded_2_unhealthy() {
+    let env = TestEnv::new();
+    let out = env.tend(&["health"]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    let id = env.detach(&["sleep", "30"]);
+    std::thread::sleep(Duration::from_millis(50));
+    let out = env
+        .cmd()
+        .env("TEND_ALERT_LONG_RUNNING_AFTER", "10ms")
+        .env("TEND_ALERT_LONG_RUNNING_COUNT", "0")
+        .args(["--json", "health"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(h["status"], "degraded");
+    env.ok(&["kill", &id]);
+    std::fs::write(env.ledger_path(), vec![9u8; 4096]).unwrap();
+    let _ = std::fs::remove_file(env.home().join("tend.db-wal"));
+    let out = env.tend(&["health"]);
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unhealthy"));
+}
