@@ -301,11 +301,14 @@ fn a_scrubbed_double_fork_escapes_only_the_session_tier() {
         let id = detach_in_scrubbed(&env, tier, &script, &pidfile);
         let escaped: i32 = read(&pidfile).trim().parse().unwrap();
         // In the pidns tier the command saw its own PID numbers.
-        let host_pid = if tier == "pidns" {
-            host_pid_of(escaped).expect("the escaper runs")
-        } else {
-            escaped
-        };
+        // (It may not have exec'd sleep yet when its PID is written.)
+        let mut host_pid = escaped;
+        if tier == "pidns" {
+            let found = eventually(Duration::from_secs(5), || {
+                host_pid_of(escaped).map(|p| host_pid = p).is_some()
+            });
+            assert!(found, "the escaper runs");
+        }
         let pin = tend_proc::Pidfd::open(host_pid).expect("the escaper runs");
         let sup = env.show(&id)["supervisor"]["pid"].as_i64().unwrap() as u32;
         sigkill(sup);
