@@ -9,7 +9,7 @@
 //!   first asks the kernel whether each live execution's supervisor is
 //!   still the recorded process, and marks the ones whose supervision is
 //!   gone `lost` (ending what is left of their trees).
-//! - [`kill`]: asks an execution's supervisor to end it, or ends it itself
+//! - [`kill()`]: asks an execution's supervisor to end it, or ends it itself
 //!   when the supervisor is dead.
 //! - [`wait_until_done`] and [`follow`]: block on inotify and pidfds, never
 //!   on a sleep loop.
