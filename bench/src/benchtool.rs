@@ -32,6 +32,10 @@
 //!       prints the total voluntary+nonvoluntary context switches over all
 //!       threads of the given processes (missing ones count 0), and how many
 //!       of them exist: `switches alive`.
+//!   threads PID
+//!       prints one line per thread of PID: `tid switches` (voluntary +
+//!       nonvoluntary context switches of that thread so far), so a caller
+//!       can take per-thread deltas (threads that come and go are visible).
 //!   pss PID...
 //!       prints the sum of Pss, Rss and Private_* (kB) from smaps_rollup:
 //!       `pss_kb rss_kb private_kb alive`.
@@ -48,7 +52,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 fn usage() -> ! {
-    eprintln!("usage: benchtool spawn N P [--out FILE] -- CMD... | stamp -- CMD... | now | stats [SCALE] | scan KEY=VALUE... | ctxt PID... | pss PID...");
+    eprintln!("usage: benchtool spawn N P [--out FILE] -- CMD... | stamp -- CMD... | now | stats [SCALE] | scan KEY=VALUE... | ctxt PID... | threads PID | pss PID...");
     exit(2)
 }
 
@@ -298,6 +302,20 @@ fn ctxt(args: &[String]) {
     println!("{total} {alive}");
 }
 
+fn threads(args: &[String]) {
+    let Some(pid) = args.first() else { usage() };
+    let Ok(rd) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for t in rd.flatten() {
+        if let Ok(s) = fs::read_to_string(t.path().join("status")) {
+            let n = field_kb(&s, "voluntary_ctxt_switches:")
+                + field_kb(&s, "nonvoluntary_ctxt_switches:");
+            println!("{} {n}", t.file_name().to_string_lossy());
+        }
+    }
+}
+
 fn pss(args: &[String]) {
     let (mut pss, mut rss, mut private, mut alive) = (0u64, 0u64, 0u64, 0u64);
     for a in args {
@@ -340,6 +358,7 @@ fn main() {
         "scan" => scan(rest),
         "ctxt" => ctxt(rest),
         "pss" => pss(rest),
+        "threads" => threads(rest),
         "noop" => {}
         "inotify-probe" => inotify_probe(rest),
         _ => usage(),
