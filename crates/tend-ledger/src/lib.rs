@@ -80,8 +80,8 @@ pub trait Ledger: Send {
     /// Executions matching a filter, newest first.
     fn list(&self, filter: &Filter) -> Result<Vec<Execution>>;
 
-    /// Every `queued` or `running` execution; this is what reconciling reads,
-    /// so backends keep it cheap (an index on live rows).
+    /// Every `queued` or `running` execution, oldest first; this is what
+    /// reconciling reads, so backends keep it cheap (an index on live rows).
     fn live(&self) -> Result<Vec<Execution>>;
 
     /// The execution a key stands for: the live one holding it, else the

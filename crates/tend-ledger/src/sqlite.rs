@@ -71,6 +71,9 @@ impl SqliteLedger {
             .map_err(classify)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(classify)?;
+        // Sorts and temporary indexes stay in memory: a read must not write.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(classify)?;
         // Every tend command is a short-lived process, usually the ledger's
         // only connection: without this, each one would checkpoint the WAL
         // and delete it on close, and the next would create it again (two
@@ -661,12 +664,17 @@ impl Ledger for SqliteLedger {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {COLS} FROM executions WHERE status IN ('queued','running') ORDER BY created_at"
+                "SELECT {COLS} FROM executions WHERE status IN ('queued','running')"
             ))
             .map_err(Error::storage("reading live executions"))?;
-        stmt.query_map([], row_to_execution)
+        // Sorted here rather than by SQLite, which would build a temporary
+        // B-tree for the ORDER BY over a partial index.
+        let mut rows: Vec<Execution> = stmt
+            .query_map([], row_to_execution)
             .and_then(|rows| rows.collect())
-            .map_err(Error::storage("reading live executions"))
+            .map_err(Error::storage("reading live executions"))?;
+        rows.sort_by_key(|e| e.created_at);
+        Ok(rows)
     }
 
     fn by_key(&self, key: &str) -> Result<Option<Execution>> {

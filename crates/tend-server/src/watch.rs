@@ -133,7 +133,9 @@ fn notify_fd(state: &AppState) -> std::io::Result<AsyncFd<OwnedFd>> {
     inotify::add_watch(
         &fd,
         state.config().home.notify_dir(),
-        inotify::WatchFlags::MOVED_TO | inotify::WatchFlags::CLOSE_WRITE,
+        // Notification files are renamed into place; the temp file's own
+        // events would only wake the daemon for nothing.
+        inotify::WatchFlags::MOVED_TO,
     )?;
     crate::readable_fd(fd)
 }
