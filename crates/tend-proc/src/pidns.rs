@@ -226,6 +226,13 @@ unsafe fn relay(c: libc::pid_t, pipe: [i32; 2]) -> io::Result<()> {
     }
     let mut sig = 0u8;
     if libc::read(pipe[0], (&mut sig as *mut u8).cast(), 1) == 1 && sig != 0 {
+        // Die the way the command did, but never leave a core file of the
+        // relay (which could overwrite the command's own).
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
         libc::signal(sig as i32, libc::SIG_DFL);
         libc::kill(libc::getpid(), sig as i32);
     }

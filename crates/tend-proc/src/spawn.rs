@@ -68,3 +68,19 @@ pub fn fork_away() -> io::Result<()> {
         _ => unsafe { libc::_exit(0) },
     }
 }
+
+/// True while the calling process has any child, exited or not. For a
+/// subreaper this is the exact test for "no descendant left": every orphan
+/// re-parents to it, so a descendant anywhere means a child here — which
+/// holds even when a `/proc` walk misses one (PID wrap during the scan, a
+/// thread-group leader that exited while its threads run).
+pub fn has_children() -> bool {
+    use rustix::process::{waitid, WaitId, WaitIdOptions};
+    match waitid(
+        WaitId::All,
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+    ) {
+        Ok(_) => true,
+        Err(e) => e != rustix::io::Errno::CHILD,
+    }
+}

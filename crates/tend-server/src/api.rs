@@ -509,36 +509,71 @@ async fn wait_terminal(
 ) -> Result<Execution, ApiError> {
     let id = e.id.clone();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    // The supervisor's pidfd is a second wake-up that needs no watcher: it
+    // exits right after committing the outcome (or dies without one, and
+    // then this wait reconciles the row itself).
+    let mut supervisor = if e.host == tend_proc::procfs::hostname() {
+        match tend_proc::Pidfd::open_verified(&e.supervisor) {
+            Ok(tend_proc::Verified::Alive(fd)) => crate::readable_fd(fd).ok(),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let mut supervisor_gone = supervisor.is_none() && e.host == tend_proc::procfs::hostname();
     loop {
         let current = {
             let id = id.clone();
-            s.blocking(move |_, l| Ok(l.get(&id)?)).await?
+            s.blocking(move |s, l| {
+                let row = l.get(&id)?;
+                if supervisor_gone && !row.status.is_terminal() {
+                    if let Some(r) =
+                        tend_supervisor::reconcile_execution(l, &s.config().home, &row)?
+                    {
+                        return Ok(r.execution);
+                    }
+                }
+                Ok(row)
+            })
+            .await?
         };
         if current.status.is_terminal() {
             return Ok(current);
         }
         loop {
-            let next = async {
+            let until = async {
                 match deadline {
-                    Some(d) => tokio::time::timeout_at(d, rx.recv()).await.ok(),
-                    None => Some(rx.recv().await),
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
                 }
             };
-            let next = tokio::select! {
-                n = next => n,
-                _ = s.stopped() => return Err(ApiError::unavailable("the daemon is shutting down; retry the wait")),
+            let sup_exit = async {
+                match &supervisor {
+                    Some(fd) => {
+                        let _ = fd.readable().await;
+                    }
+                    None => std::future::pending().await,
+                }
             };
-            match next {
-                None => {
+            tokio::select! {
+                _ = until => {
                     return Err(ApiError::timeout(format!(
                         "execution {id} is still {} after the wait timeout",
                         current.status
                     )))
                 }
-                Some(Ok(t)) if t.id == id && t.status.is_terminal() => return Ok((*t).clone()),
-                Some(Ok(_)) => {}
-                // Missed some: re-read the row rather than trust the gap.
-                Some(Err(_)) => break,
+                _ = s.stopped() => return Err(ApiError::unavailable("the daemon is shutting down; retry the wait")),
+                _ = sup_exit => {
+                    supervisor = None;
+                    supervisor_gone = true;
+                    break;
+                }
+                t = rx.recv() => match t {
+                    Ok(t) if t.id == id && t.status.is_terminal() => return Ok((*t).clone()),
+                    Ok(_) => {}
+                    // Missed some: re-read the row rather than trust the gap.
+                    Err(_) => break,
+                },
             }
         }
     }

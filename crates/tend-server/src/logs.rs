@@ -50,16 +50,22 @@ pub fn follow_stream(
                 .flatten()
                 .is_some_and(|row| row.status.is_terminal());
             }
-            let (chunk, new_pos) = match read_from(&path, pos) {
-                Ok(r) => r,
-                Err(err) => {
-                    let _ = tx.send(Err(err)).await;
+            // Everything written so far, in chunks of at most 1 MiB.
+            loop {
+                let (chunk, new_pos) = match read_from(&path, pos) {
+                    Ok(r) => r,
+                    Err(err) => {
+                        let _ = tx.send(Err(err)).await;
+                        return;
+                    }
+                };
+                pos = new_pos;
+                if chunk.is_empty() {
+                    break;
+                }
+                if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
                     return;
                 }
-            };
-            pos = new_pos;
-            if !chunk.is_empty() && tx.send(Ok(Bytes::from(chunk))).await.is_err() {
-                return;
             }
             if ended {
                 return;

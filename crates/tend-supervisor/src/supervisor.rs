@@ -250,7 +250,16 @@ pub fn run<L: Ledger>(
     if sup.exec.kill_request.is_some() {
         sup.on_nudge()?;
     }
-    let outcome = sup.supervise()?;
+    let outcome = match sup.supervise() {
+        Ok(o) => o,
+        Err(e) => {
+            // The supervisor cannot go on (the ledger failed): never leave
+            // the tree behind. The row stays live, and the next reader
+            // reconciles it to `lost`.
+            sup.abandon();
+            return Err(e);
+        }
+    };
     if let Some(cg) = &sup.cgroup {
         remove_cgroup(cg);
     }
@@ -391,6 +400,7 @@ struct Kill {
     forced: bool,
     sigkilled: bool,
     signalled: HashSet<i32>,
+    sigkill_sent: HashSet<i32>,
     watch: Vec<Pidfd>,
     stuck_reported: bool,
 }
@@ -441,12 +451,12 @@ impl<L: Ledger> Supervision<'_, L> {
             if let Some(k) = self.kill.as_mut() {
                 k.sigkilled = true;
             }
-            self.ledger.record(
+            let _ = self.ledger.record(
                 &self.exec.id,
                 "signal-sent",
                 "kernel",
                 json!({ "signal": "SIGKILL", "note": "the command exited; the kernel ended the rest of its PID namespace" }),
-            )?;
+            );
         }
         Ok(self.outcome())
     }
@@ -462,7 +472,7 @@ impl<L: Ledger> Supervision<'_, L> {
             None => tree::open_descendants(self.me),
         };
         let populated = self.cgroup.as_ref().is_some_and(Cgroup::populated);
-        if self.status.is_some() && tree.is_empty() && !populated {
+        if self.status.is_some() && tree.is_empty() && !populated && !spawn::has_children() {
             return Ok(true);
         }
         if self.status.is_some() && self.kill.is_none() {
@@ -480,14 +490,25 @@ impl<L: Ledger> Supervision<'_, L> {
         }
         let sig = if kill.forced { Sig::Kill } else { Sig::Term };
         let mut sent = 0u32;
+        let mut newly: Vec<i32> = Vec::new();
         for fd in &tree {
-            if (kill.forced || !kill.signalled.contains(&fd.pid()))
-                && matches!(fd.signal(sig), Ok(true))
-            {
+            // Each process gets each signal once: a rescan (every exit in a
+            // dying tree causes one) re-signals only processes it has not seen.
+            let seen = if kill.forced {
+                &mut kill.sigkill_sent
+            } else {
+                &mut kill.signalled
+            };
+            if seen.contains(&fd.pid()) {
+                continue;
+            }
+            if matches!(fd.signal(sig), Ok(true)) {
                 if sig == Sig::Term {
                     let _ = fd.signal(Sig::Cont);
                 }
+                seen.insert(fd.pid());
                 kill.signalled.insert(fd.pid());
+                newly.push(fd.pid());
                 sent += 1;
             }
         }
@@ -504,17 +525,36 @@ impl<L: Ledger> Supervision<'_, L> {
                 kill.sigkilled = true;
             }
             let name = if kill.forced { "SIGKILL" } else { "SIGTERM" };
-            let pids: Vec<i32> = tree.iter().map(Pidfd::pid).collect();
-            self.ledger.record(
+            // Audit events are best-effort here: failing to write one must
+            // never stop the kill half-way.
+            let _ = self.ledger.record(
                 &self.exec.id,
                 "signal-sent",
                 "supervisor",
-                json!({ "signal": name, "processes": sent, "pids": pids }),
-            )?;
+                json!({ "signal": name, "processes": sent, "pids": newly }),
+            );
         }
         let kill = self.kill.as_mut().expect("checked above");
         kill.watch = tree;
         Ok(false)
+    }
+
+    /// Ends the whole tree at once (SIGKILL, and `cgroup.kill`), for a
+    /// supervisor that has to stop on an error.
+    fn abandon(&mut self) {
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill();
+        }
+        let tree = match &self.cgroup {
+            Some(cg) => cg.open_members(),
+            None => tree::open_descendants(self.me),
+        };
+        tree::signal_all(&tree, Sig::Kill);
+        tree::wait_all(&tree, Duration::from_secs(5));
+        self.reap();
+        if let Some(cg) = &self.cgroup {
+            remove_cgroup(cg);
+        }
     }
 
     fn begin_kill(&mut self, cause: Cause, grace: Duration, force: bool) {
@@ -526,6 +566,7 @@ impl<L: Ledger> Supervision<'_, L> {
             forced: false,
             sigkilled: false,
             signalled: HashSet::new(),
+            sigkill_sent: HashSet::new(),
             watch: Vec::new(),
             stuck_reported: false,
         });
@@ -547,7 +588,10 @@ impl<L: Ledger> Supervision<'_, L> {
         };
         self.exec = row;
         match &self.kill {
-            Some(k) if !matches!(k.cause, Cause::Cleanup) => {
+            // The command already exited (Cleanup) or a kill is under way:
+            // keep its cause and counts; a forced request only hurries it.
+            Some(k) if matches!(k.cause, Cause::Cleanup) => self.hurry(),
+            Some(_) => {
                 if req.force {
                     self.hurry();
                 }
@@ -639,8 +683,9 @@ impl<L: Ledger> Supervision<'_, L> {
             }
             if let Some(name) = p.stop {
                 match &self.kill {
-                    Some(k) if !matches!(k.cause, Cause::Cleanup) => self.hurry(),
-                    _ => {
+                    Some(_) => self.hurry(),
+                    None if self.status.is_some() => {}
+                    None => {
                         let grace = Duration::from_millis(self.exec.kill_grace_ms);
                         self.begin_kill(Cause::Signal(name), grace, false);
                     }
@@ -662,7 +707,9 @@ impl<L: Ledger> Supervision<'_, L> {
             self.rescan = true;
         }
         let now = Instant::now();
-        if self.kill.is_none() {
+        // Limits apply to a running command only: one that already exited
+        // keeps its own outcome even if a deadline passed in the same tick.
+        if self.kill.is_none() && self.status.is_none() {
             self.check_limits(now)?;
         }
         if let Some(k) = self.kill.as_mut() {
@@ -682,13 +729,13 @@ impl<L: Ledger> Supervision<'_, L> {
                             .unwrap_or_default()
                     })
                     .collect();
-                self.ledger.record(
+                let _ = self.ledger.record(
                     &self.exec.id,
                     "unkillable",
                     "supervisor",
                     json!({ "pids": pids, "states": states,
                             "note": "still present after SIGKILL (uninterruptible sleep?); still waiting" }),
-                )?;
+                );
             }
         }
         Ok(())
@@ -724,12 +771,12 @@ impl<L: Ledger> Supervision<'_, L> {
                     self.heartbeat_due = Some(now + Duration::from_millis(left as u64));
                 } else {
                     self.heartbeat_due = None;
-                    self.ledger.record(
+                    let _ = self.ledger.record(
                         &self.exec.id,
                         "heartbeat-missed",
                         "supervisor",
                         json!({ "timeout_ms": ms, "last_heartbeat_at": row.last_heartbeat_at }),
-                    )?;
+                    );
                     self.begin_kill(Cause::Heartbeat(ms), grace, false);
                     return Ok(());
                 }
