@@ -71,12 +71,32 @@ pub enum RunResult {
 /// supervisor records that it is stuck. It keeps waiting afterwards.
 const STUCK_REPORT_AFTER: Duration = Duration::from_secs(5);
 const READ_CHUNK: usize = 64 * 1024;
+/// Output queued for a terminal that is not reading, per stream, before
+/// further output is dropped from the terminal copy (never from the logs).
+const TERMINAL_BUFFER: usize = 4 << 20;
+const PIPE_BUF: usize = 4096;
+
+fn terminal_fd(i: usize) -> std::os::fd::BorrowedFd<'static> {
+    if i == 0 {
+        rustix::stdio::stdout()
+    } else {
+        rustix::stdio::stderr()
+    }
+}
 /// How often the tree's memory is sampled, only when `--max-memory` is set
 /// (the cgroup's memory controller is not delegated on every host).
 const MEMORY_SAMPLE: Duration = Duration::from_millis(250);
 
 /// Runs one execution to its end. Blocks until the command and every
 /// process it started are gone and the outcome is committed.
+///
+/// The calling process becomes the supervisor: it turns into a child
+/// subreaper, installs handlers for SIGCHLD, SIGINT, SIGTERM, SIGHUP and
+/// SIGUSR1, reaps any child with `waitpid(-1)`, and treats every descendant
+/// as part of the execution. Call it from a process that has no other
+/// children and no other use for those signals — `tend run`, or the
+/// background supervisor that [`crate::detach::launch`] starts — never from
+/// inside a larger application.
 pub fn run<L: Ledger>(
     ledger: &L,
     home: &Home,
@@ -245,6 +265,8 @@ pub fn run<L: Ledger>(
         peak_rss: 0,
         cgroup,
         leftovers,
+        term: [Vec::new(), Vec::new()],
+        term_dropped: false,
         rescan: false,
     };
     if sup.exec.kill_request.is_some() {
@@ -266,6 +288,7 @@ pub fn run<L: Ledger>(
     failpoint("before-terminal-commit");
     let t = ledger.transition(&sup.exec.id, Status::Running, &outcome)?;
     home.announce(&sup.exec.id, t.execution().status);
+    sup.flush_terminal();
     failpoint("after-terminal-commit");
     Ok(RunResult::Finished(match t {
         Transition::Won(e) | Transition::Lost(e) => e,
@@ -425,6 +448,9 @@ struct Supervision<'a, L: Ledger> {
     /// pidns tier: tells whether the kernel SIGKILLed processes the command
     /// left in its namespace when it exited.
     leftovers: Option<tend_proc::pidns::Leftovers>,
+    /// Foreground: output queued for our stdout and stderr.
+    term: [Vec<u8>; 2],
+    term_dropped: bool,
     rescan: bool,
 }
 
@@ -642,6 +668,7 @@ impl<L: Ledger> Supervision<'_, L> {
             }
         });
 
+        let term_ready: [Option<PollFlags>; 2];
         let (sig_ready, child_ready, pipe_ready, watch_ready) = {
             let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(8);
             fds.push(PollFd::new(&self.signals, PollFlags::IN));
@@ -656,6 +683,13 @@ impl<L: Ledger> Supervision<'_, L> {
                     pipe_at[i] = Some(fds.len() - 1);
                 }
             }
+            let mut term_at = [None, None];
+            for (i, buf) in self.term.iter().enumerate() {
+                if !buf.is_empty() {
+                    fds.push(PollFd::from_borrowed_fd(terminal_fd(i), PollFlags::OUT));
+                    term_at[i] = Some(fds.len() - 1);
+                }
+            }
             let watch_from = fds.len();
             if let Some(k) = &self.kill {
                 for w in &k.watch {
@@ -668,6 +702,7 @@ impl<L: Ledger> Supervision<'_, L> {
                 Err(e) => return Err(Error::io("waiting for events")(e.into())),
             }
             let ready = |i: usize| !fds[i].revents().is_empty();
+            term_ready = term_at.map(|t| t.map(|i| fds[i].revents()));
             (
                 ready(0),
                 child_at.is_some_and(ready),
@@ -675,6 +710,15 @@ impl<L: Ledger> Supervision<'_, L> {
                 (watch_from..fds.len()).any(ready),
             )
         };
+        for (i, revents) in term_ready.into_iter().enumerate() {
+            match revents {
+                Some(r) if r.intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL) => {
+                    self.term[i].clear()
+                }
+                Some(r) if r.contains(PollFlags::OUT) => self.write_terminal(i),
+                _ => {}
+            }
+        }
 
         if sig_ready {
             let p = self.signals.take();
@@ -850,12 +894,21 @@ impl<L: Ledger> Supervision<'_, L> {
     fn copy_out(&mut self, i: usize, data: &[u8]) {
         self.last_output = Instant::now();
         if self.mode == Mode::Foreground {
-            let _ = if i == 0 {
-                let mut o = io::stdout().lock();
-                o.write_all(data).and_then(|_| o.flush())
-            } else {
-                io::stderr().lock().write_all(data)
-            };
+            // Queued, and written only when the terminal (or pipe) can take
+            // it: a reader that stops reading (`| less`, Ctrl-S) must never
+            // stall the loop that enforces timeouts and kills.
+            let buf = &mut self.term[i];
+            if buf.len() + data.len() <= TERMINAL_BUFFER {
+                buf.extend_from_slice(data);
+            } else if !self.term_dropped {
+                self.term_dropped = true;
+                let _ = self.ledger.record(
+                    &self.exec.id,
+                    "terminal-output-dropped",
+                    "supervisor",
+                    json!({ "note": "the terminal stopped reading; output is still in the log files" }),
+                );
+            }
         }
         if let Some(e) = self.logs[i].write(data) {
             let stream = if i == 0 { "stdout" } else { "stderr" };
@@ -866,6 +919,35 @@ impl<L: Ledger> Supervision<'_, L> {
                 json!({ "stream": stream, "error": e.to_string(),
                         "note": "output is no longer saved; the command keeps running" }),
             );
+        }
+    }
+
+    /// Writes what the terminal can take now: a pipe that polls writable
+    /// has room for at least PIPE_BUF bytes, so one such write never blocks.
+    fn write_terminal(&mut self, i: usize) {
+        let n = self.term[i].len().min(PIPE_BUF);
+        match rustix::io::write(terminal_fd(i), &self.term[i][..n]) {
+            Ok(written) => {
+                self.term[i].drain(..written);
+            }
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+            // The reader is gone (EPIPE) or the fd broke: stop copying.
+            Err(_) => self.term[i].clear(),
+        }
+    }
+
+    /// After the outcome is committed: hand the terminal whatever is still
+    /// queued. This may block on a slow reader, which now delays only the
+    /// exit of `tend run`, not the truth of the ledger.
+    fn flush_terminal(&mut self) {
+        for i in 0..2 {
+            let data = std::mem::take(&mut self.term[i]);
+            let _ = if i == 0 {
+                let mut o = io::stdout().lock();
+                o.write_all(&data).and_then(|_| o.flush())
+            } else {
+                io::stderr().lock().write_all(&data)
+            };
         }
     }
 

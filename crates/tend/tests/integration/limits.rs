@@ -160,3 +160,40 @@ fn health_exits_0_healthy_1_degraded_2_unhealthy() {
     assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("unhealthy"));
 }
+
+#[test]
+fn a_terminal_that_stops_reading_does_not_stall_a_timeout() {
+    let env = TestEnv::new();
+    // stdout is a pipe nobody reads: it fills within milliseconds.
+    let mut child = env
+        .cmd()
+        .args([
+            "run",
+            "--timeout",
+            "1s",
+            "--kill-grace",
+            "200ms",
+            "--",
+            "yes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let timed_out = eventually(Duration::from_secs(15), || {
+        tend_ledger::SqliteLedger::open(&env.ledger_path())
+            .ok()
+            .and_then(|l| l.list(&tend_ledger::Filter::default()).ok())
+            .and_then(|l| l.first().map(|e| e.status.as_str() == "timed_out"))
+            .unwrap_or(false)
+    });
+    assert!(
+        timed_out,
+        "the timeout did not fire while the terminal was full"
+    );
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(124));
+    env.assert_no_marked(None, Duration::from_secs(2));
+}
+
+use tend_ledger::Ledger;
