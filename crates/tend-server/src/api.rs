@@ -512,7 +512,7 @@ async fn wait_terminal(
     // The supervisor's pidfd is a second wake-up that needs no watcher: it
     // exits right after committing the outcome (or dies without one, and
     // then this wait reconciles the row itself).
-    let mut supervisor = if e.host == tend_proc::procfs::hostname() {
+    let mut supervisor = if tend_supervisor::is_local(e, &tend_proc::procfs::hostname()) {
         match tend_proc::Pidfd::open_verified(&e.supervisor) {
             Ok(tend_proc::Verified::Alive(fd)) => crate::readable_fd(fd).ok(),
             _ => None,
@@ -520,7 +520,8 @@ async fn wait_terminal(
     } else {
         None
     };
-    let mut supervisor_gone = supervisor.is_none() && e.host == tend_proc::procfs::hostname();
+    let mut supervisor_gone =
+        supervisor.is_none() && tend_supervisor::is_local(e, &tend_proc::procfs::hostname());
     loop {
         let current = {
             let id = id.clone();

@@ -104,7 +104,8 @@ fn watch_supervisor(
     e: &Execution,
     dead: &mpsc::UnboundedSender<ExecutionId>,
 ) {
-    if watched.contains_key(&e.id) || e.host != tend_proc::procfs::hostname() {
+    if watched.contains_key(&e.id) || !tend_supervisor::is_local(e, &tend_proc::procfs::hostname())
+    {
         return;
     }
     let id = e.id.clone();

@@ -32,7 +32,7 @@ pub fn follow<L: Ledger>(
         // Read the state before the file: if it is terminal now, everything
         // it wrote is already in the file and one last read gets it all.
         let row = ledger.get(&e.id)?;
-        let supervisor = if row.status.is_terminal() || row.host != host {
+        let supervisor = if row.status.is_terminal() || !crate::is_local(&row, &host) {
             None
         } else {
             match Pidfd::open_verified(&row.supervisor)

@@ -45,7 +45,7 @@ pub fn request<L: Ledger>(
             continue;
         }
         finished.push(false);
-        if row.host == host {
+        if crate::is_local(&row, &host) {
             match Pidfd::open_verified(&row.supervisor)
                 .map_err(Error::io("checking the supervisor"))?
             {

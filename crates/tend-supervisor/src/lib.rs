@@ -72,6 +72,14 @@ impl Error {
     }
 }
 
+/// Whether `e` is supervised on this machine, so that the kernel can be
+/// asked about its supervisor. The boot id decides (it is random per boot of
+/// one machine), so a host name changed while executions run does not turn
+/// them into strangers; the host name covers rows from before a reboot.
+pub fn is_local(e: &tend_model::Execution, host: &str) -> bool {
+    e.host == host || tend_proc::procfs::boot_id().is_ok_and(|b| b == e.supervisor.boot_id)
+}
+
 /// Environment variable naming a crash point for tests: the supervisor
 /// SIGKILLs itself when it reaches the point of that name
 /// (`after-queued-commit`, `after-spawn`, `before-terminal-commit`,

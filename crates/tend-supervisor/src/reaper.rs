@@ -47,7 +47,7 @@ pub fn reconcile<L: Ledger>(ledger: &L, home: &Home) -> Result<Vec<Reconciled>, 
 /// Why `e`'s supervision is gone, or `None` if its supervisor is alive (or
 /// it runs on another host, which only that host's lease can judge).
 pub(crate) fn supervision_gone(e: &Execution, host: &str) -> Result<Option<String>, Error> {
-    if e.host != host {
+    if !crate::is_local(e, host) {
         return Ok(None);
     }
     let boot = procfs::boot_id().map_err(Error::io("reading the boot id"))?;

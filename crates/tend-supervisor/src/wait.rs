@@ -32,7 +32,7 @@ pub fn wait_until_done<L: Ledger>(
     // closing an inotify descriptor waits for an RCU grace period (~10 ms).
     let remote = ids
         .iter()
-        .any(|id| ledger.get(id).is_ok_and(|e| e.host != host));
+        .any(|id| ledger.get(id).is_ok_and(|e| !crate::is_local(&e, &host)));
     let watch = if remote {
         Some(watch_dir(&home.notify_dir())?)
     } else {
@@ -45,7 +45,7 @@ pub fn wait_until_done<L: Ledger>(
         let mut rechecked = false;
         for id in ids {
             let e = ledger.get(id)?;
-            if !e.status.is_terminal() && e.host == host {
+            if !e.status.is_terminal() && crate::is_local(&e, &host) {
                 match Pidfd::open_verified(&e.supervisor)
                     .map_err(Error::io("checking a supervisor"))?
                 {
