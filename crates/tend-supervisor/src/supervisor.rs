@@ -233,8 +233,19 @@ pub fn run<L: Ledger>(
     let exec = match ledger.start(&exec.id, &identity)? {
         Transition::Won(e) => e,
         Transition::Lost(current) => {
-            // Somebody ended it while it was queued (a cancel): honour that.
+            // Somebody ended it while it was queued (a cancel): honour that,
+            // and take everything the command may have forked meanwhile.
             let _ = child_fd.signal(Sig::Kill);
+            if let Some(cg) = &cgroup {
+                let _ = cg.kill();
+            }
+            let tree = tree::open_descendants(me);
+            tree::signal_all(&tree, Sig::Kill);
+            tree::wait_all(&tree, Duration::from_secs(5));
+            while let Ok(Some(_)) = wait(WaitOptions::NOHANG) {}
+            if let Some(cg) = &cgroup {
+                remove_cgroup(cg);
+            }
             return Ok(RunResult::Finished(current));
         }
     };
@@ -517,6 +528,7 @@ impl<L: Ledger> Supervision<'_, L> {
         let sig = if kill.forced { Sig::Kill } else { Sig::Term };
         let mut sent = 0u32;
         let mut newly: Vec<i32> = Vec::new();
+        let mut refused: Vec<(i32, String)> = Vec::new();
         for fd in &tree {
             // Each process gets each signal once: a rescan (every exit in a
             // dying tree causes one) re-signals only processes it has not seen.
@@ -528,15 +540,33 @@ impl<L: Ledger> Supervision<'_, L> {
             if seen.contains(&fd.pid()) {
                 continue;
             }
-            if matches!(fd.signal(sig), Ok(true)) {
-                if sig == Sig::Term {
-                    let _ = fd.signal(Sig::Cont);
+            match fd.signal(sig) {
+                Ok(true) => {
+                    if sig == Sig::Term {
+                        let _ = fd.signal(Sig::Cont);
+                    }
+                    seen.insert(fd.pid());
+                    kill.signalled.insert(fd.pid());
+                    newly.push(fd.pid());
+                    sent += 1;
                 }
-                seen.insert(fd.pid());
-                kill.signalled.insert(fd.pid());
-                newly.push(fd.pid());
-                sent += 1;
+                Ok(false) => {}
+                // Not ours to signal (another user's process, e.g. under
+                // sudo): say so instead of waiting on it in silence.
+                Err(e) => {
+                    seen.insert(fd.pid());
+                    refused.push((fd.pid(), e.to_string()));
+                }
             }
+        }
+        if !refused.is_empty() {
+            let _ = self.ledger.record(
+                &self.exec.id,
+                "signal-refused",
+                "supervisor",
+                json!({ "signal": if kill.forced { "SIGKILL" } else { "SIGTERM" }, "refused": refused,
+                        "note": "tend may not signal these processes; the execution ends when they do" }),
+            );
         }
         if kill.forced {
             if let Some(cg) = &self.cgroup {
