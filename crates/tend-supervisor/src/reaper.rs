@@ -36,8 +36,11 @@ pub struct Reconciled {
 pub fn reconcile<L: Ledger>(ledger: &L, home: &Home) -> Result<Vec<Reconciled>, Error> {
     let host = procfs::hostname();
     let mut out = Vec::new();
+    // One scan of the host's processes for markers serves every execution
+    // this pass finds lost, instead of one scan each.
+    let mut marks = Marks::default();
     for e in ledger.live()? {
-        if let Some(r) = reconcile_one(ledger, home, &e, &host)? {
+        if let Some(r) = reconcile_with(ledger, home, &e, &host, &mut marks)? {
             out.push(r);
         }
     }
@@ -86,6 +89,35 @@ pub(crate) fn reconcile_one<L: Ledger>(
     e: &Execution,
     host: &str,
 ) -> Result<Option<Reconciled>, Error> {
+    reconcile_with(ledger, home, e, host, &mut Marks::default())
+}
+
+/// Marked processes of this ledger by execution id, read from `/proc` at
+/// most once and only when some execution needs them.
+#[derive(Default)]
+pub(crate) struct Marks(Option<std::collections::HashMap<String, Vec<Pidfd>>>);
+
+impl Marks {
+    fn take(&mut self, ledger: &str, id: &str) -> Vec<Pidfd> {
+        let map = self.0.get_or_insert_with(|| {
+            let mut m: std::collections::HashMap<String, Vec<Pidfd>> =
+                std::collections::HashMap::new();
+            for (fd, id) in tree::marked(ledger) {
+                m.entry(id).or_default().push(fd);
+            }
+            m
+        });
+        map.remove(id).unwrap_or_default()
+    }
+}
+
+fn reconcile_with<L: Ledger>(
+    ledger: &L,
+    home: &Home,
+    e: &Execution,
+    host: &str,
+    marks: &mut Marks,
+) -> Result<Option<Reconciled>, Error> {
     let Some(reason) = supervision_gone(e, host)? else {
         return Ok(None);
     };
@@ -95,7 +127,7 @@ pub(crate) fn reconcile_one<L: Ledger>(
     let ended = if reason == "host rebooted" {
         None
     } else {
-        Some(end_marked(ledger, e, "reaper")?)
+        Some(end_marked_with(ledger, e, "reaper", marks)?)
     };
     let kill = ended.filter(|t| t.signalled > 0).map(|t| KillReport {
         method: if t.forced {
@@ -140,6 +172,15 @@ pub fn end_marked<L: Ledger>(
     e: &Execution,
     actor: &str,
 ) -> Result<tree::Terminated, Error> {
+    end_marked_with(ledger, e, actor, &mut Marks::default())
+}
+
+fn end_marked_with<L: Ledger>(
+    ledger: &L,
+    e: &Execution,
+    actor: &str,
+    marks: &mut Marks,
+) -> Result<tree::Terminated, Error> {
     let mut fds: Vec<Pidfd> = Vec::new();
     if let Some(p) = &e.process {
         match Pidfd::open_verified(p).map_err(Error::io("checking a process identity"))? {
@@ -158,9 +199,7 @@ pub fn end_marked<L: Ledger>(
         .as_ref()
         .map(Cgroup::open_members)
         .unwrap_or_default();
-    let marked = tree::marked(ledger.ledger_id())
-        .into_iter()
-        .filter_map(|(fd, id)| (id == e.id.as_str()).then_some(fd));
+    let marked = marks.take(ledger.ledger_id(), e.id.as_str());
     for fd in members.into_iter().chain(marked) {
         if !fds.iter().any(|f| f.pid() == fd.pid()) {
             fds.push(fd);
