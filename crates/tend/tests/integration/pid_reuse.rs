@@ -2,6 +2,15 @@ use std::process::Command;
 
 use crate::support::*;
 
+/// A user namespace (so no root is needed) with a PID namespace and its own /proc.
+const UNSHARE: [&str; 5] = [
+    "--user",
+    "--map-root-user",
+    "--pid",
+    "--fork",
+    "--mount-proc",
+];
+
 /// Inside a user + PID namespace (no root needed), the test SIGKILLs an
 /// execution's supervisor and command, then makes the kernel hand the
 /// command's PID to a decoy that logs every signal, and runs `tend reap` and
@@ -9,16 +18,7 @@ use crate::support::*;
 #[test]
 fn a_recycled_pid_is_never_signalled() {
     let env = TestEnv::new();
-    let probe = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "true",
-        ])
-        .status();
+    let probe = Command::new("unshare").args(UNSHARE).arg("true").status();
     if !probe.is_ok_and(|s| s.success()) {
         eprintln!("skipped: unprivileged user + PID namespaces are not available here");
         return;
@@ -50,27 +50,12 @@ echo "alive=$alive status=$($T --json show $id | sed -n 's/^  "status": "\(.*\)"
         log = log.display(),
         result = result.display(),
     );
-    let out = env
-        .cmd()
-        .args(["--version"])
+    let out = Command::new("unshare")
+        .args(UNSHARE)
+        .args(["sh", "-c", &script])
+        .env("TEND_HOME", env.home())
+        .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
         .output()
-        .map(|_| {
-            Command::new("unshare")
-                .args([
-                    "--user",
-                    "--map-root-user",
-                    "--pid",
-                    "--fork",
-                    "--mount-proc",
-                    "sh",
-                    "-c",
-                    &script,
-                ])
-                .env("TEND_HOME", env.home())
-                .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
-                .output()
-                .unwrap()
-        })
         .unwrap();
     let r = read(&result);
     assert!(
