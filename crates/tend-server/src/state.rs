@@ -165,11 +165,6 @@ impl AppState {
         let _ = std::fs::remove_file(self.0.config.home.root().join("daemon.json"));
     }
 
-    /// Is this execution known to the ledger as live? (Helper for handlers.)
-    pub fn is_live(e: &Execution) -> bool {
-        !e.status.is_terminal()
-    }
-
     /// Rows of the ledger's live executions.
     pub fn live(&self) -> Result<Vec<Execution>, ApiError> {
         Ok(self.ledger()?.live()?)

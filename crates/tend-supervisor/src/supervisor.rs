@@ -236,12 +236,7 @@ pub fn run<L: Ledger>(
             // Somebody ended it while it was queued (a cancel): honour that,
             // and take everything the command may have forked meanwhile.
             let _ = child_fd.signal(Sig::Kill);
-            if let Some(cg) = &cgroup {
-                let _ = cg.kill();
-            }
-            let tree = tree::open_descendants(me);
-            tree::signal_all(&tree, Sig::Kill);
-            tree::wait_all(&tree, Duration::from_secs(5));
+            kill_tree_now(me, cgroup.as_ref());
             while let Ok(Some(_)) = wait(WaitOptions::NOHANG) {}
             if let Some(cg) = &cgroup {
                 remove_cgroup(cg);
@@ -304,6 +299,20 @@ pub fn run<L: Ledger>(
     Ok(RunResult::Finished(match t {
         Transition::Won(e) | Transition::Lost(e) => e,
     }))
+}
+
+/// SIGKILLs the whole tree at once — `cgroup.kill` and every member, or
+/// every descendant of the supervisor — and waits (bounded) for it to go.
+fn kill_tree_now(me: i32, cgroup: Option<&Cgroup>) {
+    if let Some(cg) = cgroup {
+        let _ = cg.kill();
+    }
+    let tree = match cgroup {
+        Some(cg) => cg.open_members(),
+        None => tree::open_descendants(me),
+    };
+    tree::signal_all(&tree, Sig::Kill);
+    tree::wait_all(&tree, Duration::from_secs(5));
 }
 
 /// Removes an emptied cgroup. The kernel may report it busy for a moment
@@ -598,15 +607,7 @@ impl<L: Ledger> Supervision<'_, L> {
     /// Ends the whole tree at once (SIGKILL, and `cgroup.kill`), for a
     /// supervisor that has to stop on an error.
     fn abandon(&mut self) {
-        if let Some(cg) = &self.cgroup {
-            let _ = cg.kill();
-        }
-        let tree = match &self.cgroup {
-            Some(cg) => cg.open_members(),
-            None => tree::open_descendants(self.me),
-        };
-        tree::signal_all(&tree, Sig::Kill);
-        tree::wait_all(&tree, Duration::from_secs(5));
+        kill_tree_now(self.me, self.cgroup.as_ref());
         self.reap();
         if let Some(cg) = &self.cgroup {
             remove_cgroup(cg);
@@ -1008,33 +1009,9 @@ impl<L: Ledger> Supervision<'_, L> {
         });
         let mut details = json!({ "pid": self.exec.pid });
         let (status, reason, event, actor) = match self.kill.as_ref().map(|k| &k.cause) {
-            Some(Cause::Timeout(ms)) => (
-                Status::TimedOut,
-                format!(
-                    "timed out after {}",
-                    tend_model::format_duration(Duration::from_millis(*ms))
-                ),
-                "timed-out",
-                "supervisor".to_string(),
-            ),
-            Some(Cause::Heartbeat(ms)) => (
-                Status::TimedOut,
-                format!(
-                    "no heartbeat within {}",
-                    tend_model::format_duration(Duration::from_millis(*ms))
-                ),
-                "timed-out",
-                "supervisor".to_string(),
-            ),
-            Some(Cause::Idle(ms)) => (
-                Status::TimedOut,
-                format!(
-                    "no output for {}",
-                    tend_model::format_duration(Duration::from_millis(*ms))
-                ),
-                "timed-out",
-                "supervisor".to_string(),
-            ),
+            Some(Cause::Timeout(ms)) => timed_out("timed out after", *ms),
+            Some(Cause::Heartbeat(ms)) => timed_out("no heartbeat within", *ms),
+            Some(Cause::Idle(ms)) => timed_out("no output for", *ms),
             Some(Cause::Memory { used, limit }) => (
                 Status::Killed,
                 format!("memory limit exceeded ({} > {})", mib(*used), mib(*limit)),
@@ -1085,6 +1062,17 @@ impl<L: Ledger> Supervision<'_, L> {
             details,
         }
     }
+}
+
+/// The outcome parts of a timeout of any kind.
+fn timed_out(what: &str, ms: u64) -> (Status, String, &'static str, String) {
+    let after = tend_model::format_duration(Duration::from_millis(ms));
+    (
+        Status::TimedOut,
+        format!("{what} {after}"),
+        "timed-out",
+        "supervisor".to_string(),
+    )
 }
 
 fn mib(bytes: u64) -> String {
