@@ -57,6 +57,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether trying again later may succeed: the database was busy, the
+    /// disk full, the file system read-only for now. An outcome that cannot
+    /// be written because of such an error is kept and retried, never lost.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Storage { .. } | Error::Open { .. })
+    }
+
     pub(crate) fn storage(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
         move |e| Error::Storage {
             doing,

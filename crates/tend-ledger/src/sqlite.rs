@@ -28,8 +28,40 @@ const MIGRATIONS: &[&str] = &[
 
 /// How long a writer waits for another's transaction before giving up.
 /// Ledger transactions take well under a millisecond, so this only matters
-/// when hundreds of processes write at once.
+/// when hundreds of processes write at once (or a foreign writer holds the
+/// lock; `TEND_SQLITE_BUSY_TIMEOUT`, in milliseconds, changes it).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn busy_timeout() -> Duration {
+    std::env::var("TEND_SQLITE_BUSY_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(BUSY_TIMEOUT, Duration::from_millis)
+}
+
+/// Creates the ledger file readable by its owner only (command lines and
+/// `--env` values are in it); SQLite gives the WAL and shared-memory files
+/// the same mode. Returns whether the file is new.
+fn create_private(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes a new file's name durable: without this a power cut can lose the
+/// directory entry of a ledger whose first commits were acknowledged.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+}
 
 const COLS: &str =
     "id, name, status, reason, exit_code, signal, pid, key, labels, command, cwd, env, \
@@ -51,6 +83,7 @@ impl SqliteLedger {
     /// to date. A file written by a newer tend, or one that is not a SQLite
     /// database, is refused with an error that says so.
     pub fn open(path: &Path) -> Result<Self> {
+        let fresh = create_private(path).unwrap_or(false);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -59,7 +92,7 @@ impl SqliteLedger {
             detail: sqlite_detail(&e),
         })?;
         let classify = |e: rusqlite::Error| classify_open_error(path, e);
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+        conn.busy_timeout(busy_timeout()).map_err(classify)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(classify)?;
@@ -85,6 +118,45 @@ impl SqliteLedger {
         )
         .map_err(classify)?;
         migrate(&conn, path)?;
+        if fresh {
+            sync_dir(path).map_err(|e| Error::Open {
+                path: path.to_path_buf(),
+                detail: format!("cannot make its folder durable: {e}"),
+            })?;
+        }
+        let ledger_id = conn
+            .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
+                r.get(0)
+            })
+            .map_err(classify)?;
+        Ok(SqliteLedger { conn, ledger_id })
+    }
+
+    /// Opens an existing ledger for reading only, for a home on a read-only
+    /// file system: nothing is created, migrated or written, and every
+    /// write through it fails with a storage error.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
+            path: path.to_path_buf(),
+            detail: sqlite_detail(&e),
+        })?;
+        let classify = |e: rusqlite::Error| classify_open_error(path, e);
+        conn.busy_timeout(busy_timeout()).map_err(classify)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(classify)?;
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(classify)?;
+        if found != MIGRATIONS.len() as i64 {
+            return Err(Error::Open {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "its schema version is {found}, this tend needs {}, and a read-only ledger cannot be migrated",
+                    MIGRATIONS.len()
+                ),
+            });
+        }
         let ledger_id = conn
             .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
                 r.get(0)

@@ -26,6 +26,7 @@ mod reaper;
 mod signals;
 mod spec;
 mod supervisor;
+mod terminal;
 mod tier;
 mod wait;
 

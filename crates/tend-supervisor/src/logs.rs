@@ -15,6 +15,8 @@ pub struct LogFile {
     written: u64,
     cap: u64,
     failed: bool,
+    /// Bytes written since the last [`LogFile::make_durable`].
+    unsynced: bool,
 }
 
 impl LogFile {
@@ -27,6 +29,7 @@ impl LogFile {
             written: 0,
             cap: cap.max(1),
             failed: false,
+            unsynced: false,
         })
     }
 
@@ -50,7 +53,10 @@ impl LogFile {
     fn try_write(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             if self.written >= self.cap {
-                self.file = None;
+                // The rotated file keeps output a finished execution shows.
+                if let Some(f) = self.file.take() {
+                    f.sync_data()?;
+                }
                 let mut old = self.path.clone().into_os_string();
                 old.push(".1");
                 std::fs::rename(&self.path, old)?;
@@ -64,10 +70,32 @@ impl LogFile {
                 .expect("a log file is open unless it failed")
                 .write_all(&data[..n])?;
             self.written += n as u64;
+            self.unsynced = true;
             data = &data[n..];
         }
         Ok(())
     }
+}
+
+impl LogFile {
+    /// Flushes what was written to the disk (one `fdatasync`, only when
+    /// there is something new), so that a finished execution's output
+    /// survives a power cut with its status. Returns whether it synced.
+    pub fn make_durable(&mut self) -> io::Result<bool> {
+        match self.file.as_ref() {
+            Some(f) if self.unsynced => {
+                f.sync_data()?;
+                self.unsynced = false;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// Makes the names of new files in `dir` durable.
+pub fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 fn open(path: &PathBuf) -> io::Result<File> {

@@ -16,7 +16,7 @@
 //!    it with an exit file.
 
 use std::collections::HashSet;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -33,6 +33,7 @@ use tend_proc::{procfs, spawn, tree, Pidfd, Sig};
 
 use crate::logs::LogFile;
 use crate::signals::Signals;
+use crate::terminal::{self, Terminal, Wrote};
 use crate::{failpoint, Error, Home, OnDuplicate, RunSpec};
 
 /// Where the supervisor's own output goes.
@@ -71,18 +72,6 @@ pub enum RunResult {
 /// supervisor records that it is stuck. It keeps waiting afterwards.
 const STUCK_REPORT_AFTER: Duration = Duration::from_secs(5);
 const READ_CHUNK: usize = 64 * 1024;
-/// Output queued for a terminal that is not reading, per stream, before
-/// further output is dropped from the terminal copy (never from the logs).
-const TERMINAL_BUFFER: usize = 4 << 20;
-const PIPE_BUF: usize = 4096;
-
-fn terminal_fd(i: usize) -> std::os::fd::BorrowedFd<'static> {
-    if i == 0 {
-        rustix::stdio::stdout()
-    } else {
-        rustix::stdio::stderr()
-    }
-}
 /// How often the tree's memory is sampled, only when `--max-memory` is set
 /// (the cgroup's memory controller is not delegated on every host).
 const MEMORY_SAMPLE: Duration = Duration::from_millis(250);
@@ -230,7 +219,9 @@ pub fn run<L: Ledger>(
     let stderr: OwnedFd = child.stderr.take().expect("stderr was piped").into();
     drop(child);
     failpoint("after-spawn");
-    let exec = match ledger.start(&exec.id, &identity)? {
+    let exec = match persist(mode, &exec.id, "the start", || {
+        ledger.start(&exec.id, &identity)
+    })? {
         Transition::Won(e) => e,
         Transition::Lost(current) => {
             // Somebody ended it while it was queued (a cancel): honour that,
@@ -271,8 +262,7 @@ pub fn run<L: Ledger>(
         peak_rss: 0,
         cgroup,
         leftovers,
-        term: [Vec::new(), Vec::new()],
-        term_dropped: false,
+        term: Terminal::new(),
         rescan: false,
     };
     if sup.exec.kill_request.is_some() {
@@ -291,14 +281,47 @@ pub fn run<L: Ledger>(
     if let Some(cg) = &sup.cgroup {
         remove_cgroup(cg);
     }
+    sup.make_logs_durable(home);
     failpoint("before-terminal-commit");
-    let t = ledger.transition(&sup.exec.id, Status::Running, &outcome)?;
+    let t = persist(mode, &sup.exec.id, "the outcome", || {
+        ledger.transition(&sup.exec.id, Status::Running, &outcome)
+    })?;
     home.announce(&sup.exec.id, t.execution().status);
-    sup.flush_terminal();
+    sup.term.flush();
     failpoint("after-terminal-commit");
     Ok(RunResult::Finished(match t {
         Transition::Won(e) | Transition::Lost(e) => e,
     }))
+}
+
+/// Retries a write the supervisor must not give up on — the start of a
+/// command that is already running, the outcome of one that finished —
+/// for as long as the ledger refuses for a transient reason (busy past its
+/// timeout, disk full, read-only for now). The tree is held (or already
+/// gone) meanwhile, and waiters keep waiting: they watch this process,
+/// which stays alive until the write is in.
+fn persist<T>(
+    mode: Mode,
+    id: &tend_model::ExecutionId,
+    what: &str,
+    mut write: impl FnMut() -> Result<T, tend_ledger::Error>,
+) -> Result<T, Error> {
+    let mut pause = Duration::from_millis(20);
+    let mut said = false;
+    loop {
+        match write() {
+            Ok(t) => return Ok(t),
+            Err(e) if e.is_transient() => {
+                if !said && mode == Mode::Foreground {
+                    eprintln!("tend: cannot record {what} of {id} yet ({e}); retrying until it is recorded");
+                }
+                said = true;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// SIGKILLs the whole tree at once — `cgroup.kill` and every member, or
@@ -469,8 +492,7 @@ struct Supervision<'a, L: Ledger> {
     /// left in its namespace when it exited.
     leftovers: Option<tend_proc::pidns::Leftovers>,
     /// Foreground: output queued for our stdout and stderr.
-    term: [Vec<u8>; 2],
-    term_dropped: bool,
+    term: Terminal,
     rescan: bool,
 }
 
@@ -681,7 +703,13 @@ impl<L: Ledger> Supervision<'_, L> {
                 {
                     consider(d);
                 }
-                if let Some(ms) = self.exec.idle_timeout_ms {
+                // Output waiting for a slow reader may be what blocks the
+                // command: that is not the command being idle.
+                if let Some(ms) = self
+                    .exec
+                    .idle_timeout_ms
+                    .filter(|_| !self.term.behind_reader())
+                {
                     consider(self.last_output + Duration::from_millis(ms));
                 }
             }
@@ -709,16 +737,17 @@ impl<L: Ledger> Supervision<'_, L> {
             });
             let mut pipe_at = [None, None];
             for (i, p) in self.pipes.iter().enumerate() {
-                if let Some(p) = p {
+                // Back-pressure: a stream whose reader is behind is not read.
+                if let Some(p) = p.as_ref().filter(|_| self.term.has_room(i)) {
                     fds.push(PollFd::new(p, PollFlags::IN));
                     pipe_at[i] = Some(fds.len() - 1);
                 }
             }
             let mut term_at = [None, None];
-            for (i, buf) in self.term.iter().enumerate() {
-                if !buf.is_empty() {
-                    fds.push(PollFd::from_borrowed_fd(terminal_fd(i), PollFlags::OUT));
-                    term_at[i] = Some(fds.len() - 1);
+            for (i, at) in term_at.iter_mut().enumerate() {
+                if self.term.pending(i) {
+                    fds.push(PollFd::from_borrowed_fd(terminal::fd(i), PollFlags::OUT));
+                    *at = Some(fds.len() - 1);
                 }
             }
             let watch_from = fds.len();
@@ -742,12 +771,11 @@ impl<L: Ledger> Supervision<'_, L> {
             )
         };
         for (i, revents) in term_ready.into_iter().enumerate() {
-            match revents {
-                Some(r) if r.intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL) => {
-                    self.term[i].clear()
-                }
-                Some(r) if r.contains(PollFlags::OUT) => self.write_terminal(i),
-                _ => {}
+            let Some(r) = revents else { continue };
+            match self.term.on_ready(i, r) {
+                // The command is making progress, however slowly.
+                Wrote::Some => self.last_output = Instant::now(),
+                Wrote::ReaderGone => self.close_stream(i),
             }
         }
 
@@ -827,7 +855,11 @@ impl<L: Ledger> Supervision<'_, L> {
             );
             return Ok(());
         }
-        if let Some(ms) = self.exec.idle_timeout_ms {
+        if let Some(ms) = self
+            .exec
+            .idle_timeout_ms
+            .filter(|_| !self.term.behind_reader())
+        {
             if now >= self.last_output + Duration::from_millis(ms) {
                 self.begin_kill(Cause::Idle(ms), grace, false);
                 return Ok(());
@@ -925,21 +957,7 @@ impl<L: Ledger> Supervision<'_, L> {
     fn copy_out(&mut self, i: usize, data: &[u8]) {
         self.last_output = Instant::now();
         if self.mode == Mode::Foreground {
-            // Queued, and written only when the terminal (or pipe) can take
-            // it: a reader that stops reading (`| less`, Ctrl-S) must never
-            // stall the loop that enforces timeouts and kills.
-            let buf = &mut self.term[i];
-            if buf.len() + data.len() <= TERMINAL_BUFFER {
-                buf.extend_from_slice(data);
-            } else if !self.term_dropped {
-                self.term_dropped = true;
-                let _ = self.ledger.record(
-                    &self.exec.id,
-                    "terminal-output-dropped",
-                    "supervisor",
-                    json!({ "note": "the terminal stopped reading; output is still in the log files" }),
-                );
-            }
+            self.term.push(i, data);
         }
         if let Some(e) = self.logs[i].write(data) {
             let stream = if i == 0 { "stdout" } else { "stderr" };
@@ -953,33 +971,35 @@ impl<L: Ledger> Supervision<'_, L> {
         }
     }
 
-    /// Writes what the terminal can take now: a pipe that polls writable
-    /// has room for at least PIPE_BUF bytes, so one such write never blocks.
-    fn write_terminal(&mut self, i: usize) {
-        let n = self.term[i].len().min(PIPE_BUF);
-        match rustix::io::write(terminal_fd(i), &self.term[i][..n]) {
-            Ok(written) => {
-                self.term[i].drain(..written);
+    /// Makes the logs durable before the status that points at them is
+    /// committed (an fsync per stream that has new output, and one of the
+    /// folder). A failure is recorded, not fatal: the outcome still counts.
+    fn make_logs_durable(&mut self, home: &Home) {
+        let mut synced = false;
+        for i in 0..2 {
+            match self.logs[i].make_durable() {
+                Ok(s) => synced |= s,
+                Err(e) => {
+                    let _ = self.ledger.record(
+                        &self.exec.id,
+                        "log-sync-failed",
+                        "supervisor",
+                        json!({ "stream": if i == 0 { "stdout" } else { "stderr" }, "error": e.to_string() }),
+                    );
+                }
             }
-            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
-            // The reader is gone (EPIPE) or the fd broke: stop copying.
-            Err(_) => self.term[i].clear(),
+        }
+        if synced {
+            let _ = crate::logs::sync_dir(&home.logs_dir());
         }
     }
 
-    /// After the outcome is committed: hand the terminal whatever is still
-    /// queued. This may block on a slow reader, which now delays only the
-    /// exit of `tend run`, not the truth of the ledger.
-    fn flush_terminal(&mut self) {
-        for i in 0..2 {
-            let data = std::mem::take(&mut self.term[i]);
-            let _ = if i == 0 {
-                let mut o = io::stdout().lock();
-                o.write_all(&data).and_then(|_| o.flush())
-            } else {
-                io::stderr().lock().write_all(&data)
-            };
-        }
+    /// The reader of our stream `i` went away: keep in the log what the
+    /// command already wrote, then close its pipe, as a plain pipeline
+    /// would (its next write gets SIGPIPE or EPIPE).
+    fn close_stream(&mut self, i: usize) {
+        self.read_pipe(i, true);
+        self.pipes[i] = None;
     }
 
     fn drain_pipes(&mut self) {

@@ -10,7 +10,7 @@ mod output;
 use clap::Parser;
 
 use crate::cli::{Cli, Cmd};
-use crate::commands::Context;
+use crate::commands::{Access, Context};
 
 /// A mistake in what the user typed: reported like clap's own, exit 2.
 #[derive(Debug)]
@@ -46,7 +46,12 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     if let Cmd::Supervise = cli.command {
         return Ok(tend_supervisor::detach::supervise_from_stdin());
     }
-    let ctx = match Context::open(&cli.global) {
+    let access = match cli.command {
+        Cmd::Ps | Cmd::List(_) | Cmd::Show(_) | Cmd::Logs(_) | Cmd::Wait(_) => Access::Read,
+        Cmd::Health | Cmd::Doctor => Access::Read,
+        _ => Access::Write,
+    };
+    let ctx = match Context::open(&cli.global, access) {
         Ok(ctx) => ctx,
         Err(e) if matches!(cli.command, Cmd::Health) => {
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();

@@ -10,7 +10,7 @@ use crate::cli::LogsArgs;
 
 /// `tend logs ID [-f] [--stderr]`.
 pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
-    ctx.reconcile()?;
+    ctx.reconcile_for_read()?;
     let e = ctx.resolve(&args.id)?;
     let path = PathBuf::from(if args.stderr {
         &e.stderr_path

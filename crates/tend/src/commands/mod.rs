@@ -10,7 +10,7 @@ pub mod run;
 pub mod serve;
 pub mod wait;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use tend_ledger::{Ledger, SqliteLedger};
 use tend_supervisor::Home;
 
@@ -23,6 +23,18 @@ pub struct Context {
     pub home: Home,
     pub ledger: SqliteLedger,
     pub global: GlobalOpts,
+    /// Why this command cannot write (a read-only home): it then shows the
+    /// ledger as recorded instead of reconciling it.
+    pub read_only: Option<String>,
+}
+
+/// What a command needs of the home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// It records something: the home must be writable.
+    Write,
+    /// It only shows the ledger: a read-only home will do.
+    Read,
 }
 
 /// The global flags, without clap's types.
@@ -34,21 +46,27 @@ pub struct GlobalOpts {
 }
 
 impl Context {
-    /// Loads the settings, prepares the home and opens the ledger.
-    pub fn open(global: &Global) -> Result<Context> {
+    /// Loads the settings, prepares the home and opens the ledger. A
+    /// command that only reads still works on a read-only home.
+    pub fn open(global: &Global, access: Access) -> Result<Context> {
         let mut config = Config::load()?;
         if global.store.is_some() {
             config.store = global.store.clone();
         }
         let home = Home::new(config.home.clone());
-        home.ensure().with_context(|| {
-            format!(
-                "cannot use {} as tend's home (set TEND_HOME to a writable folder)",
-                config.home.display()
-            )
-        })?;
         let path = config.sqlite_path()?;
-        let ledger = SqliteLedger::open(&path)?;
+        let (ledger, read_only) = match home.ensure() {
+            Ok(()) => (SqliteLedger::open(&path)?, None),
+            Err(e) if access == Access::Read && path.exists() => {
+                (SqliteLedger::open_read_only(&path)?, Some(e.to_string()))
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot use {} as tend's home (set TEND_HOME to a writable folder)",
+                    config.home.display()
+                )))
+            }
+        };
         Ok(Context {
             config,
             home,
@@ -58,12 +76,35 @@ impl Context {
                 quiet: global.quiet,
                 verbose: global.verbose,
             },
+            read_only,
         })
     }
 
     /// Truth on read: reconciles live executions before anything is shown.
     pub fn reconcile(&self) -> Result<Vec<tend_supervisor::Reconciled>> {
         Ok(tend_supervisor::reconcile(&self.ledger, &self.home)?)
+    }
+
+    /// Reconciles before showing, but never lets a ledger that cannot be
+    /// written now (a read-only home, a full disk) stop a read: it then
+    /// says once that what follows is the ledger as recorded.
+    pub fn reconcile_for_read(&self) -> Result<()> {
+        if let Some(why) = &self.read_only {
+            self.note(format_args!(
+                "the home is read-only ({why}); showing the ledger as recorded, not reconciled"
+            ));
+            return Ok(());
+        }
+        match tend_supervisor::reconcile(&self.ledger, &self.home) {
+            Ok(_) => Ok(()),
+            Err(tend_supervisor::Error::Ledger(e)) if e.is_transient() => {
+                self.note(format_args!(
+                    "cannot reconcile now ({e}); showing the ledger as recorded"
+                ));
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A note for the person at the terminal, unless `-q`.

@@ -49,7 +49,7 @@ fn bytes(n: u64) -> String {
 
 /// `tend ps`.
 pub fn ps(ctx: &Context) -> Result<i32> {
-    ctx.reconcile()?;
+    ctx.reconcile_for_read()?;
     let snapshot = tree::Snapshot::take();
     let rows: Vec<PsRow> = ctx
         .ledger
@@ -109,7 +109,7 @@ pub fn ps(ctx: &Context) -> Result<i32> {
 
 /// `tend list`.
 pub fn list(ctx: &Context, args: &ListArgs) -> Result<i32> {
-    ctx.reconcile()?;
+    ctx.reconcile_for_read()?;
     let filter = Filter {
         statuses: args.status.clone(),
         name: args.name.clone(),
@@ -155,7 +155,7 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<i32> {
 
 /// `tend show`.
 pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
-    ctx.reconcile()?;
+    ctx.reconcile_for_read()?;
     let e = ctx.resolve(&args.id)?;
     let events = ctx.ledger.events(&e.id)?;
     if ctx.global.json {

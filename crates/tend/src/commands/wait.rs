@@ -12,7 +12,7 @@ pub const WAIT_TIMED_OUT: i32 = 75;
 
 /// `tend wait ID… | --key KEY`.
 pub fn wait(ctx: &Context, args: &WaitArgs) -> Result<i32> {
-    ctx.reconcile()?;
+    ctx.reconcile_for_read()?;
     let targets = match &args.key {
         Some(key) => match ctx.ledger.by_key(key)? {
             Some(e) => vec![e],

@@ -28,5 +28,9 @@ mod pid_reuse;
 mod crash;
 // The daemon and its HTTP API, driven by a real HTTP client.
 mod serve;
+// Foreground output: exact bytes, back-pressure, closed readers, durable logs.
+mod output;
+// The ledger under pressure: locks, full disks, read-only homes, durability.
+mod pressure;
 // Heartbeats, idle output, memory limits, Ctrl-C.
 mod limits;

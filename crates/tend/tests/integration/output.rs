@@ -1,0 +1,127 @@
+//! Foreground output reaches tend's stdout byte for byte, a slow reader is
+//! waited for, a reader that goes away closes the command's pipe, and a
+//! finished execution's logs are durable.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::support::*;
+
+/// Some bytes that compress badly and repeat nowhere, without a PRNG crate.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn hundreds_of_megabytes_to_a_file_arrive_byte_for_byte() {
+    let env = TestEnv::new();
+    let src = env.dir.path().join("src.bin");
+    let data = noise(200 << 20);
+    std::fs::write(&src, &data).unwrap();
+    let copy = env.dir.path().join("copy.bin");
+    let status = env
+        .cmd()
+        .env("TEND_LOG_MAX_SIZE", "1G")
+        .args(["run", "--", "cat"])
+        .arg(&src)
+        .stdout(std::fs::File::create(&copy).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(std::fs::read(&copy).unwrap() == data, "the copy differs");
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "succeeded");
+    let log = std::fs::read(e["stdout_path"].as_str().unwrap()).unwrap();
+    assert!(log == data, "the log differs");
+    assert!(!env
+        .event_kinds(e["id"].as_str().unwrap())
+        .iter()
+        .any(|k| k.contains("dropped")));
+
+    // Many small writes, the original report.
+    let out = env.dir.path().join("seq.txt");
+    let status = env
+        .cmd()
+        .args(["run", "--", "seq", "1", "3000000"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let want: String = (1..=3_000_000).map(|n| format!("{n}\n")).collect();
+    assert!(
+        std::fs::read_to_string(&out).unwrap() == want,
+        "seq differs"
+    );
+}
+
+#[test]
+fn a_slow_reader_is_waited_for_and_the_command_is_not_idle_meanwhile() {
+    let env = TestEnv::new();
+    let src = env.dir.path().join("src.bin");
+    let data = noise(32 << 20);
+    std::fs::write(&src, &data).unwrap();
+    let mut child = env
+        .cmd()
+        .args(["run", "--idle-timeout", "1s", "--", "cat"])
+        .arg(&src)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdout.take().unwrap();
+    // Read nothing for 3 s (three idle timeouts), then slowly.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut got = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = pipe.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the slow reader got other bytes");
+    assert_eq!(env.json(&["list"])[0]["status"], "succeeded");
+}
+
+#[test]
+fn a_reader_that_goes_away_closes_the_commands_pipe_like_a_pipeline() {
+    let env = TestEnv::new();
+    // `yes | head -1`: without the pipe closing, `yes` would run forever.
+    let mut child = env
+        .cmd()
+        .args(["run", "--timeout", "60s", "--", "yes"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdout.take().unwrap();
+    let mut first = [0u8; 2];
+    pipe.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"y\n");
+    drop(pipe);
+    let ended = eventually(Duration::from_secs(20), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    assert!(ended, "tend run -- yes did not end when its reader left");
+    assert_eq!(child.wait().unwrap().code(), Some(141));
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "failed");
+    assert_eq!(e["signal"], 13);
+    let log = std::fs::read(e["stdout_path"].as_str().unwrap()).unwrap();
+    assert!(log.starts_with(b"y\ny\n"), "the log keeps what was written");
+}
