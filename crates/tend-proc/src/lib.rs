@@ -41,6 +41,8 @@ pub enum Sig {
     Stop,
     /// tend's "look at the ledger" nudge to a supervisor.
     Usr1,
+    /// Ctrl-\ passed on to a foreground command.
+    Quit,
 }
 
 impl Sig {
@@ -52,6 +54,7 @@ impl Sig {
             Sig::Cont => Signal::CONT,
             Sig::Stop => Signal::STOP,
             Sig::Usr1 => Signal::USR1,
+            Sig::Quit => Signal::QUIT,
         }
     }
 }

@@ -127,6 +127,12 @@ impl Pidfd {
         }
     }
 
+    /// Whether the process is stopped (`T`), or stopped under a tracer
+    /// (`t`): it acts on nothing until it is continued.
+    pub fn is_stopped(&self) -> bool {
+        procfs::stat(self.pid).is_ok_and(|s| matches!(s.state, 'T' | 't')) && self.is_alive()
+    }
+
     /// True until the process exits (a pidfd polls readable at exit).
     pub fn is_alive(&self) -> bool {
         let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];

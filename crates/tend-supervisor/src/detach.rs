@@ -10,6 +10,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tend_ledger::SqliteLedger;
@@ -73,13 +74,7 @@ pub fn launch(exe: &Path, home: &Home, db: &Path, spec: &RunSpec) -> Result<Answ
             .write_all(&serde_json::to_vec(&envelope).expect("a run spec serialises"))
             .map_err(Error::io("handing the run to its supervisor"))?;
     }
-    let mut text = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout was piped")
-        .read_to_string(&mut text)
-        .map_err(Error::io("reading the supervisor's answer"))?;
+    let text = read_answer(child.stdout.take().expect("stdout was piped"))?;
     // The spawned process forked the real supervisor and exited at once.
     let _ = child.wait();
     Ok(
@@ -87,6 +82,66 @@ pub fn launch(exe: &Path, home: &Home, db: &Path, spec: &RunSpec) -> Result<Answ
             message: "the background supervisor stopped before it started the command".into(),
         }),
     )
+}
+
+/// The first line a background supervisor writes, before anything else:
+/// who it is, so that its launcher can tell a stopped one from a slow one.
+#[derive(Serialize, Deserialize)]
+struct Hello {
+    pid: i32,
+    start_time: u64,
+}
+
+/// How often a launcher that has no answer yet looks at its supervisor.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// Reads the supervisor's lines until it lets go of the pipe, and returns
+/// the last (the answer). A background supervisor is never legitimately
+/// stopped: one that is (its command sent it SIGSTOP before it could
+/// record the start) is continued, through a pidfd checked against the
+/// identity it announced, so that `tend run -d` never hangs on it.
+fn read_answer(out: std::process::ChildStdout) -> Result<String, Error> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut text = Vec::new();
+    let mut sup: Option<tend_proc::Pidfd> = None;
+    let mut buf = [0u8; 4096];
+    loop {
+        let every = Timespec {
+            tv_sec: LOOK_EVERY.as_secs() as i64,
+            tv_nsec: 0,
+        };
+        let ready = {
+            let mut fds = [PollFd::new(&out, PollFlags::IN)];
+            matches!(poll(&mut fds, Some(&every)), Ok(n) if n > 0)
+        };
+        if !ready {
+            if let Some(fd) = sup.as_ref().filter(|fd| fd.is_stopped()) {
+                let _ = fd.signal(tend_proc::Sig::Cont);
+            }
+            continue;
+        }
+        match rustix::io::read(&out, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
+            Err(e) => return Err(Error::io("reading the supervisor's answer")(e.into())),
+        }
+        if sup.is_none() {
+            sup = hello(&text);
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    Ok(text.lines().last().unwrap_or("").to_string())
+}
+
+/// The announced supervisor, pinned by a pidfd and checked against the
+/// start time it announced.
+fn hello(text: &[u8]) -> Option<tend_proc::Pidfd> {
+    let line = text.split(|b| *b == b'\n').next()?;
+    let h: Hello = serde_json::from_slice(line).ok()?;
+    let fd = tend_proc::Pidfd::open(h.pid).ok()?;
+    let same = tend_proc::procfs::stat(h.pid).is_ok_and(|s| s.start_time == h.start_time);
+    same.then_some(fd)
 }
 
 /// The body of `tend __supervise`: reads the run description from stdin,
@@ -106,6 +161,7 @@ pub fn supervise_from_stdin() -> i32 {
         );
         return 1;
     }
+    say_hello();
     let devnull = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -167,6 +223,23 @@ pub fn supervise_from_stdin() -> i32 {
             }
             1
         }
+    }
+}
+
+fn say_hello() {
+    let pid = std::process::id() as i32;
+    if let Ok(st) = tend_proc::procfs::stat(pid) {
+        let hello = Hello {
+            pid,
+            start_time: st.start_time,
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&hello).expect("serialises")
+        );
+        let _ = out.flush();
     }
 }
 

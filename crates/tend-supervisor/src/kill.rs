@@ -2,17 +2,29 @@
 //!
 //! The request is stored in the ledger first (so it is audited and survives
 //! a crash of the asker), then the supervisor is nudged with SIGUSR1 through
-//! a verified pidfd and performs the kill itself — it alone knows the whole
-//! tree. If the supervisor is dead, the asker reconciles the execution,
-//! which ends what is left of it with identity checks.
+//! a verified pidfd and performs the kill itself — it knows the whole tree.
+//! If the supervisor is dead, the asker reconciles the execution, which
+//! ends what is left of it with identity checks.
+//!
+//! A kill is certain whatever state the supervisor is in. A supervisor that
+//! is stopped (SIGSTOP by its command, Ctrl-Z), or that has not carried the
+//! kill out within its grace plus [`ACT_WITHIN`], cannot be trusted to act:
+//! the asker then ends the tree itself — the supervisor's descendants, the
+//! cgroup, the marked processes — graceful then certain, commits `killed`
+//! saying why, and SIGKILLs the supervisor.
 
 use std::time::Duration;
 
-use tend_ledger::{KillRequest, Ledger};
-use tend_model::Execution;
-use tend_proc::{procfs, Pidfd, Sig, Verified};
+use serde_json::json;
+use tend_ledger::{KillReport, KillRequest, Ledger, Outcome, Transition};
+use tend_model::{Execution, KillMethod, Status};
+use tend_proc::{procfs, tree, Pidfd, Sig, Verified};
 
 use crate::{reaper, wait_until_done, Error, Home};
+
+/// How long a running supervisor has, beyond the kill's grace, to carry a
+/// kill out before the asker does it itself.
+pub const ACT_WITHIN: Duration = Duration::from_secs(3);
 
 /// What a kill did to one execution.
 #[derive(Debug, Clone)]
@@ -49,6 +61,9 @@ pub fn request<L: Ledger>(
             match Pidfd::open_verified(&row.supervisor)
                 .map_err(Error::io("checking the supervisor"))?
             {
+                Verified::Alive(fd) if fd.is_stopped() => {
+                    take_over(ledger, home, &row, fd, req, "its supervisor is stopped")?;
+                }
                 Verified::Alive(fd) => {
                     fd.signal(Sig::Usr1)
                         .map_err(Error::io("nudging the supervisor"))?;
@@ -77,6 +92,17 @@ pub fn kill<L: Ledger>(
         .filter(|(_, done)| !**done)
         .map(|(e, _)| e.id.clone())
         .collect();
+    let bound = targets
+        .iter()
+        .map(|e| grace_of(e, req))
+        .max()
+        .unwrap_or_default()
+        + ACT_WITHIN;
+    if wait_until_done(ledger, home, &pending, Some(bound))?.is_none() {
+        for id in &pending {
+            enforce(ledger, home, id, req, bound)?;
+        }
+    }
     let mut done = wait_until_done(ledger, home, &pending, None::<Duration>)?
         .expect("a wait without a timeout returns only when done")
         .into_iter();
@@ -98,4 +124,134 @@ pub fn kill<L: Ledger>(
             }
         })
         .collect())
+}
+
+/// The grace a kill request gives `e`.
+fn grace_of(e: &Execution, req: &KillRequest) -> Duration {
+    if req.force {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(req.grace_ms.unwrap_or(e.kill_grace_ms))
+    }
+}
+
+/// For an execution still live after `waited`: if its supervisor has not
+/// carried the kill out (stopped, or stuck), ends the tree without it.
+pub fn enforce<L: Ledger>(
+    ledger: &L,
+    home: &Home,
+    id: &tend_model::ExecutionId,
+    req: &KillRequest,
+    waited: Duration,
+) -> Result<(), Error> {
+    let row = ledger.get(id)?;
+    if row.status.is_terminal() || !crate::is_local(&row, &procfs::hostname()) {
+        return Ok(());
+    }
+    if let Verified::Alive(fd) =
+        Pidfd::open_verified(&row.supervisor).map_err(Error::io("checking the supervisor"))?
+    {
+        let why = if fd.is_stopped() {
+            "its supervisor is stopped".to_string()
+        } else {
+            format!(
+                "its supervisor did not carry the kill out within {}",
+                tend_model::format_duration(waited)
+            )
+        };
+        take_over(ledger, home, &row, fd, req, &why)?;
+    }
+    Ok(())
+}
+
+/// How an execution ends when its supervisor cannot end it.
+pub(crate) struct Ending {
+    pub status: Status,
+    /// What happened, before the "supervisor did not act" part.
+    pub what: String,
+    pub event: &'static str,
+    pub actor: String,
+    pub grace: Duration,
+    /// When the ending was due (the kill request, the timeout), ms.
+    pub since_ms: i64,
+}
+
+fn take_over<L: Ledger>(
+    ledger: &L,
+    home: &Home,
+    row: &Execution,
+    sup: Pidfd,
+    req: &KillRequest,
+    why: &str,
+) -> Result<(), Error> {
+    let by = req.actor.clone();
+    let ending = Ending {
+        status: Status::Killed,
+        what: match &req.reason {
+            Some(r) => format!("killed by {by}: {r}"),
+            None => format!("killed by {by}"),
+        },
+        event: "killed",
+        grace: grace_of(row, req),
+        since_ms: row
+            .kill_request
+            .as_ref()
+            .map_or_else(tend_ledger::now_ms, |k| k.at),
+        actor: by,
+    };
+    end_without_supervisor(ledger, home, row, sup, ending, why)
+}
+
+/// Ends `row`'s tree in place of its supervisor `sup` (descendants, cgroup,
+/// marked processes; graceful then certain), commits the ending with the
+/// real duration and the reason, then SIGKILLs the supervisor. Nothing is
+/// committed while a process of the tree is still there.
+pub(crate) fn end_without_supervisor<L: Ledger>(
+    ledger: &L,
+    home: &Home,
+    row: &Execution,
+    sup: Pidfd,
+    ending: Ending,
+    why: &str,
+) -> Result<(), Error> {
+    let by = &ending.actor;
+    ledger.record(
+        &row.id,
+        "kill-taken-over",
+        by,
+        json!({ "supervisor_pid": sup.pid(), "why": why }),
+    )?;
+    let descendants = tree::open_descendants(sup.pid());
+    let mut marks = reaper::Marks::default();
+    let t = reaper::end_tree(ledger, row, by, &mut marks, descendants, ending.grace)?;
+    if t.remaining > 0 {
+        // Uninterruptible processes: the execution is not over; the
+        // waiters keep waiting, as they would for the supervisor.
+        return Ok(());
+    }
+    let outcome = Outcome {
+        status: ending.status,
+        reason: format!("{} ({why}; {by} ended the tree)", ending.what),
+        exit_code: None,
+        signal: None,
+        kill: Some(KillReport {
+            method: if t.forced || ending.grace.is_zero() {
+                KillMethod::Forced
+            } else {
+                KillMethod::Graceful
+            },
+            duration_ms: (tend_ledger::now_ms() - ending.since_ms).max(0) as u64,
+            processes_signalled: t.signalled,
+        }),
+        usage: None,
+        event: ending.event,
+        actor: by.clone(),
+        details: json!({ "supervisor_pid": sup.pid(), "taken_over": why }),
+    };
+    if let Transition::Won(e) = ledger.transition(&row.id, row.status, &outcome)? {
+        home.announce(&e.id, e.status);
+    }
+    let _ = sup.signal(Sig::Kill);
+    tree::wait_all(std::slice::from_ref(&sup), Duration::from_secs(5));
+    Ok(())
 }

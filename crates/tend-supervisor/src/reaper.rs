@@ -119,6 +119,7 @@ fn reconcile_with<L: Ledger>(
     marks: &mut Marks,
 ) -> Result<Option<Reconciled>, Error> {
     let Some(reason) = supervision_gone(e, host)? else {
+        overdue(ledger, home, e)?;
         return Ok(None);
     };
     // End the tree first, then commit: the row then says how it was ended,
@@ -162,6 +163,43 @@ fn reconcile_with<L: Ledger>(
     }
 }
 
+/// A running execution past its timeout (plus grace and [`ACT_WITHIN`])
+/// whose supervisor is stopped cannot time out by itself: end it here, as
+/// `timed_out`, and say why. Costs nothing for executions within their
+/// time, or without a timeout.
+///
+/// [`ACT_WITHIN`]: crate::kill::ACT_WITHIN
+fn overdue<L: Ledger>(ledger: &L, home: &Home, e: &Execution) -> Result<(), Error> {
+    let (Some(ms), Some(started)) = (e.timeout_ms, e.started_at) else {
+        return Ok(());
+    };
+    let due = started + ms as i64;
+    let slack = (e.kill_grace_ms + crate::kill::ACT_WITHIN.as_millis() as u64) as i64;
+    if e.status != Status::Running || tend_ledger::now_ms() < due + slack {
+        return Ok(());
+    }
+    let Verified::Alive(sup) =
+        Pidfd::open_verified(&e.supervisor).map_err(Error::io("checking a supervisor"))?
+    else {
+        return Ok(());
+    };
+    if !sup.is_stopped() {
+        return Ok(());
+    }
+    let ending = crate::kill::Ending {
+        status: Status::TimedOut,
+        what: format!(
+            "timed out after {}",
+            tend_model::format_duration(Duration::from_millis(ms))
+        ),
+        event: "timed-out",
+        actor: "reaper".into(),
+        grace: Duration::from_millis(e.kill_grace_ms),
+        since_ms: due,
+    };
+    crate::kill::end_without_supervisor(ledger, home, e, sup, ending, "its supervisor is stopped")
+}
+
 /// Ends every live process of execution `e` without its supervisor: the
 /// recorded command process (if it is still the same process) and every
 /// process carrying `e`'s marker, graceful then certain. A recorded PID that
@@ -180,6 +218,21 @@ fn end_marked_with<L: Ledger>(
     e: &Execution,
     actor: &str,
     marks: &mut Marks,
+) -> Result<tree::Terminated, Error> {
+    let grace = Duration::from_millis(e.kill_grace_ms);
+    end_tree(ledger, e, actor, marks, Vec::new(), grace)
+}
+
+/// Ends `e`'s processes — the recorded command, its cgroup's members, the
+/// processes carrying its marker, and `extra` — graceful (for `grace`),
+/// then certain, and records what was signalled.
+pub(crate) fn end_tree<L: Ledger>(
+    ledger: &L,
+    e: &Execution,
+    actor: &str,
+    marks: &mut Marks,
+    extra: Vec<Pidfd>,
+    grace: Duration,
 ) -> Result<tree::Terminated, Error> {
     let mut fds: Vec<Pidfd> = Vec::new();
     if let Some(p) = &e.process {
@@ -200,12 +253,11 @@ fn end_marked_with<L: Ledger>(
         .map(Cgroup::open_members)
         .unwrap_or_default();
     let marked = marks.take(ledger.ledger_id(), e.id.as_str());
-    for fd in members.into_iter().chain(marked) {
+    for fd in members.into_iter().chain(marked).chain(extra) {
         if !fds.iter().any(|f| f.pid() == fd.pid()) {
             fds.push(fd);
         }
     }
-    let grace = Duration::from_millis(e.kill_grace_ms);
     let pids: Vec<i32> = fds.iter().map(Pidfd::pid).collect();
     let mut t = tree::terminate(&fds, grace, SETTLE);
     if let Some(cg) = &cgroup {

@@ -7,15 +7,41 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{
+    SIGALRM, SIGCHLD, SIGCONT, SIGHUP, SIGINT, SIGIO, SIGPROF, SIGQUIT, SIGTERM, SIGTSTP, SIGUSR1,
+    SIGUSR2, SIGVTALRM, SIGXCPU, SIGXFSZ,
+};
 
-/// Handlers for SIGCHLD, SIGINT, SIGTERM, SIGHUP and SIGUSR1. Installed
-/// before the execution is recorded, because from then on other processes
-/// may nudge the supervisor with SIGUSR1, whose default action is to die.
+/// Linux's numbers for two signals signal-hook does not name.
+const SIGSTKFLT: i32 = 16;
+const SIGPWR: i32 = 30;
+
+/// The signals the supervisor acts on.
+const HANDLED: [i32; 8] = [
+    SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGQUIT, SIGTSTP, SIGCONT,
+];
+
+/// Signals whose default action would end the supervisor and that tend has
+/// no use for: they are caught and dropped, so a stray `kill -USR2` or
+/// `alarm()` from the command cannot leave its tree unsupervised. (Caught,
+/// not ignored: an ignored signal would stay ignored in the command after
+/// `exec`; a caught one is reset to its default there.) The faults (SEGV,
+/// BUS, ILL, FPE, ABRT, SYS, TRAP) keep their default: a supervisor that
+/// faults is what the reaper is for.
+const DROPPED: [i32; 9] = [
+    SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSTKFLT, SIGXCPU, SIGXFSZ,
+];
+/// Linux's real-time signals as glibc leaves them to programs.
+const REALTIME: std::ops::RangeInclusive<i32> = 34..=64;
+
+/// Handlers for the signals the supervisor acts on (see [`Pending`]) and
+/// for those it drops. Installed before the execution is recorded, because
+/// from then on other processes may nudge the supervisor with SIGUSR1,
+/// whose default action is to die.
 #[derive(Debug)]
 pub struct Signals {
     wake: UnixStream,
-    flags: [(i32, Arc<AtomicBool>); 5],
+    flags: [(i32, Arc<AtomicBool>); 8],
 }
 
 /// What arrived since the last [`Signals::take`].
@@ -27,6 +53,12 @@ pub struct Pending {
     pub stop: Option<&'static str>,
     /// Another tend process recorded a request in the ledger.
     pub nudge: bool,
+    /// `Ctrl-\` (SIGQUIT): passed on to the command.
+    pub quit: bool,
+    /// Ctrl-Z (SIGTSTP): stop the execution like a shell job.
+    pub suspend: bool,
+    /// SIGCONT: the supervisor was continued (`fg`).
+    pub resumed: bool,
 }
 
 impl Signals {
@@ -35,8 +67,11 @@ impl Signals {
         let (read, write) = UnixStream::pair()?;
         read.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
-        let flags = [SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGUSR1]
-            .map(|s| (s, Arc::new(AtomicBool::new(false))));
+        let flags = HANDLED.map(|s| (s, Arc::new(AtomicBool::new(false))));
+        let dropped = Arc::new(AtomicBool::new(false));
+        for sig in DROPPED.into_iter().chain(REALTIME) {
+            signal_hook::flag::register(sig, Arc::clone(&dropped))?;
+        }
         for (sig, flag) in &flags {
             // The flag is set before the wake-up byte is written (handlers
             // run in registration order), so a reader never misses one.
@@ -56,6 +91,9 @@ impl Signals {
                 match *sig {
                     SIGCHLD => p.child = true,
                     SIGUSR1 => p.nudge = true,
+                    SIGQUIT => p.quit = true,
+                    SIGTSTP => p.suspend = true,
+                    SIGCONT => p.resumed = true,
                     SIGINT => p.stop = Some("SIGINT"),
                     SIGTERM => p.stop = Some("SIGTERM"),
                     _ => p.stop = p.stop.or(Some("SIGHUP")),

@@ -535,10 +535,7 @@ impl<L: Ledger> Supervision<'_, L> {
         // In the cgroup tier the cgroup is the tree: exact, and far cheaper
         // than walking every process of the host. Otherwise walk /proc from
         // the supervisor, which every orphan of the command re-parents to.
-        let tree = match &self.cgroup {
-            Some(cg) => cg.open_members(),
-            None => tree::open_descendants(self.me),
-        };
+        let tree = self.tree();
         let populated = self.cgroup.as_ref().is_some_and(Cgroup::populated);
         if self.status.is_some() && tree.is_empty() && !populated && !spawn::has_children() {
             return Ok(true);
@@ -652,6 +649,38 @@ impl<L: Ledger> Supervision<'_, L> {
         self.rescan = true;
     }
 
+    /// Ctrl-Z: stops the whole execution like a shell job — its tree, then
+    /// this process — and continues the tree once this process is
+    /// continued (`fg`). Deadlines are on the monotonic clock, so timeouts
+    /// keep counting while stopped and fire at once on return; a kill
+    /// asked for meanwhile is carried out by the asker (see `kill`).
+    fn suspend(&mut self) {
+        let tree = self.tree();
+        tree::signal_all(&tree, Sig::Stop);
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+        // Continued: SIGSTOP is delivered before kill(2) returns.
+        tree::signal_all(&tree, Sig::Cont);
+        self.rescan = true;
+    }
+
+    /// The processes of the execution: the cgroup's members in the cgroup
+    /// tier (plus, should one have been moved out of it, every descendant
+    /// of the supervisor), else every descendant.
+    fn tree(&self) -> Vec<Pidfd> {
+        match &self.cgroup {
+            Some(cg) => {
+                let members = cg.open_members();
+                if members.is_empty() && spawn::has_children() {
+                    tree::open_descendants(self.me)
+                } else {
+                    members
+                }
+            }
+            None => tree::open_descendants(self.me),
+        }
+    }
+
     /// Escalates a kill in progress: a second Ctrl-C or a `--force` request.
     fn hurry(&mut self) {
         if let Some(k) = self.kill.as_mut() {
@@ -673,6 +702,14 @@ impl<L: Ledger> Supervision<'_, L> {
             Some(_) => {
                 if req.force {
                     self.hurry();
+                } else if let Some(ms) = req.grace_ms {
+                    // A later, shorter grace shortens the kill under way
+                    // (a longer one never lengthens it).
+                    let k = self.kill.as_mut().expect("matched above");
+                    k.grace_deadline = k
+                        .grace_deadline
+                        .min(Instant::now() + Duration::from_millis(ms));
+                    self.rescan = true;
                 }
             }
             _ => {
@@ -796,6 +833,16 @@ impl<L: Ledger> Supervision<'_, L> {
             }
             if p.nudge {
                 self.on_nudge()?;
+            }
+            // Ctrl-\ at tend's terminal is meant for the command, as in a
+            // shell; a detached supervisor has no terminal and drops it.
+            if p.quit && self.mode == Mode::Foreground {
+                if let Some(c) = &self.child {
+                    let _ = c.signal(Sig::Quit);
+                }
+            }
+            if p.suspend && self.mode == Mode::Foreground {
+                self.suspend();
             }
         }
         for (i, ready) in pipe_ready.into_iter().enumerate() {
@@ -1024,7 +1071,12 @@ impl<L: Ledger> Supervision<'_, L> {
             } else {
                 KillMethod::Graceful
             },
-            duration_ms: k.started.elapsed().as_millis() as u64,
+            duration_ms: match (&k.cause, &self.exec.kill_request) {
+                // From the moment it was asked for: a supervisor that was
+                // stopped or busy must not make the kill look quick.
+                (Cause::Request { .. }, Some(r)) => (tend_ledger::now_ms() - r.at).max(0) as u64,
+                _ => k.started.elapsed().as_millis() as u64,
+            },
             processes_signalled: k.signalled.len() as u32,
         });
         let mut details = json!({ "pid": self.exec.pid });

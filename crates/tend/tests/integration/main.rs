@@ -32,5 +32,7 @@ mod serve;
 mod output;
 // The ledger under pressure: locks, full disks, read-only homes, durability.
 mod pressure;
+// Kills are certain whatever state the supervisor is in.
+mod unkillable;
 // Heartbeats, idle output, memory limits, Ctrl-C.
 mod limits;

@@ -67,6 +67,15 @@ impl TestEnv {
         self.ok(&a).trim().to_string()
     }
 
+    /// Starts a detached execution with run options, returns its id.
+    pub fn detach_with(&self, opts: &[&str], cmd: &[&str]) -> String {
+        let mut a = vec!["run", "-d"];
+        a.extend_from_slice(opts);
+        a.push("--");
+        a.extend_from_slice(cmd);
+        self.ok(&a).trim().to_string()
+    }
+
     pub fn show(&self, id: &str) -> Value {
         self.json(&["show", id])
     }
