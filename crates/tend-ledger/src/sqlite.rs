@@ -24,6 +24,7 @@ use crate::{
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_containment_and_health.sql"),
+    include_str!("migrations/sqlite/0003_agents.sql"),
 ];
 
 /// How long a writer waits for another's transaction before giving up.
@@ -70,12 +71,13 @@ const COLS: &str =
     timeout_ms, kill_grace_ms, kill_requested_at, kill_requested_by, kill_request_reason, \
     kill_request_force, kill_request_grace_ms, kill_method, kill_duration_ms, processes_signalled, \
     stdout_path, stderr_path, version, cgroup, heartbeat_timeout_ms, idle_timeout_ms, \
-    max_memory_bytes, last_heartbeat_at, progress, cpu_ms, max_rss_bytes";
+    max_memory_bytes, last_heartbeat_at, progress, cpu_ms, max_rss_bytes, agent_id";
 
 /// A ledger in one SQLite file.
 pub struct SqliteLedger {
     conn: Connection,
     ledger_id: String,
+    copied_from: Option<String>,
 }
 
 impl SqliteLedger {
@@ -118,6 +120,7 @@ impl SqliteLedger {
         )
         .map_err(classify)?;
         migrate(&conn, path)?;
+        let copied_from = adopt_if_copied(&conn, path)?;
         if fresh {
             sync_dir(path).map_err(|e| Error::Open {
                 path: path.to_path_buf(),
@@ -129,7 +132,17 @@ impl SqliteLedger {
                 r.get(0)
             })
             .map_err(classify)?;
-        Ok(SqliteLedger { conn, ledger_id })
+        Ok(SqliteLedger {
+            conn,
+            ledger_id,
+            copied_from,
+        })
+    }
+
+    /// When this process found the file to be a copy of another ledger's
+    /// (and gave it a new id): the id of the ledger it was copied from.
+    pub fn copied_from(&self) -> Option<&str> {
+        self.copied_from.as_deref()
     }
 
     /// Opens an existing ledger for reading only, for a home on a read-only
@@ -162,7 +175,11 @@ impl SqliteLedger {
                 r.get(0)
             })
             .map_err(classify)?;
-        Ok(SqliteLedger { conn, ledger_id })
+        Ok(SqliteLedger {
+            conn,
+            ledger_id,
+            copied_from: None,
+        })
     }
 
     /// The newest schema version this build knows.
@@ -247,6 +264,93 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     )
     .map_err(classify)?;
     tx.commit().map_err(classify)
+}
+
+/// The file's identity on this machine: a copy (a restored backup, a baked
+/// image, `cp -a` of a home) has another, though every byte is the same.
+fn file_identity(path: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(|e| Error::Open {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    Ok(format!("{}:{}", m.dev(), m.ino()))
+}
+
+/// Recognises a copied ledger file by its recorded identity, and makes the
+/// copy a ledger of its own, in one transaction: a new ledger id (so it
+/// never claims the original's marked processes or cgroups) and every live
+/// execution `lost` without touching a process — their supervision stayed
+/// with the original. Returns the original's id when this call did it.
+fn adopt_if_copied(conn: &Connection, path: &Path) -> Result<Option<String>> {
+    let me = file_identity(path)?;
+    let read = |c: &Connection| -> Result<Option<String>> {
+        c.query_row("SELECT value FROM meta WHERE key = 'file_id'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(Error::storage("reading the ledger's file identity"))
+    };
+    if read(conn)?.as_deref() == Some(me.as_str()) {
+        return Ok(None);
+    }
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        .map_err(Error::storage("beginning a write"))?;
+    let recorded = read(&tx)?;
+    let set = |k: &str, v: &str| {
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            [k, v],
+        )
+        .map(drop)
+        .map_err(Error::storage("recording the ledger's identity"))
+    };
+    let copied_from = match recorded {
+        Some(r) if r == me => None,
+        // First open since file identities were recorded: this is the file.
+        None => None,
+        Some(_) => {
+            let old: String = tx
+                .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
+                    r.get(0)
+                })
+                .map_err(Error::storage("reading the ledger id"))?;
+            set("ledger_id", &random_ledger_id())?;
+            let live: Vec<String> = {
+                let mut q = tx
+                    .prepare("SELECT id FROM executions WHERE status IN ('queued','running')")
+                    .map_err(Error::storage("listing live executions"))?;
+                let ids = q
+                    .query_map([], |r| r.get(0))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+                    .map_err(Error::storage("listing live executions"))?;
+                ids
+            };
+            let reason =
+                format!("copied from ledger {old}: its supervision stayed with the original");
+            for id in &live {
+                tx.execute(
+                    "UPDATE executions SET status = 'lost', reason = ?2, finished_at = ?3, \
+                     live_key = NULL, version = version + 1 WHERE id = ?1",
+                    params![id, reason, now_ms()],
+                )
+                .map_err(Error::storage("ending a copied execution"))?;
+                insert_event(
+                    &tx,
+                    id,
+                    "marked-lost",
+                    "ledger",
+                    &json!({ "reason": reason, "copied_from": old,
+                    "note": "no process was signalled: it belongs to the original ledger" }),
+                )?;
+            }
+            Some(old)
+        }
+    };
+    set("file_id", &me)?;
+    tx.commit()
+        .map_err(Error::storage("committing the ledger's identity"))?;
+    Ok(copied_from)
 }
 
 fn random_u64() -> u64 {
@@ -340,6 +444,7 @@ fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
         progress: r.get(41)?,
         cpu_ms: r.get::<_, Option<i64>>(42)?.map(|v| v as u64),
         max_rss_bytes: r.get::<_, Option<i64>>(43)?.map(|v| v as u64),
+        agent_id: r.get(44)?,
     })
 }
 
@@ -435,9 +540,9 @@ impl Ledger for SqliteLedger {
                         "INSERT INTO executions (id, name, command, cwd, env, labels, key, live_key, status, \
                          created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
                          timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
-                         idle_timeout_ms, max_memory_bytes) \
+                         idle_timeout_ms, max_memory_bytes, agent_id) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
+                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
                     ),
                     params![
                         id.as_str(),
@@ -463,6 +568,7 @@ impl Ledger for SqliteLedger {
                         new.heartbeat_timeout_ms.map(|v| v as i64),
                         new.idle_timeout_ms.map(|v| v as i64),
                         new.max_memory_bytes.map(|v| v as i64),
+                        new.agent_id,
                     ],
                     row_to_execution,
                 )
@@ -901,5 +1007,43 @@ mod tests {
         }
         assert_eq!(l.resolve("abce").unwrap().id.as_str(), "abce0003");
         assert_eq!(l.resolve("abcd0002").unwrap().id.as_str(), "abcd0002");
+    }
+
+    #[test]
+    fn a_copied_file_takes_a_new_id_and_ends_its_live_rows_without_a_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let (orig, copy) = (dir.path().join("a.db"), dir.path().join("b.db"));
+        let l = SqliteLedger::open(&orig).unwrap();
+        l.conn
+            .execute(
+                "INSERT INTO executions (id, name, command, cwd, env, labels, status, created_at, host, \
+                 tier, sup_boot_id, sup_pid, sup_start_time, kill_grace_ms, stdout_path, stderr_path) \
+                 VALUES ('live0001', 'n', '[]', '/', '{}', '{}', 'queued', 0, 'h', 'session', 'b', 1, 1, 0, '', '')",
+                [],
+            )
+            .unwrap();
+        l.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let id = l.ledger_id().to_string();
+        drop(l);
+        std::fs::copy(&orig, &copy).unwrap();
+        let c = SqliteLedger::open(&copy).unwrap();
+        assert_eq!(c.copied_from(), Some(id.as_str()));
+        assert_ne!(c.ledger_id(), id);
+        let e = c.get(&ExecutionId::parse("live0001").unwrap()).unwrap();
+        assert_eq!(e.status, Status::Lost);
+        assert!(e.reason.unwrap().contains("copied"));
+        drop(c);
+        // Said once; the original is untouched.
+        assert_eq!(SqliteLedger::open(&copy).unwrap().copied_from(), None);
+        let o = SqliteLedger::open(&orig).unwrap();
+        assert_eq!((o.copied_from(), o.ledger_id()), (None, id.as_str()));
+        assert_eq!(
+            o.get(&ExecutionId::parse("live0001").unwrap())
+                .unwrap()
+                .status,
+            Status::Queued
+        );
     }
 }

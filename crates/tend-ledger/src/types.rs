@@ -26,6 +26,8 @@ pub struct NewExecution {
     pub host: String,
     /// Containment tier chosen for it.
     pub tier: String,
+    /// The agent (home) launching it.
+    pub agent_id: Option<String>,
     /// The process that will supervise it (the caller itself).
     pub supervisor: ProcessIdentity,
     /// Timeout, if any.

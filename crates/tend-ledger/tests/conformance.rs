@@ -21,6 +21,7 @@ fn new_exec(key: Option<&str>, dedup: bool) -> NewExecution {
         dedup,
         host: "h".into(),
         tier: "session".into(),
+        agent_id: Some("agent".into()),
         supervisor: ProcessIdentity {
             boot_id: "b".into(),
             pid: 1,

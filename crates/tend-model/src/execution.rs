@@ -114,6 +114,9 @@ pub struct Execution {
     pub host: String,
     /// Containment tier (`session`, `cgroup`, `pidns`).
     pub tier: String,
+    /// The agent (home) that launched it; `None` for rows from before
+    /// agents were recorded.
+    pub agent_id: Option<String>,
     /// Identity of the command's process.
     pub process: Option<ProcessIdentity>,
     /// Identity of the supervisor, which the ledger checks against the kernel.

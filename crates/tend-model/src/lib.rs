@@ -29,3 +29,7 @@ pub const MARKER_EXECUTION: &str = "TEND_EXECUTION_ID";
 /// Environment variable that carries the ledger id, so that two ledgers on
 /// one host never touch each other's processes.
 pub const MARKER_LEDGER: &str = "TEND_LEDGER";
+/// Environment variable that carries the agent id (the home that launched
+/// the execution), so that a copy of a home, or another home on a shared
+/// ledger, never touches this home's processes.
+pub const MARKER_AGENT: &str = "TEND_AGENT_ID";

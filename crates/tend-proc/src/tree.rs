@@ -99,12 +99,13 @@ pub fn signal_all(fds: &[Pidfd], sig: Sig) -> u32 {
     n
 }
 
-/// Every live process whose initial environment carries `ledger`'s marker,
-/// with the execution id it names, each pinned by a pidfd that was opened
+/// Every live process whose initial environment carries `ledger`'s marker
+/// (and, when `agent` is given, no other agent's), with the execution id it
+/// names, each pinned by a pidfd that was opened
 /// *before* its environment was read (so the marker read belongs to the
 /// pinned process, or the pidfd reports it gone). The caller's own process
 /// is never included.
-pub fn marked(ledger: &str) -> Vec<(Pidfd, String)> {
+pub fn marked(ledger: &str, agent: Option<&str>) -> Vec<(Pidfd, String)> {
     let me = std::process::id() as i32;
     let mut out = Vec::new();
     for pid in procfs::pids() {
@@ -118,6 +119,12 @@ pub fn marked(ledger: &str) -> Vec<(Pidfd, String)> {
         let Some(id) = procfs::environ_var(pid, tend_model::MARKER_EXECUTION) else {
             continue;
         };
+        if let Some(a) = agent {
+            // Processes from before agents were recorded carry none.
+            if procfs::environ_var(pid, tend_model::MARKER_AGENT).is_some_and(|m| m != a) {
+                continue;
+            }
+        }
         if fd.is_alive() && procfs::stat(pid).is_ok_and(|s| s.state != 'Z') {
             out.push((fd, id));
         }

@@ -141,7 +141,7 @@ pub struct Health {
 async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
     s.blocking(|s, l| {
         let live = l.live()?;
-        let stale = tend_supervisor::reconcile_dry_run(l)?.len() as u64;
+        let stale = tend_supervisor::reconcile_dry_run(l, &s.config().home)?.len() as u64;
         let now = tend_ledger::now_ms();
         let cutoff = now - s.config().long_running_after.as_millis() as i64;
         let day = l.summary(Some(now - 86_400_000), cutoff)?;
@@ -619,7 +619,8 @@ pub struct Reaped {
 async fn reap(State(s): State<AppState>) -> Result<Json<Reaped>, ApiError> {
     s.blocking(|s, l| {
         let lost = tend_supervisor::reconcile(l, &s.config().home)?;
-        let strays = tend_supervisor::sweep_stragglers(l, false, s.config().kill_grace)?;
+        let strays =
+            tend_supervisor::sweep_stragglers(l, &s.config().home, false, s.config().kill_grace)?;
         s.note_reaped(lost.len(), strays.len());
         Ok(Json(Reaped {
             lost: lost.into_iter().map(|r| r.execution).collect(),

@@ -125,7 +125,12 @@ impl AppState {
     pub fn recover(&self) -> Result<(usize, usize), Error> {
         let ledger = SqliteLedger::open(&self.0.config.db)?;
         let lost = tend_supervisor::reconcile(&ledger, &self.0.config.home)?;
-        let strays = tend_supervisor::sweep_stragglers(&ledger, false, self.0.config.kill_grace)?;
+        let strays = tend_supervisor::sweep_stragglers(
+            &ledger,
+            &self.0.config.home,
+            false,
+            self.0.config.kill_grace,
+        )?;
         self.note_reaped(lost.len(), strays.len());
         Ok((lost.len(), strays.len()))
     }

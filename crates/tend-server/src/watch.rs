@@ -82,8 +82,13 @@ async fn backstop_only(state: AppState) {
 fn backstop(state: &AppState) -> Option<Vec<Execution>> {
     let l = state.ledger().ok()?;
     let lost = tend_supervisor::reconcile(&l, &state.config().home).unwrap_or_default();
-    let strays =
-        tend_supervisor::sweep_stragglers(&l, false, state.config().kill_grace).unwrap_or_default();
+    let strays = tend_supervisor::sweep_stragglers(
+        &l,
+        &state.config().home,
+        false,
+        state.config().kill_grace,
+    )
+    .unwrap_or_default();
     state.note_reaped(lost.len(), strays.len());
     l.live().ok()
 }

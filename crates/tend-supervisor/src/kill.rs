@@ -45,8 +45,17 @@ pub fn request<L: Ledger>(
     req: &KillRequest,
 ) -> Result<Vec<bool>, Error> {
     let host = procfs::hostname();
+    let ours = home.agent().ok().map(|a| a.id);
     let mut finished = Vec::with_capacity(targets.len());
     for e in targets {
+        if let (Some(theirs), Some(ours)) = (&e.agent_id, &ours) {
+            if theirs != ours && !e.status.is_terminal() {
+                return Err(Error::Foreign {
+                    id: e.id.to_string(),
+                    agent: theirs.clone(),
+                });
+            }
+        }
         if e.status.is_terminal() {
             finished.push(true);
             continue;

@@ -31,7 +31,7 @@ mod tier;
 mod wait;
 
 pub use follow::follow;
-pub use home::Home;
+pub use home::{Agent, Home};
 pub use kill::{kill, request as request_kill, KillResult};
 pub use reaper::{
     end_marked, reconcile, reconcile_dry_run, reconcile_execution, sweep_stragglers, Reconciled,
@@ -55,6 +55,15 @@ pub enum Error {
         tier: String,
         /// Why not.
         why: String,
+    },
+    /// The execution belongs to another home's agent (this home is a copy
+    /// of it, or shares its ledger): only that agent may act on it.
+    #[error("execution {id} was launched by another home (agent {agent}); act on it from there")]
+    Foreign {
+        /// The execution.
+        id: String,
+        /// The agent that launched it.
+        agent: String,
     },
     /// A system call failed; `doing` says what tend was attempting.
     #[error("{doing}: {source}")]

@@ -38,7 +38,7 @@ pub fn reconcile<L: Ledger>(ledger: &L, home: &Home) -> Result<Vec<Reconciled>, 
     let mut out = Vec::new();
     // One scan of the host's processes for markers serves every execution
     // this pass finds lost, instead of one scan each.
-    let mut marks = Marks::default();
+    let mut marks = Marks::of(home);
     for e in ledger.live()? {
         if let Some(r) = reconcile_with(ledger, home, &e, &host, &mut marks)? {
             out.push(r);
@@ -89,20 +89,39 @@ pub(crate) fn reconcile_one<L: Ledger>(
     e: &Execution,
     host: &str,
 ) -> Result<Option<Reconciled>, Error> {
-    reconcile_with(ledger, home, e, host, &mut Marks::default())
+    reconcile_with(ledger, home, e, host, &mut Marks::of(home))
 }
 
-/// Marked processes of this ledger by execution id, read from `/proc` at
-/// most once and only when some execution needs them.
+/// Marked processes of this ledger (and agent, when known) by execution
+/// id, read from `/proc` at most once and only when some execution needs
+/// them.
 #[derive(Default)]
-pub(crate) struct Marks(Option<std::collections::HashMap<String, Vec<Pidfd>>>);
+pub(crate) struct Marks {
+    agent: Option<String>,
+    by_id: Option<std::collections::HashMap<String, Vec<Pidfd>>>,
+}
 
 impl Marks {
+    /// Marks of `home`'s agent only.
+    pub(crate) fn of(home: &Home) -> Marks {
+        Marks {
+            agent: home.agent().ok().map(|a| a.id),
+            by_id: None,
+        }
+    }
+
+    /// Whether `e` was launched by another agent (a home this one is a
+    /// copy of, or another home on a shared ledger): not ours to judge.
+    fn foreign(&self, e: &Execution) -> bool {
+        matches!((&e.agent_id, &self.agent), (Some(theirs), Some(ours)) if theirs != ours)
+    }
+
     fn take(&mut self, ledger: &str, id: &str) -> Vec<Pidfd> {
-        let map = self.0.get_or_insert_with(|| {
+        let agent = self.agent.as_deref();
+        let map = self.by_id.get_or_insert_with(|| {
             let mut m: std::collections::HashMap<String, Vec<Pidfd>> =
                 std::collections::HashMap::new();
-            for (fd, id) in tree::marked(ledger) {
+            for (fd, id) in tree::marked(ledger, agent) {
                 m.entry(id).or_default().push(fd);
             }
             m
@@ -118,6 +137,9 @@ fn reconcile_with<L: Ledger>(
     host: &str,
     marks: &mut Marks,
 ) -> Result<Option<Reconciled>, Error> {
+    if marks.foreign(e) {
+        return Ok(None);
+    }
     let Some(reason) = supervision_gone(e, host)? else {
         overdue(ledger, home, e)?;
         return Ok(None);
@@ -298,12 +320,14 @@ pub struct Straggler {
 /// for another ledger are never looked at twice.
 pub fn sweep_stragglers<L: Ledger>(
     ledger: &L,
+    home: &Home,
     dry_run: bool,
     grace: Duration,
 ) -> Result<Vec<Straggler>, Error> {
     let mut found = Vec::new();
     let mut fds = Vec::new();
-    for (fd, id) in tree::marked(ledger.ledger_id()) {
+    let agent = home.agent().ok().map(|a| a.id);
+    for (fd, id) in tree::marked(ledger.ledger_id(), agent.as_deref()) {
         let status = match ExecutionId::parse(&id) {
             Ok(eid) => match ledger.get(&eid) {
                 Ok(e) => Some(e.status),
@@ -330,10 +354,14 @@ pub fn sweep_stragglers<L: Ledger>(
 
 /// What [`reconcile`] would do, without doing it: each live execution whose
 /// supervision is gone, and why.
-pub fn reconcile_dry_run<L: Ledger>(ledger: &L) -> Result<Vec<(Execution, String)>, Error> {
+pub fn reconcile_dry_run<L: Ledger>(
+    ledger: &L,
+    home: &Home,
+) -> Result<Vec<(Execution, String)>, Error> {
     let host = procfs::hostname();
+    let marks = Marks::of(home);
     let mut out = Vec::new();
-    for e in ledger.live()? {
+    for e in ledger.live()?.into_iter().filter(|e| !marks.foreign(e)) {
         if let Some(reason) = supervision_gone(&e, &host)? {
             out.push((e, reason));
         }

@@ -27,7 +27,9 @@ use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 use rustix::process::{wait, WaitOptions, WaitStatus};
 use serde_json::json;
 use tend_ledger::{Created, KillReport, Ledger, NewExecution, Outcome, Transition};
-use tend_model::{Execution, KillMethod, ProcessIdentity, Status, MARKER_EXECUTION, MARKER_LEDGER};
+use tend_model::{
+    Execution, KillMethod, ProcessIdentity, Status, MARKER_AGENT, MARKER_EXECUTION, MARKER_LEDGER,
+};
 use tend_proc::cgroup::Cgroup;
 use tend_proc::{procfs, spawn, tree, Pidfd, Sig};
 
@@ -99,6 +101,10 @@ pub fn run<L: Ledger>(
     let supervisor =
         tend_proc::identify(me).map_err(Error::io("reading the supervisor's identity"))?;
     let tier = crate::tier::choose(ledger.ledger_id(), spec.containment.as_deref())?;
+    let agent = home
+        .agent()
+        .map_err(Error::io("reading the home's agent id"))?
+        .id;
     let new = NewExecution {
         name: spec.display_name(),
         command: spec.command.clone(),
@@ -109,6 +115,7 @@ pub fn run<L: Ledger>(
         dedup: spec.on_duplicate != OnDuplicate::Run,
         host: procfs::hostname(),
         tier: tier.name().into(),
+        agent_id: Some(agent.clone()),
         supervisor,
         timeout_ms: spec.timeout_ms,
         kill_grace_ms: spec.kill_grace_ms,
@@ -157,6 +164,7 @@ pub fn run<L: Ledger>(
         .envs(&spec.env)
         .env(MARKER_EXECUTION, exec.id.as_str())
         .env(MARKER_LEDGER, ledger.ledger_id())
+        .env(MARKER_AGENT, &agent)
         .env_remove(crate::FAILPOINT_VAR)
         .envs(spec.store.iter().map(|s| ("TEND_STORE", s)))
         .stdin(if mode == Mode::Foreground {

@@ -172,7 +172,7 @@ pub fn health(ctx: &Context) -> Result<i32> {
             format!("{}: integrity check failed: {e}", path.display()),
         ),
     }
-    let stale = tend_supervisor::reconcile_dry_run(&ctx.ledger)?;
+    let stale = tend_supervisor::reconcile_dry_run(&ctx.ledger, &ctx.home)?;
     if stale.is_empty() {
         add(
             "stale",

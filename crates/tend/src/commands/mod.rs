@@ -67,7 +67,7 @@ impl Context {
                 )))
             }
         };
-        Ok(Context {
+        let ctx = Context {
             config,
             home,
             ledger,
@@ -77,7 +77,30 @@ impl Context {
                 verbose: global.verbose,
             },
             read_only,
-        })
+        };
+        ctx.say_if_copied();
+        Ok(ctx)
+    }
+
+    /// Says once — to the first tend command that notices — that this home
+    /// or ledger is a copy and has taken ids of its own.
+    fn say_if_copied(&self) {
+        if let Some(old) = self.ledger.copied_from() {
+            self.note(format_args!(
+                "this ledger is a copy of ledger {old}: it now has an id of its own, and the executions that were live in the original are marked lost here; none of their processes was touched"
+            ));
+        }
+        if self.read_only.is_none() {
+            if let Ok(tend_supervisor::Agent {
+                id,
+                copied_from: Some(old),
+            }) = self.home.agent()
+            {
+                self.note(format_args!(
+                    "this home is a copy of another (agent {old}); it now has agent id {id} and never acts on the original's processes"
+                ));
+            }
+        }
     }
 
     /// Truth on read: reconciles live executions before anything is shown.

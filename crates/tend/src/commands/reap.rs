@@ -33,7 +33,7 @@ struct Straggler {
 /// `tend reap [--dry-run]`.
 pub fn reap(ctx: &Context, args: &ReapArgs) -> Result<i32> {
     let lost: Vec<Lost> = if args.dry_run {
-        tend_supervisor::reconcile_dry_run(&ctx.ledger)?
+        tend_supervisor::reconcile_dry_run(&ctx.ledger, &ctx.home)?
             .into_iter()
             .map(|(e, reason)| Lost {
                 id: e.id.to_string(),
@@ -53,15 +53,19 @@ pub fn reap(ctx: &Context, args: &ReapArgs) -> Result<i32> {
             })
             .collect()
     };
-    let stragglers: Vec<Straggler> =
-        tend_supervisor::sweep_stragglers(&ctx.ledger, args.dry_run, ctx.config.kill_grace)?
-            .into_iter()
-            .map(|s| Straggler {
-                pid: s.pid,
-                execution_id: s.execution_id,
-                execution_status: s.status,
-            })
-            .collect();
+    let stragglers: Vec<Straggler> = tend_supervisor::sweep_stragglers(
+        &ctx.ledger,
+        &ctx.home,
+        args.dry_run,
+        ctx.config.kill_grace,
+    )?
+    .into_iter()
+    .map(|s| Straggler {
+        pid: s.pid,
+        execution_id: s.execution_id,
+        execution_status: s.status,
+    })
+    .collect();
     if ctx.global.json {
         output::json(&Reaped {
             lost,

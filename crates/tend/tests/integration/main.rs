@@ -24,6 +24,8 @@ mod bad_input;
 mod process;
 // A recycled PID is never signalled.
 mod pid_reuse;
+// A copied home takes ids of its own and leaves the original alone.
+mod copies;
 // Supervisors SIGKILLed at every commit boundary and at random.
 mod crash;
 // The daemon and its HTTP API, driven by a real HTTP client.

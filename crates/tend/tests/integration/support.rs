@@ -105,7 +105,7 @@ impl TestEnv {
         if !self.ledger_path().exists() {
             return Vec::new();
         }
-        tend_proc::tree::marked(&self.ledger_id())
+        tend_proc::tree::marked(&self.ledger_id(), None)
             .into_iter()
             .filter(|(_, id)| execution.is_none_or(|e| e == id))
             .map(|(fd, _)| fd.pid())
@@ -151,7 +151,7 @@ impl Drop for TestEnv {
                 let _ = fd.signal(tend_proc::Sig::Kill);
             }
         }
-        for (fd, _) in tend_proc::tree::marked(ledger.ledger_id()) {
+        for (fd, _) in tend_proc::tree::marked(ledger.ledger_id(), None) {
             let _ = fd.signal(tend_proc::Sig::Kill);
         }
         // Let tend itself tidy the rest (rows to lost, cgroups removed).

@@ -1,0 +1,53 @@
+//! A copy of a home (a restored backup, a baked image, `cp -a`) is
+//! recognised as a copy, takes ids of its own, and never signals the
+//! original's processes.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn a_copied_home_never_touches_the_originals_processes() {
+    let a = TestEnv::new();
+    let b = TestEnv::new();
+    let before = a.detach(&["sleep", "60"]);
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(a.home())
+        .arg(b.home())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let after = a.detach(&["sleep", "61"]);
+
+    let out = b.tend(&["reap"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("copy of ledger"), "{said}");
+    assert!(said.contains("copy of another"), "{said}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("stray"));
+    // Said once: the next command in the copy says nothing of it.
+    assert!(!stderr(&b.tend(&["list"])).contains("copy"));
+
+    // The original's executions run on, unsignalled.
+    std::thread::sleep(Duration::from_millis(300));
+    for id in [&before, &after] {
+        assert_eq!(a.status(id), "running", "{id}");
+        assert!(!a.event_kinds(id).iter().any(|k| k.starts_with("signal")));
+    }
+    // In the copy, the execution that was live is over, and says why.
+    let copied = b.show(&before);
+    assert_eq!(copied["status"], "lost");
+    assert!(copied["reason"].as_str().unwrap().contains("copied"));
+    assert_ne!(a.ledger_id(), b.ledger_id());
+    let agent = |env: &TestEnv| std::fs::read_to_string(env.home().join("agent.json")).unwrap();
+    assert_ne!(agent(&a), agent(&b));
+    assert_eq!(
+        a.show(&after)["agent_id"]
+            .as_str()
+            .map(|s| agent(&a).contains(s)),
+        Some(true)
+    );
+    a.ok(&["kill", &before, &after]);
+}
