@@ -123,3 +123,53 @@ mod path_bytes {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::*;
+
+    fn spec(cwd: &[u8]) -> RunSpec {
+        RunSpec {
+            name: None,
+            command: vec!["true".into()],
+            cwd: std::ffi::OsStr::from_bytes(cwd).into(),
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            key: None,
+            on_duplicate: OnDuplicate::Run,
+            timeout_ms: None,
+            kill_grace_ms: 5000,
+            log_max_bytes: 1 << 20,
+            heartbeat_timeout_ms: None,
+            idle_timeout_ms: None,
+            max_memory_bytes: None,
+            containment: None,
+            store: None,
+        }
+    }
+
+    #[test]
+    fn a_cwd_that_is_not_utf8_survives_the_trip_to_a_detached_supervisor() {
+        for raw in [&b"/tmp/x\xffdir"[..], "/tmp/x\u{fffd}dir".as_bytes()] {
+            let json = serde_json::to_string(&spec(raw)).unwrap();
+            let back: RunSpec = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.cwd.as_os_str().as_bytes(), raw, "{json}");
+        }
+    }
+
+    #[test]
+    fn names_labels_and_graces_over_their_caps_are_refused() {
+        let mut s = spec(b"/");
+        assert!(s.check().is_ok());
+        s.name = Some("n".repeat(MAX_NAME_BYTES + 1));
+        assert!(s.check().is_err());
+        s.name = None;
+        s.kill_grace_ms = 3_600_001;
+        assert!(s.check().is_err());
+        s.kill_grace_ms = 0;
+        s.command = vec![format!("/bin/{}", "é".repeat(200))];
+        assert!(s.display_name().len() <= MAX_NAME_BYTES);
+    }
+}

@@ -30,3 +30,7 @@ mod crash;
 mod serve;
 // Heartbeats, idle output, memory limits, Ctrl-C.
 mod limits;
+// A closed stdout: exit 141, never a panic.
+mod pipes;
+// Hostile names, labels, reasons, progress and paths.
+mod hostile;
