@@ -1,7 +1,7 @@
 //! The `tend` binary: parses the command line and dispatches; the work is
 //! done by the library crates. `main` turns any error into one sentence on
 //! stderr and an exit code (2 for usage errors, 1 otherwise), and a closed
-//! stdout into a quiet exit 141 (see [`print`]).
+//! stdout into a quiet exit 141 (see [`mod@print`]).
 
 #[macro_use]
 mod print;

@@ -6,6 +6,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+use serde_json::json;
+
 use crate::support::*;
 
 const EVIL: &str = "evil\x1b[31mRED\x1b[0m\nFAKE  line  succeeded\x1b]0;pwned\x07\u{202e}";
@@ -124,4 +126,29 @@ fn a_working_directory_that_is_not_utf8_is_used_exactly() {
         assert!(e["cwd"].as_str().unwrap().ends_with(r"/x\xffdir"), "{e}");
         assert!(env.ok(&["show", &id]).contains(r"/x\xffdir"));
     }
+}
+
+#[test]
+fn the_api_refuses_what_the_cli_refuses() {
+    let env = TestEnv::new();
+    let d = Daemon::start(&env);
+    let long = "x".repeat(257);
+    let bodies = [
+        json!({"command": ["true"], "name": long}),
+        json!({"command": ["true"], "key": long}),
+        json!({"command": ["true"], "labels": {"k": "v".repeat(1025)}}),
+        json!({"command": ["true"], "kill_grace": "61m"}),
+        json!({"command": ["true"], "kill_grace": "106751991167d"}),
+    ];
+    for body in bodies {
+        let (st, e) = d.post("/api/v1/executions", body.clone());
+        assert_eq!(st, 400, "{body}: {e}");
+    }
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 0);
+    let id = env.detach(&["sleep", "1000"]);
+    for body in [json!({"grace": "2h"}), json!({"reason": "r".repeat(1025)})] {
+        let (st, e) = d.post(&format!("/api/v1/executions/{id}/kill"), body.clone());
+        assert_eq!(st, 400, "{body}: {e}");
+    }
+    assert_eq!(env.status(&id), "running");
 }
