@@ -88,17 +88,15 @@ pub struct Cell {
 impl Cell {
     /// Text, escaped with [`esc`].
     pub fn text(s: &str) -> Cell {
-        let shown = esc(s).into_owned();
-        Cell {
-            width: shown.chars().count(),
-            shown,
-            plain: true,
-        }
+        Cell::escaped(esc(s).into_owned())
     }
 
     /// A path, escaped with [`path`].
     pub fn path(p: &Path) -> Cell {
-        let shown = path(p).into_owned();
+        Cell::escaped(path(p).into_owned())
+    }
+
+    fn escaped(shown: String) -> Cell {
         Cell {
             width: shown.chars().count(),
             shown,

@@ -71,21 +71,7 @@ pub fn kill(ctx: &Context, args: &KillArgs) -> Result<i32> {
     let targets = if is_bulk {
         let t = bulk(ctx, args)?;
         if !args.yes {
-            if t.is_empty() {
-                ctx.note("no live execution matches");
-                return Ok(0);
-            }
-            say!("would kill {} execution(s):", t.len())?;
-            for e in &t {
-                say!(
-                    "  {}  {}  {}",
-                    e.id,
-                    output::esc(&e.name),
-                    output::ago(e.created_at)
-                )?;
-            }
-            note!("nothing was killed; add --yes to kill these");
-            return Ok(1);
+            return would_kill(ctx, &t);
         }
         t
     } else {
@@ -126,19 +112,41 @@ pub fn kill(ctx: &Context, args: &KillArgs) -> Result<i32> {
         return Ok(0);
     }
     for k in &rows {
-        if k.already_finished {
-            say!("{}  already finished ({}); nothing to kill", k.id, k.status)?;
-        } else {
-            say!(
-                "{}  {}  {}  {}ms  {} process{} signalled",
-                k.id,
-                k.status,
-                k.kill_method.as_str(),
-                k.kill_duration_ms,
-                k.processes_signalled,
-                if k.processes_signalled == 1 { "" } else { "es" }
-            )?;
-        }
+        print_killed(k)?;
     }
     Ok(0)
+}
+
+/// A bulk selection without `--yes`: what it would kill, and exit 1.
+fn would_kill(ctx: &Context, targets: &[Execution]) -> Result<i32> {
+    if targets.is_empty() {
+        ctx.note("no live execution matches");
+        return Ok(0);
+    }
+    say!("would kill {} execution(s):", targets.len())?;
+    for e in targets {
+        say!(
+            "  {}  {}  {}",
+            e.id,
+            output::esc(&e.name),
+            output::ago(e.created_at)
+        )?;
+    }
+    note!("nothing was killed; add --yes to kill these");
+    Ok(1)
+}
+
+fn print_killed(k: &Killed<'_>) -> Result<()> {
+    if k.already_finished {
+        return say!("{}  already finished ({}); nothing to kill", k.id, k.status);
+    }
+    say!(
+        "{}  {}  {}  {}ms  {} process{} signalled",
+        k.id,
+        k.status,
+        k.kill_method.as_str(),
+        k.kill_duration_ms,
+        k.processes_signalled,
+        if k.processes_signalled == 1 { "" } else { "es" }
+    )
 }

@@ -20,22 +20,22 @@ fn working_dir(given: Option<&Path>) -> Result<PathBuf> {
         Some(c) => c.to_path_buf(),
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
-    let shown = output::path(&dir);
-    match std::fs::canonicalize(&dir) {
-        Ok(c) if c.is_dir() => Ok(c),
-        Err(e) if e.kind() == ErrorKind::NotFound => Err(crate::usage(format!(
-            "the working directory {shown} does not exist"
-        ))),
-        Ok(_) => Err(crate::usage(format!(
-            "the working directory {shown} is not a directory"
-        ))),
-        Err(e) if e.kind() == ErrorKind::NotADirectory => Err(crate::usage(format!(
-            "the working directory {shown} is not a directory"
-        ))),
-        Err(e) => Err(crate::usage(format!(
-            "cannot use {shown} as the working directory: {e}"
-        ))),
-    }
+    let why = match std::fs::canonicalize(&dir) {
+        Ok(c) if c.is_dir() => return Ok(c),
+        Ok(_) => "is not a directory",
+        Err(e) if e.kind() == ErrorKind::NotADirectory => "is not a directory",
+        Err(e) if e.kind() == ErrorKind::NotFound => "does not exist",
+        Err(e) => {
+            return Err(crate::usage(format!(
+                "cannot use {} as the working directory: {e}",
+                output::path(&dir)
+            )))
+        }
+    };
+    Err(crate::usage(format!(
+        "the working directory {} {why}",
+        output::path(&dir)
+    )))
 }
 
 fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
