@@ -2,7 +2,7 @@
 //! `BEGIN IMMEDIATE` for every write so that concurrent writers queue on the
 //! busy timeout instead of failing with `SQLITE_BUSY_SNAPSHOT`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::types::Value;
@@ -24,7 +24,8 @@ use crate::{
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_containment_and_health.sql"),
-    include_str!("migrations/sqlite/0003_agents.sql"),
+    include_str!("migrations/sqlite/0003_cwd_bytes.sql"),
+    include_str!("migrations/sqlite/0004_agents.sql"),
 ];
 
 /// How long a writer waits for another's transaction before giving up.
@@ -71,7 +72,7 @@ const COLS: &str =
     timeout_ms, kill_grace_ms, kill_requested_at, kill_requested_by, kill_request_reason, \
     kill_request_force, kill_request_grace_ms, kill_method, kill_duration_ms, processes_signalled, \
     stdout_path, stderr_path, version, cgroup, heartbeat_timeout_ms, idle_timeout_ms, \
-    max_memory_bytes, last_heartbeat_at, progress, cpu_ms, max_rss_bytes, agent_id";
+    max_memory_bytes, last_heartbeat_at, progress, cpu_ms, max_rss_bytes, cwd_bytes, agent_id";
 
 /// A ledger in one SQLite file.
 pub struct SqliteLedger {
@@ -410,7 +411,7 @@ fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
         key: r.get(7)?,
         labels: json_map(&r.get::<_, String>(8)?),
         command: serde_json::from_str(&command).map_err(|e| bad(9, e.to_string()))?,
-        cwd: r.get(10)?,
+        cwd: path_from_columns(r.get(10)?, r.get(44)?),
         env: json_map(&r.get::<_, String>(11)?),
         created_at: r.get(12)?,
         started_at: r.get(13)?,
@@ -444,8 +445,30 @@ fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
         progress: r.get(41)?,
         cpu_ms: r.get::<_, Option<i64>>(42)?.map(|v| v as u64),
         max_rss_bytes: r.get::<_, Option<i64>>(43)?.map(|v| v as u64),
-        agent_id: r.get(44)?,
+        agent_id: r.get(45)?,
     })
+}
+
+/// A working directory as its two columns hold it: `cwd` its text (escaped
+/// when it is not UTF-8, so that SQL readers see something sensible), and
+/// `cwd_bytes` its exact bytes only when that text is not exact.
+fn path_columns(p: &Path) -> (String, Option<Vec<u8>>) {
+    use std::os::unix::ffi::OsStrExt;
+    match p.to_str() {
+        Some(s) => (s.to_string(), None),
+        None => (
+            tend_model::text::escape_path(p).into_owned(),
+            Some(p.as_os_str().as_bytes().to_vec()),
+        ),
+    }
+}
+
+fn path_from_columns(text: String, bytes: Option<Vec<u8>>) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    match bytes {
+        Some(b) => PathBuf::from(std::ffi::OsString::from_vec(b)),
+        None => PathBuf::from(text),
+    }
 }
 
 fn get_in(conn: &Connection, id: &str) -> Result<Option<Execution>> {
@@ -534,21 +557,22 @@ impl Ledger for SqliteLedger {
                     .display()
                     .to_string()
             };
+            let (cwd_text, cwd_bytes) = path_columns(&new.cwd);
             let row = tx
                 .query_row(
                     &format!(
                         "INSERT INTO executions (id, name, command, cwd, env, labels, key, live_key, status, \
                          created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
                          timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
-                         idle_timeout_ms, max_memory_bytes, agent_id) \
+                         idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
+                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
                     ),
                     params![
                         id.as_str(),
                         new.name,
                         serde_json::to_string(&new.command).expect("a list of strings serialises"),
-                        new.cwd,
+                        cwd_text,
                         serde_json::to_string(&new.env).expect("a string map serialises"),
                         serde_json::to_string(&new.labels).expect("a string map serialises"),
                         new.key,
@@ -568,6 +592,7 @@ impl Ledger for SqliteLedger {
                         new.heartbeat_timeout_ms.map(|v| v as i64),
                         new.idle_timeout_ms.map(|v| v as i64),
                         new.max_memory_bytes.map(|v| v as i64),
+                        cwd_bytes,
                         new.agent_id,
                     ],
                     row_to_execution,

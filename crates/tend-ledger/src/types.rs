@@ -10,8 +10,8 @@ pub struct NewExecution {
     pub name: String,
     /// argv.
     pub command: Vec<String>,
-    /// Working directory.
-    pub cwd: String,
+    /// Working directory, byte for byte: it need not be UTF-8.
+    pub cwd: PathBuf,
     /// `--env` extras.
     pub env: BTreeMap<String, String>,
     /// Labels.

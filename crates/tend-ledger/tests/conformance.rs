@@ -396,6 +396,24 @@ fn summaries_count_by_status_method_and_reason<L: Ledger>(l: &L) {
     assert_eq!(s.kill_duration_sum_ms, 7);
 }
 
+fn a_working_directory_is_kept_byte_for_byte<L: Ledger>(l: &L) {
+    use std::os::unix::ffi::OsStrExt;
+    for raw in [
+        &b"/tmp/x\xffdir"[..],
+        "/tmp/x\u{fffd}dir".as_bytes(),
+        b"/plain",
+    ] {
+        let mut new = new_exec(None, false);
+        new.cwd = std::ffi::OsStr::from_bytes(raw).into();
+        let Created::New(e) = l.create(&new).unwrap() else {
+            panic!("expected a new execution");
+        };
+        assert_eq!(e.cwd.as_os_str().as_bytes(), raw, "as created");
+        let again = l.get(&e.id).unwrap();
+        assert_eq!(again.cwd.as_os_str().as_bytes(), raw, "as read back");
+    }
+}
+
 fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
     let dir = tempfile::tempdir().unwrap();
     let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
@@ -425,6 +443,7 @@ mod sqlite_backend {
         kill_requests_are_stored_and_noop_when_finished,
         heartbeats_touch_only_running_rows,
         summaries_count_by_status_method_and_reason,
+        a_working_directory_is_kept_byte_for_byte,
     );
 
     #[test]

@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -94,8 +95,11 @@ pub struct Execution {
     pub labels: BTreeMap<String, String>,
     /// argv of the command.
     pub command: Vec<String>,
-    /// Working directory.
-    pub cwd: String,
+    /// Working directory, byte for byte (it need not be UTF-8). JSON shows
+    /// it exactly when it is UTF-8, else escaped (see [`crate::text::json_path`]).
+    #[serde(serialize_with = "ser_path")]
+    #[schema(value_type = String)]
+    pub cwd: PathBuf,
     /// Extra environment given with `--env`.
     pub env: BTreeMap<String, String>,
     /// When it was recorded.
@@ -199,6 +203,10 @@ pub struct Event {
 
 fn ser_time<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_rfc3339(*ms))
+}
+
+fn ser_path<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::text::json_path(p))
 }
 
 fn ser_opt_time<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {

@@ -3,8 +3,10 @@
 //! This crate holds the nouns of tend — [`ExecutionId`], [`Status`],
 //! [`Execution`], [`Event`], [`ProcessIdentity`] — and the rules that do not
 //! need the outside world: which status transitions are legal, how a
-//! duration is written, which exit code an execution stands for. It does no
-//! I/O, so every rule here is tested without processes or files.
+//! duration is written, which exit code an execution stands for, which
+//! names a [`Glob`] matches, how large an input may be ([`limits`]) and how
+//! foreign text is shown to a person ([`text`]). It does no I/O, so every
+//! rule here is tested without processes or files.
 //!
 //! ```
 //! use tend_model::{Status, parse_duration};
@@ -15,11 +17,15 @@
 
 mod duration;
 mod execution;
+mod glob;
 mod id;
+pub mod limits;
 mod status;
+pub mod text;
 
 pub use duration::{format_duration, parse_duration, parse_size, DurationError, SizeError};
 pub use execution::{format_rfc3339, Event, Execution, KillMethod, KillRequested, ProcessIdentity};
+pub use glob::{Glob, GlobError};
 pub use id::{ExecutionId, IdError, ID_LEN, MIN_PREFIX_LEN};
 pub use status::{Status, UnknownStatus};
 

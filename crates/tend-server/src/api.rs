@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tend_ledger::{Filter, KillRequest, Ledger};
+use tend_model::limits::{check_kill_grace, check_text, MAX_REASON_BYTES};
 use tend_model::{Event, Execution, KillMethod, Status};
 use tend_supervisor::detach::Answer;
 use tend_supervisor::{OnDuplicate, RunSpec};
@@ -351,25 +352,28 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
         })
         .transpose()?
         .filter(|m| *m > 0);
-    Ok(RunSpec {
+    let kill_grace = duration("kill_grace", &r.kill_grace)?.unwrap_or(s.config().kill_grace);
+    check_kill_grace(kill_grace).map_err(|e| ApiError::bad_request(format!("kill_grace: {e}")))?;
+    let spec = RunSpec {
         name: r.name,
         command: r.command,
-        cwd,
+        cwd: cwd.into(),
         env: r.env,
         labels: r.labels,
         key: r.key,
         on_duplicate: r.on_duplicate.unwrap_or_default(),
         timeout_ms: timeout.map(|t| t.as_millis() as u64),
-        kill_grace_ms: duration("kill_grace", &r.kill_grace)?
-            .unwrap_or(s.config().kill_grace)
-            .as_millis() as u64,
+        kill_grace_ms: kill_grace.as_millis() as u64,
         log_max_bytes: s.config().log_max_size,
         heartbeat_timeout_ms: positive("heartbeat_timeout", &r.heartbeat_timeout)?,
         idle_timeout_ms: positive("idle_timeout", &r.idle_timeout)?,
         max_memory_bytes: max_memory,
         containment: s.config().containment.clone(),
         store: Some(s.config().db.display().to_string()),
-    })
+    };
+    spec.check()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(spec)
 }
 
 #[utoipa::path(post, path = "/api/v1/executions", request_body = LaunchRequest,
@@ -456,6 +460,13 @@ async fn kill(
             .map_err(|e| ApiError::bad_request(format!("invalid kill body: {e}")))?
     };
     let grace = duration("grace", &body.grace)?;
+    grace
+        .map_or(Ok(()), check_kill_grace)
+        .map_err(|e| ApiError::bad_request(format!("grace: {e}")))?;
+    if let Some(r) = &body.reason {
+        check_text("reason", r, MAX_REASON_BYTES)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     s.counters().kill_requests.fetch_add(1, Ordering::Relaxed);
     let mut rx = s.subscribe();
     let (e, already) = s

@@ -1,8 +1,13 @@
 //! What to run, as the CLI (and later the API) describes it.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tend_model::limits::{
+    check_kill_grace, check_labels, check_text, LimitError, MAX_KEY_BYTES, MAX_NAME_BYTES,
+};
 
 /// What a second run with the same key does (`--on-duplicate`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,8 +30,10 @@ pub struct RunSpec {
     pub name: Option<String>,
     /// argv; never passed through a shell.
     pub command: Vec<String>,
-    /// Absolute working directory.
-    pub cwd: String,
+    /// Absolute working directory, byte for byte: a directory whose name
+    /// is not UTF-8 is run in exactly, never in a lossy look-alike.
+    #[serde(with = "path_bytes")]
+    pub cwd: PathBuf,
     /// Extra environment.
     pub env: BTreeMap<String, String>,
     /// Labels.
@@ -56,13 +63,113 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// The name to record: the given one, or the program's file name.
+    /// The name to record: the given one, or the program's file name (cut
+    /// to [`MAX_NAME_BYTES`], since nobody chose it to be that long).
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
-            self.command
-                .first()
-                .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
-                .unwrap_or_default()
+            let program = self.command.first().map_or("", |p| p.as_str());
+            let base = program.rsplit('/').next().unwrap_or(program);
+            let mut end = base.len().min(MAX_NAME_BYTES);
+            while !base.is_char_boundary(end) {
+                end -= 1;
+            }
+            base[..end].to_string()
         })
+    }
+
+    /// Refuses what no execution may be recorded with: text over the caps
+    /// of [`tend_model::limits`] and a kill grace over an hour. `tend run`
+    /// and the API's launch both call it, so both accept the same.
+    pub fn check(&self) -> Result<(), LimitError> {
+        if let Some(name) = &self.name {
+            check_text("name", name, MAX_NAME_BYTES)?;
+        }
+        if let Some(key) = &self.key {
+            check_text("key", key, MAX_KEY_BYTES)?;
+        }
+        check_labels(&self.labels)?;
+        check_kill_grace(Duration::from_millis(self.kill_grace_ms))
+    }
+}
+
+/// A path on the wire to a detached supervisor: a JSON string when it is
+/// UTF-8, else the array of its bytes, so that no path is changed on the way.
+mod path_bytes {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Wire<'a> {
+        Text(std::borrow::Cow<'a, str>),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn serialize<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        match p.to_str() {
+            Some(t) => Wire::Text(t.into()),
+            None => Wire::Bytes(p.as_os_str().as_bytes().to_vec()),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        Ok(match Wire::deserialize(d)? {
+            Wire::Text(t) => PathBuf::from(t.into_owned()),
+            Wire::Bytes(b) => PathBuf::from(OsString::from_vec(b)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::*;
+
+    fn spec(cwd: &[u8]) -> RunSpec {
+        RunSpec {
+            name: None,
+            command: vec!["true".into()],
+            cwd: std::ffi::OsStr::from_bytes(cwd).into(),
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            key: None,
+            on_duplicate: OnDuplicate::Run,
+            timeout_ms: None,
+            kill_grace_ms: 5000,
+            log_max_bytes: 1 << 20,
+            heartbeat_timeout_ms: None,
+            idle_timeout_ms: None,
+            max_memory_bytes: None,
+            containment: None,
+            store: None,
+        }
+    }
+
+    #[test]
+    fn a_cwd_that_is_not_utf8_survives_the_trip_to_a_detached_supervisor() {
+        for raw in [&b"/tmp/x\xffdir"[..], "/tmp/x\u{fffd}dir".as_bytes()] {
+            let json = serde_json::to_string(&spec(raw)).unwrap();
+            let back: RunSpec = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.cwd.as_os_str().as_bytes(), raw, "{json}");
+        }
+    }
+
+    #[test]
+    fn names_labels_and_graces_over_their_caps_are_refused() {
+        let mut s = spec(b"/");
+        assert!(s.check().is_ok());
+        s.name = Some("n".repeat(MAX_NAME_BYTES + 1));
+        assert!(s.check().is_err());
+        s.name = None;
+        s.kill_grace_ms = 3_600_001;
+        assert!(s.check().is_err());
+        s.kill_grace_ms = 0;
+        s.command = vec![format!("/bin/{}", "é".repeat(200))];
+        assert!(s.display_name().len() <= MAX_NAME_BYTES);
     }
 }

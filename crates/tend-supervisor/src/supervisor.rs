@@ -359,7 +359,7 @@ fn remove_cgroup(cg: &Cgroup) {
 
 /// Looks `program` up the way `execvp` will: a path with a slash as it is
 /// (relative to the command's `cwd`), else each folder of `PATH`.
-fn find_program(program: &str, cwd: &str, path: Option<&String>) -> io::Result<()> {
+fn find_program(program: &str, cwd: &Path, path: Option<&String>) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| -> io::Result<()> {
         let m = std::fs::metadata(p)?;
@@ -370,7 +370,7 @@ fn find_program(program: &str, cwd: &str, path: Option<&String>) -> io::Result<(
         }
     };
     if program.contains('/') {
-        return executable(&Path::new(cwd).join(program));
+        return executable(&cwd.join(program));
     }
     let search = path
         .cloned()

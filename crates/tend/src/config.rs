@@ -68,12 +68,14 @@ impl Config {
             _ => File::default(),
         };
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        // A setting that cannot be used is the user's mistake: exit 2.
         let duration = |name: &str, from_file: &Option<String>| -> Result<Option<Duration>> {
             match var(name).or_else(|| from_file.clone()) {
-                Some(s) => Ok(Some(
-                    tend_model::parse_duration(&s)
-                        .with_context(|| format!("bad {name} setting"))?,
-                )),
+                Some(s) => {
+                    Ok(Some(tend_model::parse_duration(&s).map_err(|e| {
+                        crate::usage(format!("bad {name} setting: {e}"))
+                    })?))
+                }
                 None => Ok(None),
             }
         };
@@ -82,9 +84,19 @@ impl Config {
             None => default_home()?,
         };
         let log_max_size = match var("TEND_LOG_MAX_SIZE").or(file.log_max_size) {
-            Some(s) => tend_model::parse_size(&s).context("bad TEND_LOG_MAX_SIZE setting")?,
+            Some(s) => tend_model::parse_size(&s)
+                .map_err(|e| crate::usage(format!("bad TEND_LOG_MAX_SIZE setting: {e}")))?,
             None => 64 << 20,
         };
+        if log_max_size == 0 {
+            return Err(crate::usage(
+                "TEND_LOG_MAX_SIZE must be more than zero: a log needs room for its output",
+            ));
+        }
+        let kill_grace =
+            duration("TEND_KILL_GRACE", &file.kill_grace)?.unwrap_or(Duration::from_secs(5));
+        tend_model::limits::check_kill_grace(kill_grace)
+            .map_err(|e| crate::usage(format!("TEND_KILL_GRACE: {e}")))?;
         let max_timeout =
             duration("TEND_MAX_TIMEOUT", &file.max_timeout)?.unwrap_or(Duration::from_secs(86_400));
         let default_timeout = duration("TEND_DEFAULT_TIMEOUT", &file.default_timeout)?;
@@ -94,8 +106,7 @@ impl Config {
         Ok(Config {
             home,
             store: var("TEND_STORE").or(file.store),
-            kill_grace: duration("TEND_KILL_GRACE", &file.kill_grace)?
-                .unwrap_or(Duration::from_secs(5)),
+            kill_grace,
             default_timeout,
             max_timeout,
             log_max_size,

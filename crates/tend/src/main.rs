@@ -1,6 +1,10 @@
 //! The `tend` binary: parses the command line and dispatches; the work is
 //! done by the library crates. `main` turns any error into one sentence on
-//! stderr and an exit code (2 for usage errors, 1 otherwise).
+//! stderr and an exit code (2 for usage errors, 1 otherwise), and a closed
+//! stdout into a quiet exit 141 (see [`mod@print`]).
+
+#[macro_use]
+mod print;
 
 mod cli;
 mod commands;
@@ -8,6 +12,7 @@ mod config;
 mod output;
 
 use clap::Parser;
+use tend_model::limits::{check_text, MAX_PROGRESS_BYTES};
 
 use crate::cli::{Cli, Cmd};
 use crate::commands::{Access, Context};
@@ -33,9 +38,10 @@ fn main() {
     let cli = Cli::parse();
     let code = match dispatch(&cli) {
         Ok(code) => code,
+        Err(e) if print::is_closed(&e) => print::CLOSED_EXIT,
         Err(e) => {
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("tend: {}", dedupe(msg).join(": "));
+            note!("{}", output::esc(&dedupe(msg).join(": ")));
             exit_code(&e)
         }
     };
@@ -55,7 +61,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Ok(ctx) => ctx,
         Err(e) if matches!(cli.command, Cmd::Health) => {
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            println!("unhealthy: {}", dedupe(msg).join(": "));
+            say!("unhealthy: {}", output::esc(&dedupe(msg).join(": ")))?;
             return Ok(2);
         }
         Err(e) => return Err(e),
@@ -64,12 +70,17 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cmd::Run(a) => commands::run::run(&ctx, a),
         Cmd::Ps => commands::query::ps(&ctx),
         Cmd::List(a) => commands::query::list(&ctx, a),
-        Cmd::Show(a) => commands::query::show(&ctx, a),
+        Cmd::Show(a) => commands::show::show(&ctx, a),
         Cmd::Logs(a) => commands::logs::logs(&ctx, a),
         Cmd::Wait(a) => commands::wait::wait(&ctx, a),
         Cmd::Kill(a) => commands::kill::kill(&ctx, a),
         Cmd::Reap(a) => commands::reap::reap(&ctx, a),
-        Cmd::Heartbeat(a) => commands::health::heartbeat(&ctx, a),
+        Cmd::Heartbeat(a) => {
+            if let Some(p) = &a.progress {
+                check_text("progress", p, MAX_PROGRESS_BYTES).map_err(|e| usage(e.to_string()))?;
+            }
+            commands::health::heartbeat(&ctx, a)
+        }
         Cmd::Health => commands::health::health(&ctx),
         Cmd::Serve(a) => commands::serve::serve(&ctx, a),
         Cmd::Doctor => commands::health::doctor(&ctx),

@@ -1,7 +1,11 @@
 //! Human output: aligned tables, relative times, colour only on a terminal
-//! (and never with `NO_COLOR`). JSON output goes through serde instead.
+//! (and never with `NO_COLOR`), and text from outside tend escaped so that
+//! it cannot act on the terminal ([`esc`]). JSON output goes through serde
+//! instead. Writing is [`crate::print`]'s job.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::time::Duration;
 
 use tend_model::{format_duration, Execution, Status};
@@ -54,52 +58,142 @@ pub fn ran_for(e: &Execution) -> String {
     }
 }
 
-/// Prints rows as columns separated by two spaces, each as wide as its
-/// widest cell. Cells may hold ANSI colour codes, which take no width.
-pub fn table(header: &[&str], rows: &[Vec<String>]) {
-    let visible = |s: &str| {
-        let mut n = 0;
-        let mut esc = false;
-        for c in s.chars() {
-            match (esc, c) {
-                (false, '\x1b') => esc = true,
-                (true, 'm') => esc = false,
-                (true, _) => {}
-                _ => n += 1,
-            }
-        }
-        n
-    };
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(visible(c));
+/// Text tend did not write (a name, a label, a reason, progress), made
+/// safe for a terminal: control characters and line-breaking or reordering
+/// characters are written as escapes (`\x1b`, `\n`, …; see
+/// [`tend_model::text`]). Every human printer passes such text through this
+/// or [`Cell::text`]; JSON output is exact instead.
+pub fn esc(s: &str) -> Cow<'_, str> {
+    tend_model::text::escape(s)
+}
+
+/// A path for a person: [`esc`], and bytes that are not UTF-8 as `\xNN`.
+pub fn path(p: &Path) -> Cow<'_, str> {
+    tend_model::text::escape_path(p)
+}
+
+/// Longest cell shown in a column that is not the last: a longer one is
+/// cut, so that one long name cannot pad every row (`show` and `--json`
+/// give it whole).
+const MAX_CELL: usize = 64;
+
+/// One cell of a [`table`]: escaped text, or a status word that may carry
+/// colour codes (which take no width).
+pub struct Cell {
+    shown: String,
+    width: usize,
+    plain: bool,
+}
+
+impl Cell {
+    /// Text, escaped with [`esc`].
+    pub fn text(s: &str) -> Cell {
+        Cell::escaped(esc(s).into_owned())
+    }
+
+    /// A path, escaped with [`path`].
+    pub fn path(p: &Path) -> Cell {
+        Cell::escaped(path(p).into_owned())
+    }
+
+    fn escaped(shown: String) -> Cell {
+        Cell {
+            width: shown.chars().count(),
+            shown,
+            plain: true,
         }
     }
-    let line = |cells: Vec<String>| {
-        let last = cells.len() - 1;
-        let mut out = String::new();
-        for (i, c) in cells.into_iter().enumerate() {
-            let pad = widths[i].saturating_sub(visible(&c));
-            out.push_str(&c);
-            if i != last {
-                out.push_str(&" ".repeat(pad + 2));
-            }
+
+    /// A status word, coloured when `colour` is set.
+    pub fn status(s: Status, colour: bool) -> Cell {
+        Cell {
+            width: s.to_string().len(),
+            shown: status(s, colour),
+            plain: false,
         }
-        println!("{}", out.trim_end());
-    };
-    line(header.iter().map(|h| h.to_string()).collect());
-    for r in rows {
-        line(r.clone());
+    }
+
+    fn cut(mut self) -> Cell {
+        if self.plain && self.width > MAX_CELL {
+            self.shown = self.shown.chars().take(MAX_CELL - 1).collect();
+            self.shown.push('…');
+            self.width = MAX_CELL;
+        }
+        self
     }
 }
 
+impl From<String> for Cell {
+    fn from(s: String) -> Cell {
+        Cell::text(&s)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(s: &str) -> Cell {
+        Cell::text(s)
+    }
+}
+
+/// Prints rows as columns separated by two spaces, each as wide as its
+/// widest cell.
+pub fn table(header: &[&str], rows: Vec<Vec<Cell>>) -> anyhow::Result<()> {
+    let last = header.len() - 1;
+    let rows: Vec<Vec<Cell>> = std::iter::once(header.iter().map(|h| Cell::text(h)).collect())
+        .chain(rows)
+        .map(|r| {
+            r.into_iter()
+                .enumerate()
+                .map(|(i, c)| if i == last { c } else { c.cut() })
+                .collect()
+        })
+        .collect();
+    let mut widths = vec![0; header.len()];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.width);
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            line.push_str(&c.shown);
+            if i != last {
+                line.push_str(&" ".repeat(widths[i].saturating_sub(c.width) + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    crate::print::text(&out)
+}
+
+/// Prints `key  value` lines, the keys right-aligned.
+pub fn fields(fields: Vec<(&str, Cell)>) -> anyhow::Result<()> {
+    let w = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in fields {
+        out.push_str(&format!("{k:>w$}  {}\n", v.shown));
+    }
+    crate::print::text(&out)
+}
+
 /// Prints a value as pretty JSON on stdout.
-pub fn json<T: serde::Serialize>(v: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("tend's types always serialise")
-    );
+pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    let mut s = serde_json::to_string_pretty(v).expect("tend's types always serialise");
+    s.push('\n');
+    crate::print::text(&s)
+}
+
+/// A size in its largest unit: `512B`, `3K`, `1.5M`, `2.00G`.
+pub fn bytes(n: u64) -> String {
+    match n {
+        0..=1023 => format!("{n}B"),
+        1024..=1_048_575 => format!("{:.0}K", n as f64 / 1024.0),
+        1_048_576..=1_073_741_823 => format!("{:.1}M", n as f64 / 1_048_576.0),
+        _ => format!("{:.2}G", n as f64 / 1_073_741_824.0),
+    }
 }
 
 /// The one-word result of an execution for tables: exit code, signal, or `-`.

@@ -32,7 +32,7 @@ pub fn heartbeat(ctx: &Context, args: &HeartbeatArgs) -> Result<i32> {
         );
     }
     if ctx.global.json {
-        output::json(&e);
+        output::json(&e)?;
     }
     Ok(0)
 }
@@ -136,9 +136,9 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         .filter(|c| c.name == "pidfd" || c.name == "ledger")
         .all(|c| c.ok);
     if ctx.global.json {
-        output::json(&checks);
+        output::json(&checks)?;
     } else {
-        print_checks(&checks);
+        print_checks(&checks)?;
     }
     Ok(if healthy { 0 } else { 1 })
 }
@@ -230,9 +230,9 @@ pub fn health(ctx: &Context) -> Result<i32> {
         output::json(&Out {
             status,
             checks: &checks,
-        });
+        })?;
     } else {
-        print_checks(&checks);
+        print_checks(&checks)?;
     }
     Ok(level)
 }
@@ -259,14 +259,15 @@ fn daemon(ctx: &Context) -> Option<Result<String, String>> {
 }
 
 /// One line per check: `ok` or `warn`, the name, what was found.
-fn print_checks(checks: &[Check]) {
+fn print_checks(checks: &[Check]) -> Result<()> {
     let w = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in checks {
-        println!(
+        say!(
             "{}  {:<w$} {}",
             if c.ok { "ok  " } else { "warn" },
             c.name,
-            c.detail
-        );
+            output::esc(&c.detail)
+        )?;
     }
+    Ok(())
 }

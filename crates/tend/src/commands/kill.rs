@@ -3,9 +3,10 @@
 use anyhow::Result;
 use serde::Serialize;
 use tend_ledger::{KillRequest, Ledger};
+use tend_model::limits::{check_kill_grace, check_text, MAX_REASON_BYTES};
 use tend_model::{Execution, KillMethod, Status};
 
-use super::{actor, Context};
+use super::{actor, name_glob, Context};
 use crate::cli::KillArgs;
 use crate::output;
 
@@ -19,32 +20,36 @@ struct Killed<'a> {
     already_finished: bool,
 }
 
-fn glob(pattern: &str, s: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), s.as_bytes())
-}
-
 fn bulk(ctx: &Context, args: &KillArgs) -> Result<Vec<Execution>> {
+    let name = args.name.as_deref().map(name_glob).transpose()?;
     let now = tend_ledger::now_ms();
     Ok(ctx
         .ledger
         .live()?
         .into_iter()
-        .filter(|e| args.name.as_deref().is_none_or(|g| glob(g, &e.name)))
+        .filter(|e| name.as_ref().is_none_or(|g| g.matches(&e.name)))
         .filter(|e| args.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
         .filter(|e| {
             args.older_than
                 .is_none_or(|d| now - e.created_at >= d.as_millis() as i64)
         })
         .collect())
+}
+
+/// The kill request, with its reason and grace within their limits.
+fn request(args: &KillArgs) -> Result<KillRequest> {
+    if let Some(r) = &args.reason {
+        check_text("reason", r, MAX_REASON_BYTES).map_err(|e| crate::usage(e.to_string()))?;
+    }
+    if let Some(g) = args.grace {
+        check_kill_grace(g).map_err(|e| crate::usage(format!("--grace: {e}")))?;
+    }
+    Ok(KillRequest {
+        actor: actor(),
+        reason: args.reason.clone(),
+        force: args.force,
+        grace_ms: args.grace.map(|g| g.as_millis() as u64),
+    })
 }
 
 /// `tend kill`.
@@ -62,19 +67,11 @@ pub fn kill(ctx: &Context, args: &KillArgs) -> Result<i32> {
             "name the executions to kill: ids, or --name, --label, --older-than or --all",
         ));
     }
+    let req = request(args)?;
     let targets = if is_bulk {
         let t = bulk(ctx, args)?;
         if !args.yes {
-            if t.is_empty() {
-                ctx.note("no live execution matches");
-                return Ok(0);
-            }
-            println!("would kill {} execution(s):", t.len());
-            for e in &t {
-                println!("  {}  {}  {}", e.id, e.name, output::ago(e.created_at));
-            }
-            eprintln!("tend: nothing was killed; add --yes to kill these");
-            return Ok(1);
+            return would_kill(ctx, &t);
         }
         t
     } else {
@@ -82,12 +79,6 @@ pub fn kill(ctx: &Context, args: &KillArgs) -> Result<i32> {
             .iter()
             .map(|id| ctx.resolve(id))
             .collect::<Result<Vec<_>>>()?
-    };
-    let req = KillRequest {
-        actor: actor(),
-        reason: args.reason.clone(),
-        force: args.force,
-        grace_ms: args.grace.map(|g| g.as_millis() as u64),
     };
     let results = tend_supervisor::kill(&ctx.ledger, &ctx.home, &targets, &req)?;
     let rows: Vec<Killed<'_>> = results
@@ -117,23 +108,45 @@ pub fn kill(ctx: &Context, args: &KillArgs) -> Result<i32> {
         })
         .collect();
     if ctx.global.json {
-        output::json(&rows);
+        output::json(&rows)?;
         return Ok(0);
     }
     for k in &rows {
-        if k.already_finished {
-            println!("{}  already finished ({}); nothing to kill", k.id, k.status);
-        } else {
-            println!(
-                "{}  {}  {}  {}ms  {} process{} signalled",
-                k.id,
-                k.status,
-                k.kill_method.as_str(),
-                k.kill_duration_ms,
-                k.processes_signalled,
-                if k.processes_signalled == 1 { "" } else { "es" }
-            );
-        }
+        print_killed(k)?;
     }
     Ok(0)
+}
+
+/// A bulk selection without `--yes`: what it would kill, and exit 1.
+fn would_kill(ctx: &Context, targets: &[Execution]) -> Result<i32> {
+    if targets.is_empty() {
+        ctx.note("no live execution matches");
+        return Ok(0);
+    }
+    say!("would kill {} execution(s):", targets.len())?;
+    for e in targets {
+        say!(
+            "  {}  {}  {}",
+            e.id,
+            output::esc(&e.name),
+            output::ago(e.created_at)
+        )?;
+    }
+    note!("nothing was killed; add --yes to kill these");
+    Ok(1)
+}
+
+fn print_killed(k: &Killed<'_>) -> Result<()> {
+    if k.already_finished {
+        return say!("{}  already finished ({}); nothing to kill", k.id, k.status);
+    }
+    say!(
+        "{}  {}  {}  {}ms  {} process{} signalled",
+        k.id,
+        k.status,
+        k.kill_method.as_str(),
+        k.kill_duration_ms,
+        k.processes_signalled,
+        if k.processes_signalled == 1 { "" } else { "es" }
+    )
 }

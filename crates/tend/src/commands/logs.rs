@@ -7,8 +7,10 @@ use anyhow::{Context as _, Result};
 
 use super::Context;
 use crate::cli::LogsArgs;
+use crate::print::Stdout;
 
-/// `tend logs ID [-f] [--stderr]`.
+/// `tend logs ID [-f] [--stderr]`. A reader that goes away (`| head`) ends
+/// it quietly with exit 141, like `cat` killed by SIGPIPE.
 pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
     ctx.reconcile_for_read()?;
     let e = ctx.resolve(&args.id)?;
@@ -17,21 +19,23 @@ pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
     } else {
         &e.stdout_path
     });
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = Stdout::lock();
     // The rotated part first, so the output reads in order.
     let mut old = path.clone().into_os_string();
     old.push(".1");
     if let Ok(mut f) = std::fs::File::open(&old) {
-        std::io::copy(&mut f, &mut out)?;
+        let r = std::io::copy(&mut f, &mut out);
+        out.check(r)?;
     }
     if args.follow {
-        tend_supervisor::follow(&ctx.ledger, &ctx.home, &e, &path, &mut out)?;
+        let r = tend_supervisor::follow(&ctx.ledger, &ctx.home, &e, &path, &mut out);
+        out.check(r)?;
     } else {
         match std::fs::File::open(&path) {
             Ok(mut f) => {
-                std::io::copy(&mut f, &mut out)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let r = std::io::copy(&mut f, &mut out)
+                    .with_context(|| format!("cannot read {}", path.display()));
+                out.check(r)?;
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 ctx.note(format_args!(
@@ -42,6 +46,7 @@ pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<i32> {
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
         }
     }
-    out.flush()?;
+    let r = out.flush();
+    out.check(r)?;
     Ok(0)
 }

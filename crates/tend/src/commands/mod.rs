@@ -8,6 +8,7 @@ pub mod query;
 pub mod reap;
 pub mod run;
 pub mod serve;
+pub mod show;
 pub mod wait;
 
 use anyhow::Result;
@@ -130,10 +131,11 @@ impl Context {
         }
     }
 
-    /// A note for the person at the terminal, unless `-q`.
+    /// A note for the person at the terminal, unless `-q`; escaped, since
+    /// it may quote names and keys.
     pub fn note(&self, msg: impl std::fmt::Display) {
         if !self.global.quiet {
-            eprintln!("tend: {msg}");
+            note!("{}", crate::output::esc(&msg.to_string()));
         }
     }
 
@@ -141,6 +143,12 @@ impl Context {
     pub fn resolve(&self, id: &str) -> Result<tend_model::Execution> {
         Ok(self.ledger.resolve(id)?)
     }
+}
+
+/// `--name GLOB`, refused (exit 2) when it is not a glob, rather than
+/// matching nothing.
+pub fn name_glob(pattern: &str) -> Result<tend_model::Glob> {
+    tend_model::Glob::parse(pattern).map_err(|e| crate::usage(format!("--name: {e}")))
 }
 
 /// The name recorded as the actor of what a person does from this shell.

@@ -71,23 +71,29 @@ pub fn reap(ctx: &Context, args: &ReapArgs) -> Result<i32> {
             lost,
             stragglers,
             dry_run: args.dry_run,
-        });
+        })?;
         return Ok(0);
     }
     let verb = if args.dry_run { "would mark" } else { "marked" };
     for l in &lost {
-        println!(
+        say!(
             "{verb} {} lost (was {}): {}; {} process(es) ended",
-            l.id, l.was, l.reason, l.processes_ended
-        );
+            l.id,
+            l.was,
+            output::esc(&l.reason),
+            l.processes_ended
+        )?;
     }
     let verb = if args.dry_run { "would end" } else { "ended" };
     for s in &stragglers {
         let what = match s.execution_status {
-            Some(st) => format!("execution {} is {st}", s.execution_id),
-            None => format!("execution {} is unknown to this ledger", s.execution_id),
+            Some(st) => format!("execution {} is {st}", output::esc(&s.execution_id)),
+            None => format!(
+                "execution {} is unknown to this ledger",
+                output::esc(&s.execution_id)
+            ),
         };
-        println!("{verb} stray process {} ({what})", s.pid);
+        say!("{verb} stray process {} ({what})", s.pid)?;
     }
     if lost.is_empty() && stragglers.is_empty() {
         ctx.note(format_args!(

@@ -1,7 +1,11 @@
 //! `tend run`, and the hidden `tend __supervise` that a detached run starts.
 
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
 use anyhow::{bail, Context as _, Result};
 use tend_ledger::Ledger;
+use tend_model::limits::check_kill_grace;
 use tend_model::ExecutionId;
 use tend_supervisor::detach::{self, Answer};
 use tend_supervisor::{Mode, OnDuplicate, Report, RunResult, RunSpec};
@@ -10,20 +14,32 @@ use super::Context;
 use crate::cli::{self, RunArgs};
 use crate::output;
 
-fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
-    let cwd = match &args.cwd {
-        Some(c) => c.clone(),
+/// The absolute working directory, byte for byte (it need not be UTF-8).
+fn working_dir(given: Option<&Path>) -> Result<PathBuf> {
+    let dir = match given {
+        Some(c) => c.to_path_buf(),
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
-    let cwd = std::fs::canonicalize(&cwd)
-        .ok()
-        .filter(|p| p.is_dir())
-        .ok_or_else(|| {
-            crate::usage(format!(
-                "the working directory {} does not exist",
-                cwd.display()
-            ))
-        })?;
+    let why = match std::fs::canonicalize(&dir) {
+        Ok(c) if c.is_dir() => return Ok(c),
+        Ok(_) => "is not a directory",
+        Err(e) if e.kind() == ErrorKind::NotADirectory => "is not a directory",
+        Err(e) if e.kind() == ErrorKind::NotFound => "does not exist",
+        Err(e) => {
+            return Err(crate::usage(format!(
+                "cannot use {} as the working directory: {e}",
+                output::path(&dir)
+            )))
+        }
+    };
+    Err(crate::usage(format!(
+        "the working directory {} {why}",
+        output::path(&dir)
+    )))
+}
+
+fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
+    let cwd = working_dir(args.cwd.as_deref())?;
     let timeout = args.timeout.or(ctx.config.default_timeout);
     if let Some(t) = timeout {
         if t > ctx.config.max_timeout {
@@ -40,10 +56,17 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
     if args.command[0].is_empty() {
         return Err(crate::usage("the command is empty"));
     }
-    Ok(RunSpec {
+    if args.max_memory == Some(0) {
+        return Err(crate::usage(
+            "--max-memory must be more than zero; leave it out for no limit",
+        ));
+    }
+    let kill_grace = args.kill_grace.unwrap_or(ctx.config.kill_grace);
+    check_kill_grace(kill_grace).map_err(|e| crate::usage(format!("--kill-grace: {e}")))?;
+    let spec = RunSpec {
         name: args.name.clone(),
         command: args.command.clone(),
-        cwd: cwd.display().to_string(),
+        cwd,
         env: args.env.iter().cloned().collect(),
         labels: args.labels.iter().cloned().collect(),
         key: args.key.clone(),
@@ -53,7 +76,7 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
             cli::OnDuplicate::Run => OnDuplicate::Run,
         },
         timeout_ms: timeout.map(|t| t.as_millis() as u64),
-        kill_grace_ms: args.kill_grace.unwrap_or(ctx.config.kill_grace).as_millis() as u64,
+        kill_grace_ms: kill_grace.as_millis() as u64,
         log_max_bytes: ctx.config.log_max_size,
         heartbeat_timeout_ms: positive(args.heartbeat_timeout, "--heartbeat-timeout")?,
         idle_timeout_ms: positive(args.idle_timeout, "--idle-timeout")?,
@@ -64,7 +87,9 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
                 .display()
                 .to_string(),
         ),
-    })
+    };
+    spec.check().map_err(|e| crate::usage(e.to_string()))?;
+    Ok(spec)
 }
 
 fn positive(d: Option<std::time::Duration>, flag: &str) -> Result<Option<u64>> {
@@ -78,9 +103,9 @@ fn positive(d: Option<std::time::Duration>, flag: &str) -> Result<Option<u64>> {
 /// The one sentence for a command that could not be started.
 fn cannot_start(e: &tend_model::Execution) {
     let why = e.reason.as_deref().unwrap_or("the command");
-    eprintln!(
-        "tend: cannot start {} (recorded as execution {})",
-        why.trim_start_matches("failed to start: "),
+    note!(
+        "cannot start {} (recorded as execution {})",
+        output::esc(why.trim_start_matches("failed to start: ")),
         e.id
     );
 }
@@ -100,11 +125,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let result = tend_supervisor::run(&ctx.ledger, &ctx.home, &spec, Mode::Foreground, &mut |r| {
         if let Report::Started(e) = r {
             if verbose {
-                eprintln!(
-                    "tend: execution {} started (pid {})",
-                    e.id,
-                    e.pid.unwrap_or(0)
-                );
+                note!("execution {} started (pid {})", e.id, e.pid.unwrap_or(0));
             }
         }
     })?;
@@ -123,7 +144,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
                 e.status
             ));
             if ctx.global.json {
-                output::json(&e);
+                output::json(&e)?;
             }
             return Ok(0);
         }
@@ -147,7 +168,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         }
     };
     if ctx.global.json {
-        output::json(&e);
+        output::json(&e)?;
     }
     Ok(e.shell_code())
 }
@@ -179,10 +200,13 @@ fn detached(ctx: &Context, spec: RunSpec) -> Result<i32> {
         }
         Answer::Error { message } => bail!("{message}"),
     };
+    // The execution is recorded and running by now: a reader that went
+    // away makes this exit 141, never a panic that looks like a failed
+    // launch to a caller that would retry it.
     if ctx.global.json {
-        output::json(&e);
+        output::json(&e)?;
     } else {
-        println!("{}", e.id);
+        say!("{}", e.id)?;
     }
     Ok(code)
 }

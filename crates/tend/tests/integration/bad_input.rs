@@ -184,3 +184,134 @@ fn a_full_disk_for_logs_does_not_stop_the_command() {
         .collect();
     assert!(kinds.contains(&"log-write-failed"), "{kinds:?}");
 }
+
+#[test]
+fn text_over_its_cap_is_refused_before_anything_is_recorded() {
+    let env = TestEnv::new();
+    let long = |n: usize| "x".repeat(n);
+    let label_value = format!("k={}", long(1025));
+    let label_key = format!("{}=v", long(257));
+    let mut many = vec!["run".to_string()];
+    for i in 0..65 {
+        many.extend(["--label".into(), format!("l{i}=v")]);
+    }
+    many.extend(["--".into(), "true".into()]);
+    let name = long(257);
+    let key = long(257);
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["run", "--name", &name, "--", "true"],
+        vec!["run", "--key", &key, "--", "true"],
+        vec!["run", "--label", &label_value, "--", "true"],
+        vec!["run", "--label", &label_key, "--", "true"],
+        many.iter().map(String::as_str).collect(),
+        vec!["run", "-d", "--name", &name, "--", "true"],
+    ];
+    for args in &cases {
+        let e = assert_one_sentence(&env.tend(args), 2);
+        assert!(e.contains("at most"), "{e}");
+    }
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 0);
+    // At the cap is fine.
+    env.ok(&["run", "--name", &long(256), "--", "true"]);
+    let id = env.json(&["list"])[0]["id"].as_str().unwrap().to_string();
+    let reason = long(1025);
+    let e = assert_one_sentence(&env.tend(&["kill", "--reason", &reason, &id]), 2);
+    assert!(e.contains("reason") && e.contains("at most 1024"), "{e}");
+    let progress = long(1025);
+    let e = assert_one_sentence(&env.tend(&["heartbeat", "--progress", &progress]), 2);
+    assert!(e.contains("progress"), "{e}");
+}
+
+#[test]
+fn zero_sizes_and_endless_graces_are_refused() {
+    let env = TestEnv::new();
+    let e = assert_one_sentence(&env.tend(&["run", "--max-memory", "0", "--", "true"]), 2);
+    assert!(e.contains("--max-memory"), "{e}");
+    let out = env
+        .cmd()
+        .env("TEND_LOG_MAX_SIZE", "0")
+        .args(["run", "--", "true"])
+        .output()
+        .unwrap();
+    let e = assert_one_sentence(&out, 2);
+    assert!(e.contains("TEND_LOG_MAX_SIZE"), "{e}");
+    let e = assert_one_sentence(&env.tend(&["run", "--kill-grace", "2h", "--", "true"]), 2);
+    assert!(e.contains("at most 1h"), "{e}");
+    let out = env
+        .cmd()
+        .env("TEND_KILL_GRACE", "106751991167d")
+        .args(["list"])
+        .output()
+        .unwrap();
+    let e = assert_one_sentence(&out, 2);
+    assert!(e.contains("TEND_KILL_GRACE"), "{e}");
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 0);
+    env.ok(&["run", "--", "true"]);
+    let id = env.json(&["list"])[0]["id"].as_str().unwrap().to_string();
+    let e = assert_one_sentence(&env.tend(&["kill", "--grace", "61m", &id]), 2);
+    assert!(e.contains("--grace"), "{e}");
+}
+
+#[test]
+fn an_invalid_name_glob_is_a_usage_error_not_an_empty_match() {
+    let env = TestEnv::new();
+    env.detach(&["sleep", "1000"]);
+    for args in [
+        &["kill", "--name", "["][..],
+        &["kill", "--name", "[", "--yes"],
+        &["list", "--name", "a[b"],
+    ] {
+        let e = assert_one_sentence(&env.tend(args), 2);
+        assert!(e.contains("not a valid glob"), "{args:?}: {e}");
+    }
+    // Brackets that close are a set, as in `list --name`.
+    let dry = env.tend(&["kill", "--name", "[rs]leep"]);
+    assert_eq!(code(&dry), 1, "a dry bulk kill lists and exits 1");
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("sleep"));
+}
+
+#[test]
+fn a_cwd_that_is_a_file_is_not_a_directory() {
+    let env = TestEnv::new();
+    let file = env.dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    for cwd in [file.clone(), file.join("below")] {
+        let e = assert_one_sentence(
+            &env.tend(&["run", "--cwd", cwd.to_str().unwrap(), "--", "true"]),
+            2,
+        );
+        assert!(e.contains("is not a directory"), "{e}");
+    }
+}
+
+#[test]
+fn waiting_beyond_the_open_file_limit_says_why_and_exits_2() {
+    let env = TestEnv::new();
+    let ids: Vec<String> = (0..24).map(|_| env.detach(&["sleep", "1000"])).collect();
+    let tend = env!("CARGO_BIN_EXE_tend");
+    let wait = format!("{tend} wait --timeout 200ms {}", ids.join(" "));
+    // A low soft limit under a higher hard one is raised: the wait works
+    // (and gives up on its timeout).
+    let soft = shell(&env, &format!("ulimit -S -n 16; exec {wait}"));
+    assert_eq!(code(&soft), 75, "{}", stderr(&soft));
+    // A hard limit too low for the ids: one sentence, exit 2, not 1 (lost).
+    let hard = shell(&env, &format!("ulimit -n 16; exec {wait}"));
+    let e = assert_one_sentence(&hard, 2);
+    assert!(e.contains("open file") && e.contains("ulimit -n"), "{e}");
+    for id in &ids {
+        assert_eq!(env.status(id), "running", "nothing was marked lost");
+    }
+}
+
+/// `sh -c script` with this env's tend settings.
+fn shell(env: &TestEnv, script: &str) -> std::process::Output {
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg(script);
+    for (k, v) in env.cmd().get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.stdin(std::process::Stdio::null()).output().unwrap()
+}

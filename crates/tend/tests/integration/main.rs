@@ -38,3 +38,7 @@ mod pressure;
 mod unkillable;
 // Heartbeats, idle output, memory limits, Ctrl-C.
 mod limits;
+// A closed stdout: exit 141, never a panic.
+mod pipes;
+// Hostile names, labels, reasons, progress and paths.
+mod hostile;

@@ -1,3 +1,3 @@
--- Version 3: the agent (home) that launched each execution, so that a home
+-- Version 4: the agent (home) that launched each execution, so that a home
 -- never acts on another home's executions.
 ALTER TABLE executions ADD COLUMN agent_id TEXT;

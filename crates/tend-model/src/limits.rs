@@ -1,0 +1,121 @@
+//! The largest input tend accepts, checked at every edge (the CLI and the
+//! API) before anything is recorded.
+//!
+//! Text an operator or a web client chooses ends up in every table row that
+//! shows it; without a cap a 100 kB name pads every row of `tend list`, and
+//! an unbounded grace period makes a kill wait for ever. The caps are
+//! generous for real use and small enough that a row stays a row.
+//!
+//! ```
+//! use tend_model::limits::{check_text, MAX_NAME_BYTES};
+//! assert!(check_text("name", "backup", MAX_NAME_BYTES).is_ok());
+//! assert!(check_text("name", &"x".repeat(300), MAX_NAME_BYTES).is_err());
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Longest name, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest deduplication key, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Longest label key, in bytes.
+pub const MAX_LABEL_KEY_BYTES: usize = 256;
+/// Longest label value, in bytes.
+pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
+/// Most labels on one execution.
+pub const MAX_LABELS: usize = 64;
+/// Longest kill reason, in bytes.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Longest heartbeat progress text, in bytes.
+pub const MAX_PROGRESS_BYTES: usize = 1024;
+/// Longest SIGTERM → SIGKILL grace: a kill must end in bounded time.
+pub const MAX_KILL_GRACE: Duration = Duration::from_secs(3600);
+
+/// An input over its limit. The message names the field and the limit, so
+/// the CLI and the API can show it as it is.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LimitError {
+    /// A text field is longer than its cap.
+    #[error("the {field} is {len} bytes long; at most {max} bytes are allowed")]
+    TooLong {
+        /// Which field (`name`, `label value`, …).
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// More labels than [`MAX_LABELS`].
+    #[error("{0} labels were given; at most {MAX_LABELS} are allowed")]
+    TooManyLabels(usize),
+    /// A grace period longer than [`MAX_KILL_GRACE`].
+    #[error("a kill grace of {0} is too long; at most 1h is allowed")]
+    GraceTooLong(String),
+}
+
+/// Refuses `value` when it is longer than `max` bytes.
+pub fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), LimitError> {
+    if value.len() > max {
+        return Err(LimitError::TooLong {
+            field,
+            len: value.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses too many labels, or a label key or value over its cap.
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), LimitError> {
+    if labels.len() > MAX_LABELS {
+        return Err(LimitError::TooManyLabels(labels.len()));
+    }
+    for (k, v) in labels {
+        check_text("label key", k, MAX_LABEL_KEY_BYTES)?;
+        check_text("label value", v, MAX_LABEL_VALUE_BYTES)?;
+    }
+    Ok(())
+}
+
+/// Refuses a grace period over [`MAX_KILL_GRACE`].
+pub fn check_kill_grace(grace: Duration) -> Result<(), LimitError> {
+    if grace > MAX_KILL_GRACE {
+        return Err(LimitError::GraceTooLong(crate::format_duration(grace)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_at_the_cap_passes_and_one_byte_more_is_refused() {
+        assert!(check_text("name", &"n".repeat(MAX_NAME_BYTES), MAX_NAME_BYTES).is_ok());
+        let e = check_text("name", &"n".repeat(MAX_NAME_BYTES + 1), MAX_NAME_BYTES).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the name is 257 bytes long; at most 256 bytes are allowed"
+        );
+    }
+
+    #[test]
+    fn labels_are_capped_in_number_and_size() {
+        let many: BTreeMap<_, _> = (0..=MAX_LABELS)
+            .map(|i| (i.to_string(), String::new()))
+            .collect();
+        assert_eq!(
+            check_labels(&many),
+            Err(LimitError::TooManyLabels(MAX_LABELS + 1))
+        );
+        let big = BTreeMap::from([("k".to_string(), "v".repeat(MAX_LABEL_VALUE_BYTES + 1))]);
+        assert!(check_labels(&big).is_err());
+    }
+
+    #[test]
+    fn a_grace_over_an_hour_is_refused() {
+        assert!(check_kill_grace(MAX_KILL_GRACE).is_ok());
+        assert!(check_kill_grace(Duration::from_secs(u64::MAX / 1000)).is_err());
+    }
+}

@@ -1,0 +1,200 @@
+//! `tend show`: every field of one execution and its events, after
+//! reconciling, with text from outside tend escaped.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+use tend_ledger::Ledger;
+use tend_model::text::needs_escape;
+use tend_model::{format_rfc3339, Execution};
+
+use super::Context;
+use crate::cli::ShowArgs;
+use crate::output::{self, ago, bytes, colour, ran_for, table, Cell};
+
+/// `tend show`.
+pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
+    ctx.reconcile_for_read()?;
+    let e = ctx.resolve(&args.id)?;
+    let events = ctx.ledger.events(&e.id)?;
+    if ctx.global.json {
+        #[derive(Serialize)]
+        struct Show<'a> {
+            #[serde(flatten)]
+            execution: &'a Execution,
+            events: &'a [tend_model::Event],
+        }
+        output::json(&Show {
+            execution: &e,
+            events: &events,
+        })?;
+        return Ok(0);
+    }
+    output::fields(fields(&e))?;
+    say!("")?;
+    let cells: Vec<Vec<Cell>> = events
+        .iter()
+        .map(|ev| {
+            vec![
+                format_rfc3339(ev.at).into(),
+                Cell::text(&ev.kind),
+                Cell::text(&ev.actor),
+                ev.details.to_string().into(),
+            ]
+        })
+        .collect();
+    table(&["TIME", "EVENT", "ACTOR", "DETAILS"], cells)?;
+    Ok(0)
+}
+
+/// The fields of `e`, one per line, in the order a person reads them.
+fn fields(e: &Execution) -> Vec<(&'static str, Cell)> {
+    let opt = |v: Option<String>| -> Cell { v.unwrap_or_else(|| "-".into()).into() };
+    let time = |t: Option<i64>| -> Cell {
+        t.map_or("-".into(), |t| {
+            format!("{} ({})", format_rfc3339(t), ago(t))
+        })
+        .into()
+    };
+    let mut fields: Vec<(&str, Cell)> = vec![
+        ("id", e.id.to_string().into()),
+        ("name", Cell::text(&e.name)),
+        ("status", Cell::status(e.status, colour())),
+        ("reason", opt(e.reason.clone())),
+        ("exit code", opt(e.exit_code.map(|c| c.to_string()))),
+        (
+            "signal",
+            opt(e
+                .signal
+                .map(|s| format!("{s} ({})", tend_supervisor::signal_name(s)))),
+        ),
+        ("command", shell_words(&e.command).into()),
+        ("cwd", Cell::path(&e.cwd)),
+        ("key", opt(e.key.clone())),
+        ("labels", join_map(&e.labels).into()),
+        ("env", join_map(&e.env).into()),
+        ("created", time(Some(e.created_at))),
+        ("started", time(e.started_at)),
+        ("finished", time(e.finished_at)),
+        ("duration", ran_for(e).into()),
+        ("host", Cell::text(&e.host)),
+        ("tier", Cell::text(&e.tier)),
+        (
+            "pid",
+            opt(e
+                .process
+                .as_ref()
+                .map(|p| format!("{} (start tick {})", p.pid, p.start_time))),
+        ),
+        (
+            "supervisor",
+            format!(
+                "pid {} (start tick {}, boot {})",
+                e.supervisor.pid, e.supervisor.start_time, e.supervisor.boot_id
+            )
+            .into(),
+        ),
+        ("timeout", opt(e.timeout_ms.map(dur))),
+        ("kill grace", dur(e.kill_grace_ms).into()),
+        (
+            "heartbeat",
+            opt(e.heartbeat_timeout_ms.map(|t| heartbeat(e, t))),
+        ),
+        ("idle timeout", opt(e.idle_timeout_ms.map(dur))),
+        ("max memory", opt(e.max_memory_bytes.map(bytes))),
+        ("cgroup", opt(e.cgroup.clone())),
+        ("cpu", opt(e.cpu_ms.map(dur))),
+        ("peak rss", opt(e.max_rss_bytes.map(bytes))),
+    ];
+    if let Some(m) = e.kill_method {
+        let kill = format!(
+            "{} in {}ms, {} processes signalled",
+            m.as_str(),
+            e.kill_duration_ms.unwrap_or(0),
+            e.processes_signalled.unwrap_or(0)
+        );
+        fields.push(("kill", kill.into()));
+    }
+    fields.push(("stdout", Cell::text(&e.stdout_path)));
+    fields.push(("stderr", Cell::text(&e.stderr_path)));
+    fields
+}
+
+/// `every 30s, last 5s ago (progress)`.
+fn heartbeat(e: &Execution, every_ms: u64) -> String {
+    format!(
+        "every {}, last {}{}",
+        dur(every_ms),
+        e.last_heartbeat_at.map_or("never".into(), ago),
+        e.progress
+            .as_ref()
+            .map_or(String::new(), |p| format!(" ({p})"))
+    )
+}
+
+fn dur(ms: u64) -> String {
+    tend_model::format_duration(Duration::from_millis(ms))
+}
+
+fn join_map(m: &std::collections::BTreeMap<String, String>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// argv written so that it could be pasted into a shell: bare when that is
+/// safe, in single quotes, or — when it holds a control character — in
+/// bash's `$'…'`, whose escapes leave nothing for the terminal to act on.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+            {
+                a.clone()
+            } else if !a.chars().any(needs_escape) {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                ansi_c_quoted(a)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `a` as bash's `$'…'` reads it back.
+fn ansi_c_quoted(a: &str) -> String {
+    let mut out = String::from("$'");
+    for c in a.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '\'' => out.push_str(r"\'"),
+            '\n' => out.push_str(r"\n"),
+            '\t' => out.push_str(r"\t"),
+            '\r' => out.push_str(r"\r"),
+            c if !needs_escape(c) => out.push(c),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{:04x}", c as u32)),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_with_controls_are_quoted_for_bash_and_hold_no_control() {
+        let argv = ["echo".to_string(), "a b".into(), "x\x1b[31m\n'".into()];
+        assert_eq!(shell_words(&argv), r"echo 'a b' $'x\x1b[31m\n\''");
+        assert_eq!(shell_words(&["\u{202e}".into()]), r"$'\u202e'");
+    }
+}
