@@ -19,6 +19,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Any 4xx with the given sentence (the refusals of the request guard:
+    /// 403, 405, 408, 413, 415, 421).
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
     /// 400 with the given sentence.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError {

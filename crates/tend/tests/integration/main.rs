@@ -28,5 +28,7 @@ mod pid_reuse;
 mod crash;
 // The daemon and its HTTP API, driven by a real HTTP client.
 mod serve;
+// The daemon under attack: no web page drives it, abuse is bounded.
+mod serve_hardening;
 // Heartbeats, idle output, memory limits, Ctrl-C.
 mod limits;
