@@ -11,7 +11,7 @@ use std::time::Duration;
 use tend_supervisor::Home;
 
 /// How long the daemon has to accept and then to answer.
-const PATIENCE: Duration = Duration::from_secs(3);
+const PATIENCE: Duration = Duration::from_secs(5);
 
 /// The HTTP status the daemon at `listen` answers `GET /api/v1/health`
 /// with, or why it gave none. The token (from `TEND_TOKEN` or the home's

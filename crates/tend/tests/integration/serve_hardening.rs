@@ -449,7 +449,7 @@ fn closed_by_the_daemon(s: &mut TcpStream) -> bool {
 #[test]
 fn idle_and_trickling_connections_are_closed_by_the_header_timeout() {
     let env = TestEnv::new();
-    let d = Daemon::start_with(&env, &[("TEND_HEADER_TIMEOUT", "1s")]);
+    let d = Daemon::start_with(&env, &[("TEND_HEADER_TIMEOUT", "2s")]);
     let start = Instant::now();
     let mut idle: Vec<TcpStream> = (0..50)
         .map(|_| TcpStream::connect(d.addr()).unwrap())
@@ -550,7 +550,14 @@ fn bodies_are_bounded_in_size_and_in_time() {
 #[test]
 fn connections_beyond_the_cap_are_refused_at_once_until_one_closes() {
     let env = TestEnv::new();
-    let d = Daemon::start_with(&env, &[("TEND_MAX_CONNECTIONS", "4")]);
+    // A long header timeout: the held connections must not time out here.
+    let d = Daemon::start_with(
+        &env,
+        &[
+            ("TEND_MAX_CONNECTIONS", "4"),
+            ("TEND_HEADER_TIMEOUT", "120s"),
+        ],
+    );
     let auth = format!("Bearer {}", d.token);
     let health = request(
         "GET",
