@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -24,16 +24,19 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 use utoipa::ToSchema;
 
-use crate::{auth, metrics, openapi, ApiError, AppState};
+use crate::{auth, guard, metrics, openapi, ApiError, AppState};
 
 /// Largest request body accepted.
-const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 /// Largest log read without `follow`.
 const MAX_LOG_READ: u64 = 16 << 20;
 /// Longest long-poll wait.
 const MAX_WAIT: Duration = Duration::from_secs(300);
 
-/// The whole API, behind the token check.
+/// The whole API. Every request passes, in order, the request guard
+/// (`Host`, `Origin`, no preflight, JSON bodies, a declared size within the
+/// limit: see `guard.rs`), the token check, and a bounded read of its body;
+/// only then a handler.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
@@ -48,11 +51,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::read_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }
 
@@ -60,23 +72,31 @@ async fn not_found() -> ApiError {
     ApiError::from(tend_ledger::Error::NotFound("this path".into()))
 }
 
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not served at this path"),
+    )
+}
+
 /// JSON body whose rejection is a JSON error naming the problem.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
-    async fn from_request(mut req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        // A body is always JSON here; do not make `curl -d '{…}'` (which
-        // says form-urlencoded) fail over a header.
-        req.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/json"),
-        );
-        match Json::<T>::from_request(req, state).await {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // The guard already refused a body not declared JSON (415) or too
+        // large (413), and read it within the body timeout.
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+        if bytes.trim_ascii().is_empty() {
+            return Err(ApiError::bad_request(
+                "the body is empty: send a JSON object with Content-Type: application/json",
+            ));
+        }
+        match Json::<T>::from_bytes(&bytes) {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::BytesRejection(_)) => Err(ApiError::bad_request(format!(
-                "the body is larger than {MAX_BODY} bytes or unreadable"
-            ))),
             Err(r) => Err(ApiError::bad_request(r.body_text())),
         }
     }
@@ -469,15 +489,16 @@ async fn kill(
     }
     s.counters().kill_requests.fetch_add(1, Ordering::Relaxed);
     let mut rx = s.subscribe();
+    let req = KillRequest {
+        actor: "api".into(),
+        reason: body.reason,
+        force: body.force,
+        grace_ms: grace.map(|g| g.as_millis() as u64),
+    };
+    let asked = req.clone();
     let (e, already) = s
         .blocking(move |s, l| {
             let e = resolve(l, &id)?;
-            let req = KillRequest {
-                actor: "api".into(),
-                reason: body.reason,
-                force: body.force,
-                grace_ms: grace.map(|g| g.as_millis() as u64),
-            };
             let done =
                 tend_supervisor::request_kill(l, &s.config().home, std::slice::from_ref(&e), &req)?;
             Ok((e, done[0]))
@@ -486,7 +507,7 @@ async fn kill(
     let e = if already {
         s.blocking(move |_, l| Ok(l.get(&e.id)?)).await?
     } else {
-        wait_terminal(&s, &mut rx, &e, None).await?
+        wait_killed(&s, &mut rx, &e, asked).await?
     };
     Ok(Json(Killed {
         id: e.id.to_string(),
@@ -512,6 +533,39 @@ async fn kill(
 
 /// Subscribe first (the caller passes a receiver made before its read),
 /// then re-read, then wait for a terminal transition of `e` or the timeout.
+/// Waits for a requested kill to be carried out; a supervisor that has not
+/// done it within the grace plus `ACT_WITHIN` (stopped, stuck) has it done
+/// for it, as `tend kill` does.
+async fn wait_killed(
+    s: &AppState,
+    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<Execution>>,
+    e: &Execution,
+    req: KillRequest,
+) -> Result<Execution, ApiError> {
+    let grace = match (req.force, req.grace_ms) {
+        (true, _) => Duration::ZERO,
+        (false, g) => Duration::from_millis(g.unwrap_or(e.kill_grace_ms)),
+    };
+    let bound = grace + tend_supervisor::kill::ACT_WITHIN;
+    match wait_terminal(s, rx, e, Some(bound)).await {
+        Err(err) if err.status() == axum::http::StatusCode::REQUEST_TIMEOUT => {
+            let id = e.id.clone();
+            s.blocking(move |s, l| {
+                Ok(tend_supervisor::kill::enforce(
+                    l,
+                    &s.config().home,
+                    &id,
+                    &req,
+                    bound,
+                )?)
+            })
+            .await?;
+            wait_terminal(s, rx, e, None).await
+        }
+        other => other,
+    }
+}
+
 async fn wait_terminal(
     s: &AppState,
     rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<Execution>>,

@@ -19,6 +19,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Any 4xx with the given sentence (the refusals of the request guard:
+    /// 403, 405, 408, 413, 415, 421).
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
     /// 400 with the given sentence.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError {
@@ -97,6 +106,10 @@ impl From<tend_supervisor::Error> for ApiError {
         match e {
             tend_supervisor::Error::Ledger(l) => l.into(),
             tend_supervisor::Error::Unavailable { .. } => ApiError::bad_request(e.to_string()),
+            tend_supervisor::Error::Foreign { .. } => ApiError {
+                status: StatusCode::CONFLICT,
+                message: e.to_string(),
+            },
             other => ApiError::internal(other),
         }
     }

@@ -7,6 +7,12 @@
 //! - serves the HTTP API under `/api/v1` ([`router`]), described by an
 //!   OpenAPI document generated from the handlers and types
 //!   (`/api/v1/openapi.json`), plus `/metrics` in Prometheus text;
+//! - is the one daemon of its home ([`DaemonLock`]), and bounds every
+//!   connection before anyone authenticates: a header timeout, a cap on
+//!   open connections, a body timeout and size limit ([`Limits`]);
+//! - refuses what a web page could send (a foreign `Host` or `Origin`, a
+//!   body not declared JSON, a CORS preflight: [`AllowedHosts`]), then
+//!   requires the token on every request;
 //! - before it answers anything, reconciles the whole ledger and ends stray
 //!   processes of this ledger ([`run`]);
 //! - then watches: inotify on the ledger's `notify/` folder (every
@@ -27,7 +33,10 @@
 
 mod api;
 mod auth;
+mod connections;
 mod error;
+mod guard;
+mod lock;
 mod logs;
 mod metrics;
 mod openapi;
@@ -41,6 +50,8 @@ use std::time::Duration;
 
 pub use api::router;
 pub use error::ApiError;
+pub use guard::AllowedHosts;
+pub use lock::DaemonLock;
 pub use state::AppState;
 
 use tend_supervisor::Home;
@@ -54,9 +65,16 @@ pub struct Config {
     pub db: PathBuf,
     /// The `tend` executable that background supervisors run.
     pub exe: PathBuf,
-    /// The API token; `None` turns authentication off (refused unless the
-    /// address is loopback).
-    pub token: Option<String>,
+    /// The API token. Every request needs it: there is no way to turn
+    /// authentication off, and [`run`] refuses a token shorter than
+    /// [`MIN_TOKEN_LEN`].
+    pub token: String,
+    /// Names besides the listen address that clients may reach the daemon
+    /// by (`TEND_ALLOWED_HOSTS`), as `name` or `name:port`; see
+    /// [`AllowedHosts`].
+    pub allowed_hosts: Vec<String>,
+    /// Bounds on what a client may hold open or send.
+    pub limits: Limits,
     /// Default SIGTERM → SIGKILL grace for launches.
     pub kill_grace: Duration,
     /// Longest timeout a launch may ask for.
@@ -73,12 +91,50 @@ pub struct Config {
     pub long_running_alert: u64,
 }
 
+/// What a client may hold open or send, so that nobody can tie the daemon
+/// up before authenticating (issue 8).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longest a client may take to send a request's headers; also how long
+    /// an idle kept-alive connection stays open (`TEND_HEADER_TIMEOUT`).
+    pub header_timeout: Duration,
+    /// Longest a client may take to send a request's body
+    /// (`TEND_BODY_TIMEOUT`).
+    pub body_timeout: Duration,
+    /// Open connections at most; one more is answered 503 and closed
+    /// (`TEND_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 256,
+        }
+    }
+}
+
+/// Shortest API token accepted: 16 characters is already beyond guessing
+/// over HTTP, and the daemon's own token has 64.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Environment variable that sets the API token instead of the token file.
+pub const TOKEN_VAR: &str = "TEND_TOKEN";
+
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The listen address is not loopback and no token is set.
-    #[error("refusing to listen on {0} without an API token: set TEND_TOKEN, or listen on a loopback address")]
-    NoToken(SocketAddr),
+    /// The API token is empty, too short or unusable in a header.
+    #[error("{0}")]
+    Token(String),
+    /// Another daemon already serves this home.
+    #[error("{0}")]
+    AlreadyRunning(String),
+    /// A setting cannot be used (an allowed host, a limit).
+    #[error("{0}")]
+    Setting(String),
     /// Binding or serving failed.
     #[error("{doing}: {source}")]
     Io {
@@ -96,22 +152,33 @@ pub enum Error {
     Ledger(#[from] tend_ledger::Error),
 }
 
-/// Serves the API on `listener` until `shutdown` resolves. Reconciles the
-/// ledger (dead supervisors → `lost`, stray marked processes ended) before
-/// the first request is answered.
+/// Serves the API on `listener` until `shutdown` resolves. Takes the
+/// home's daemon lock first (a second daemon on one home is refused),
+/// then reconciles the ledger (dead supervisors → `lost`, stray marked
+/// processes ended) before the first request is answered.
 pub async fn run(
     listener: tokio::net::TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let lock = DaemonLock::acquire(&config.home)?;
+    run_locked(listener, config, shutdown, lock).await
+}
+
+async fn run_locked(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    lock: DaemonLock,
+) -> Result<(), Error> {
+    check_token(&config.token, "the API token")?;
+    check_limits(&config.limits)?;
     let addr = listener.local_addr().map_err(|source| Error::Io {
         doing: "reading the listen address",
         source,
     })?;
-    if config.token.is_none() && !addr.ip().is_loopback() {
-        return Err(Error::NoToken(addr));
-    }
-    let state = AppState::new(config)?;
+    let limits = config.limits.clone();
+    let state = AppState::new(config, addr)?;
     let recovered = {
         let s = state.clone();
         tokio::task::spawn_blocking(move || s.recover())
@@ -124,27 +191,39 @@ pub async fn run(
         "startup recovery done"
     );
     let watcher = tokio::spawn(watch::watch(state.clone()));
-    state.write_daemon_file(addr);
+    state.write_daemon_file();
     tracing::info!(%addr, "listening");
     let stopper = state.clone();
-    let served = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopper.stop();
-        })
-        .await
-        .map_err(|source| Error::Io {
-            doing: "serving HTTP",
-            source,
-        });
+    connections::serve(listener, router(state.clone()), &limits, async move {
+        shutdown.await;
+        stopper.stop();
+    })
+    .await;
     watcher.abort();
+    // The file goes first, the lock last: a daemon that starts meanwhile
+    // waits for neither and overwrites nothing of ours.
     state.remove_daemon_file();
-    served
+    drop(lock);
+    Ok(())
 }
 
-/// Binds `addr`, installs SIGTERM/SIGINT handlers for a graceful stop, and
-/// runs the daemon on a small multi-threaded runtime. This is `tend serve`.
+fn check_limits(l: &Limits) -> Result<(), Error> {
+    if l.header_timeout.is_zero() || l.body_timeout.is_zero() || l.max_connections == 0 {
+        return Err(Error::Setting(
+            "the header timeout, the body timeout and the connection limit must all be more than 0"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Takes the home's daemon lock, binds `addr`, installs SIGTERM/SIGINT
+/// handlers for a graceful stop, and runs the daemon on a small
+/// multi-threaded runtime. This is `tend serve`. The lock comes before the
+/// bind, so that a second daemon is told about the first rather than about
+/// a busy port.
 pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Error> {
+    let lock = DaemonLock::acquire(&config.home)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -160,7 +239,7 @@ pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Error> {
                 doing: "binding the listen address",
                 source,
             })?;
-        run(listener, config, shutdown_signal()).await
+        run_locked(listener, config, shutdown_signal(), lock).await
     })
 }
 
@@ -187,22 +266,39 @@ pub(crate) fn readable_fd<T: std::os::fd::AsRawFd>(
     tokio::io::unix::AsyncFd::with_interest(fd, tokio::io::Interest::READABLE)
 }
 
-/// Reads the token: `TEND_TOKEN` if set (an empty value turns
-/// authentication off), else `<home>/token`, created with 32 random bytes
-/// and mode 0600 on first use.
-pub fn load_token(home: &Home) -> std::io::Result<Option<String>> {
-    if let Ok(t) = std::env::var("TEND_TOKEN") {
-        return Ok((!t.is_empty()).then_some(t));
-    }
+/// Reads the token: `TEND_TOKEN` if set, else `<home>/token`, created
+/// with 32 random bytes (64 hex digits) and mode 0600 on first use. A token
+/// that is set but empty, shorter than [`MIN_TOKEN_LEN`], or not printable
+/// ASCII is an error, never a way to turn authentication off (issue 8).
+pub fn load_token(home: &Home) -> Result<String, Error> {
     let path = home.root().join("token");
-    match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(Some(t.trim().to_string())),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    if let Some(t) = std::env::var_os(TOKEN_VAR) {
+        let t = t.to_string_lossy().into_owned();
+        let hint = format!("unset {TOKEN_VAR} to use the token in {}", path.display());
+        check_token(&t, TOKEN_VAR).map_err(|e| Error::Token(format!("{e} ({hint})")))?;
+        return Ok(t);
     }
+    let io = |source| Error::Io {
+        doing: "reading or creating the API token file",
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) => {
+            let t = t.trim().to_string();
+            let what = format!("the token in {}", path.display());
+            check_token(&t, &what).map_err(|e| {
+                Error::Token(format!(
+                    "{e} (delete the file and tend serve makes a new one)"
+                ))
+            })?;
+            return Ok(t);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    home.ensure().map_err(io)?;
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e.to_string())))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -210,7 +306,29 @@ pub fn load_token(home: &Home) -> std::io::Result<Option<String>> {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)?;
-    f.write_all(token.as_bytes())?;
-    Ok(Some(token))
+        .open(&path)
+        .map_err(io)?;
+    f.write_all(token.as_bytes()).map_err(io)?;
+    Ok(token)
+}
+
+/// Refuses a token that is empty, short, or could not travel in a header.
+fn check_token(token: &str, what: &str) -> Result<(), Error> {
+    let n = token.chars().count();
+    if n == 0 {
+        return Err(Error::Token(format!(
+            "{what} is empty: the API always needs a token of at least {MIN_TOKEN_LEN} characters"
+        )));
+    }
+    if n < MIN_TOKEN_LEN {
+        return Err(Error::Token(format!(
+            "{what} has {n} characters: an API token needs at least {MIN_TOKEN_LEN}"
+        )));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Token(format!(
+            "{what} has spaces or characters outside printable ASCII, which cannot be sent in a header"
+        )));
+    }
+    Ok(())
 }

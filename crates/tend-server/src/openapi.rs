@@ -37,15 +37,31 @@ impl Modify for Security {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
         );
-        // Every operation can answer 401 (no or wrong token) and 400 (bad
-        // input: ids, query strings, bodies), with the same JSON error body.
+        // Every operation can answer 401 (no or wrong token), 400 (bad
+        // input: ids, query strings, bodies), 403 and 421 (the request
+        // guard: a foreign Origin, a Host that does not name the daemon),
+        // and a POST 408, 413 and 415 (its body: too slow, too large, not
+        // declared JSON), all with the same JSON error body.
         for (path, item) in doc.paths.paths.iter_mut() {
             let by_id = path.contains("{id}");
-            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            let ops = [(&mut item.get, false), (&mut item.post, true)];
+            for (op, post) in ops.into_iter().filter_map(|(o, p)| Some((o.as_mut()?, p))) {
                 let mut codes = vec![
                     ("400", "bad input; the body names the problem"),
                     ("401", "missing or wrong token"),
+                    ("403", "sent from a web page of another origin"),
+                    ("421", "the Host header does not name this daemon"),
                 ];
+                if post {
+                    codes.extend([
+                        ("408", "the body did not arrive within the body timeout"),
+                        ("413", "the body is larger than 64 KiB"),
+                        (
+                            "415",
+                            "the body is not declared Content-Type: application/json",
+                        ),
+                    ]);
+                }
                 if by_id {
                     codes.push(("404", "no execution has this id or prefix"));
                 }

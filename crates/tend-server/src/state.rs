@@ -7,7 +7,7 @@ use tend_ledger::{Ledger, SqliteLedger};
 use tend_model::Execution;
 use tokio::sync::broadcast;
 
-use crate::{ApiError, Config, Error};
+use crate::{AllowedHosts, ApiError, Config, Error};
 
 /// Shared by every handler and the watcher. Holds no ledger connection:
 /// each blocking task opens its own (SQLite connections are cheap and not
@@ -17,6 +17,8 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     config: Config,
+    listen: SocketAddr,
+    allowed_hosts: AllowedHosts,
     transitions: broadcast::Sender<Arc<Execution>>,
     started: Instant,
     counters: Counters,
@@ -40,8 +42,11 @@ pub struct Counters {
 }
 
 impl AppState {
-    /// Builds the state; checks that the ledger opens.
-    pub fn new(config: Config) -> Result<AppState, Error> {
+    /// Builds the state of a daemon listening on `listen` (the names it
+    /// answers to derive from it); checks that the ledger opens and that
+    /// the configured host names are host names.
+    pub fn new(config: Config, listen: SocketAddr) -> Result<AppState, Error> {
+        let allowed_hosts = AllowedHosts::new(listen, &config.allowed_hosts)?;
         config.home.ensure().map_err(|source| Error::Io {
             doing: "preparing tend's home",
             source,
@@ -51,6 +56,8 @@ impl AppState {
         let (stopping, _) = tokio::sync::watch::channel(false);
         Ok(AppState(Arc::new(Inner {
             config,
+            listen,
+            allowed_hosts,
             transitions,
             started: Instant::now(),
             counters: Counters::default(),
@@ -63,9 +70,14 @@ impl AppState {
         &self.0.config
     }
 
-    /// The API token, if authentication is on.
-    pub fn token(&self) -> Option<&str> {
-        self.0.config.token.as_deref()
+    /// The API token; every request needs it.
+    pub fn token(&self) -> &str {
+        &self.0.config.token
+    }
+
+    /// The names a request's `Host` (and `Origin`) may give.
+    pub fn allowed_hosts(&self) -> &AllowedHosts {
+        &self.0.allowed_hosts
     }
 
     /// The counters.
@@ -148,8 +160,11 @@ impl AppState {
     }
 
     /// Records this daemon in `<home>/daemon.json` (identity and address),
-    /// for `tend health` and `tend doctor`.
-    pub fn write_daemon_file(&self, addr: SocketAddr) {
+    /// for `tend health` and `tend doctor`, which also ask the address
+    /// whether it answers. Only the holder of the home's
+    /// [`crate::DaemonLock`] writes or removes the file.
+    pub fn write_daemon_file(&self) {
+        let addr = self.0.listen;
         let me = std::process::id() as i32;
         let Ok(id) = tend_proc::identify(me) else {
             return;

@@ -11,27 +11,39 @@ use tend_server::{router, AppState, Config};
 use tend_supervisor::Home;
 use tower::ServiceExt;
 
-const TOKEN: &str = "s3cret-token";
+const TOKEN: &str = "s3cret-token-for-tests";
+const HOST: &str = "127.0.0.1:7757";
 
 fn state(dir: &tempfile::TempDir) -> AppState {
     let home = Home::new(dir.path().join("home"));
-    AppState::new(Config {
-        db: dir.path().join("home/tend.db"),
-        home,
-        exe: "/nonexistent/tend".into(),
-        token: Some(TOKEN.into()),
-        kill_grace: Duration::from_secs(1),
-        max_timeout: Duration::from_secs(3600),
-        log_max_size: 1 << 20,
-        containment: None,
-        reconcile_every: Duration::from_secs(30),
-        long_running_after: Duration::from_secs(3600),
-        long_running_alert: 5,
-    })
+    AppState::new(
+        Config {
+            db: dir.path().join("home/tend.db"),
+            home,
+            exe: "/nonexistent/tend".into(),
+            token: TOKEN.into(),
+            allowed_hosts: Vec::new(),
+            limits: Default::default(),
+            kill_grace: Duration::from_secs(1),
+            max_timeout: Duration::from_secs(3600),
+            log_max_size: 1 << 20,
+            containment: None,
+            reconcile_every: Duration::from_secs(30),
+            long_running_after: Duration::from_secs(3600),
+            long_running_alert: 5,
+        },
+        HOST.parse().unwrap(),
+    )
     .unwrap()
 }
 
-async fn call(s: &AppState, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+/// Calls the router as a client reaching it by its address would (with
+/// `Host`, which every HTTP/1.1 client sends).
+async fn call(s: &AppState, mut req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    if !req.headers().contains_key("host") {
+        req.headers_mut()
+            .insert("host", axum::http::HeaderValue::from_static(HOST));
+    }
     let resp = router(s.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -142,8 +154,11 @@ async fn bad_input_gets_a_json_error_naming_the_problem() {
         );
     }
     let big = format!(r#"{{"command": ["{}"]}}"#, "x".repeat(100_000));
-    let (st, _) = call(&s, post(&big)).await;
-    assert!(st.is_client_error(), "an oversized body is refused: {st}");
+    let (st, v) = call(&s, post(&big)).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "an oversized body: {v}");
+    let (st, v) = call(&s, post("")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "an empty body: {v}");
+    assert!(v["error"].as_str().unwrap().contains("empty"), "{v}");
     for (path, want) in [
         ("/api/v1/executions/zzzzzzzz", StatusCode::NOT_FOUND),
         ("/api/v1/executions/ab", StatusCode::BAD_REQUEST),
@@ -158,14 +173,23 @@ async fn bad_input_gets_a_json_error_naming_the_problem() {
         assert_eq!(st, want, "{path} -> {v}");
         assert!(v["error"].is_string(), "{path} -> {v}");
     }
-    let (st, v) = call(
-        &s,
-        authed(Request::post("/api/v1/executions/zzzzzzzz/kill"))
-            .body(Body::from("{\"force\": 1}"))
-            .unwrap(),
-    )
-    .await;
+    let kill = |content_type: Option<&str>| {
+        let mut b = authed(Request::post("/api/v1/executions/zzzzzzzz/kill"));
+        if let Some(t) = content_type {
+            b = b.header("content-type", t);
+        }
+        b.body(Body::from("{\"force\": 1}")).unwrap()
+    };
+    let (st, v) = call(&s, kill(Some("application/json"))).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    for t in [None, Some("text/plain")] {
+        let (st, v) = call(&s, kill(t)).await;
+        assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{t:?}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("application/json"),
+            "{v}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -245,4 +269,41 @@ async fn health_metrics_and_reap_answer_on_an_empty_ledger() {
     .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(r["lost"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn foreign_hosts_origins_and_preflights_are_refused_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    let health = || authed(get("/api/v1/health"));
+    let cases = [
+        (
+            health().header("host", "evil.example:7757"),
+            StatusCode::MISDIRECTED_REQUEST,
+        ),
+        (
+            health().header("origin", "http://evil.example"),
+            StatusCode::FORBIDDEN,
+        ),
+        (health().header("origin", "null"), StatusCode::FORBIDDEN),
+        (
+            authed(Request::options("/api/v1/executions")),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            authed(Request::put("/api/v1/executions")),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ];
+    for (req, want) in cases {
+        let (st, v) = call(&s, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(st, want, "{v}");
+        assert!(v["error"].is_string(), "{v}");
+    }
+    let own = health()
+        .header("host", "localhost:7757")
+        .header("origin", "http://localhost:7757")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&s, own).await.0, StatusCode::OK);
 }

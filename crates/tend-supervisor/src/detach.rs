@@ -60,6 +60,9 @@ pub fn launch(exe: &Path, home: &Home, db: &Path, spec: &RunSpec) -> Result<Answ
         db: db.to_path_buf(),
     };
     let mut cmd = Command::new(exe);
+    for secret in crate::SECRET_VARS {
+        cmd.env_remove(secret);
+    }
     cmd.arg("__supervise")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -90,6 +90,13 @@ pub fn is_local(e: &tend_model::Execution, host: &str) -> bool {
     e.host == host || tend_proc::procfs::boot_id().is_ok_and(|b| b == e.supervisor.boot_id)
 }
 
+/// Variables that hold tend's own secrets (the daemon's API token). They
+/// are removed from the environment of every supervisor the launcher
+/// starts and of every command a supervisor starts, so that no command
+/// tend runs inherits them (issue 8); a value given explicitly in the run's
+/// `env` is still passed.
+pub const SECRET_VARS: &[&str] = &["TEND_TOKEN"];
+
 /// Environment variable naming a crash point for tests: the supervisor
 /// SIGKILLs itself when it reaches the point of that name
 /// (`after-queued-commit`, `after-spawn`, `before-terminal-commit`,

@@ -159,6 +159,10 @@ pub fn run<L: Ledger>(
         None => None,
     };
     let mut cmd = Command::new(&spec.command[0]);
+    // Before the run's own env, so that an explicit value still passes.
+    for secret in crate::SECRET_VARS {
+        cmd.env_remove(secret);
+    }
     cmd.args(&spec.command[1..])
         .current_dir(&spec.cwd)
         .envs(&spec.env)

@@ -32,6 +32,23 @@ pub struct Config {
     pub alert_long_running_count: u64,
     /// How often the daemon's backstop reconcile runs.
     pub reconcile_every: Duration,
+    /// Who may reach the daemon, and for how long (`tend serve` only).
+    pub daemon: DaemonSettings,
+}
+
+/// The settings that bound what clients can do to `tend serve` (issue 8).
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Names besides its listen address that the daemon may be reached by
+    /// (`TEND_ALLOWED_HOSTS`, comma-separated), as `name` or `name:port`.
+    pub allowed_hosts: Vec<String>,
+    /// Longest a client may take to send its request headers, and how long
+    /// an idle connection stays open (`TEND_HEADER_TIMEOUT`, 10s).
+    pub header_timeout: Duration,
+    /// Longest a client may take to send a request body (`TEND_BODY_TIMEOUT`, 10s).
+    pub body_timeout: Duration,
+    /// Connections the daemon keeps open at most (`TEND_MAX_CONNECTIONS`, 256).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +65,10 @@ struct File {
     alert_long_running_after: Option<String>,
     alert_long_running_count: Option<u64>,
     reconcile_every: Option<String>,
+    allowed_hosts: Option<Vec<String>>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 impl Config {
@@ -67,18 +88,7 @@ impl Config {
             }
             _ => File::default(),
         };
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        // A setting that cannot be used is the user's mistake: exit 2.
-        let duration = |name: &str, from_file: &Option<String>| -> Result<Option<Duration>> {
-            match var(name).or_else(|| from_file.clone()) {
-                Some(s) => {
-                    Ok(Some(tend_model::parse_duration(&s).map_err(|e| {
-                        crate::usage(format!("bad {name} setting: {e}"))
-                    })?))
-                }
-                None => Ok(None),
-            }
-        };
+        let daemon = DaemonSettings::load(&file)?;
         let home = match var("TEND_HOME").map(PathBuf::from).or(file.home) {
             Some(h) => h,
             None => default_home()?,
@@ -130,6 +140,7 @@ impl Config {
             },
             reconcile_every: duration("TEND_RECONCILE_EVERY", &file.reconcile_every)?
                 .unwrap_or(Duration::from_secs(30)),
+            daemon,
         })
     }
 
@@ -151,6 +162,59 @@ impl Config {
             );
         }
         Ok(Path::new(path).to_path_buf())
+    }
+}
+
+impl DaemonSettings {
+    /// From the environment, else the configuration file.
+    fn load(file: &File) -> Result<DaemonSettings> {
+        let positive = |name: &str, from_file: &Option<String>| -> Result<Duration> {
+            let d = duration(name, from_file)?.unwrap_or(Duration::from_secs(10));
+            if d.is_zero() {
+                bail!("bad {name} setting: it must be more than 0");
+            }
+            Ok(d)
+        };
+        let max_connections = match var("TEND_MAX_CONNECTIONS") {
+            Some(v) => v
+                .parse()
+                .context("bad TEND_MAX_CONNECTIONS: give a whole number")?,
+            None => file.max_connections.unwrap_or(256),
+        };
+        if max_connections == 0 {
+            bail!("bad TEND_MAX_CONNECTIONS setting: it must be at least 1");
+        }
+        let allowed_hosts = match var("TEND_ALLOWED_HOSTS") {
+            Some(v) => v.split(',').map(|h| h.trim().to_string()).collect(),
+            None => file.allowed_hosts.clone().unwrap_or_default(),
+        };
+        Ok(DaemonSettings {
+            allowed_hosts: allowed_hosts
+                .into_iter()
+                .filter(|h| !h.is_empty())
+                .collect(),
+            header_timeout: positive("TEND_HEADER_TIMEOUT", &file.header_timeout)?,
+            body_timeout: positive("TEND_BODY_TIMEOUT", &file.body_timeout)?,
+            max_connections,
+        })
+    }
+}
+
+/// A `TEND_*` variable; set but empty counts as unset.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A duration from the variable `name`, else from the file.
+fn duration(name: &str, from_file: &Option<String>) -> Result<Option<Duration>> {
+    // A setting that cannot be used is the user's mistake: exit 2.
+    match var(name).or_else(|| from_file.clone()) {
+        Some(s) => {
+            Ok(Some(tend_model::parse_duration(&s).map_err(|e| {
+                crate::usage(format!("bad {name} setting: {e}"))
+            })?))
+        }
+        None => Ok(None),
     }
 }
 

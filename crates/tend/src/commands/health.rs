@@ -124,7 +124,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
     add(
         "daemon",
         match daemon(ctx) {
-            Some(Ok(addr)) => Ok(format!("running, listening on {addr}")),
+            Some(Ok(detail)) => Ok(format!("running, {detail}")),
             Some(Err(why)) => Err(format!("{why}; start it again with `tend serve`")),
             None => {
                 Ok("none running (not needed: run, wait, kill and reap work without one)".into())
@@ -212,7 +212,7 @@ pub fn health(ctx: &Context) -> Result<i32> {
         );
     }
     match daemon(ctx) {
-        Some(Ok(addr)) => add("daemon", 0, format!("running, listening on {addr}")),
+        Some(Ok(detail)) => add("daemon", 0, format!("running, {detail}")),
         Some(Err(why)) => add("daemon", 1, why),
         None => add(
             "daemon",
@@ -238,7 +238,8 @@ pub fn health(ctx: &Context) -> Result<i32> {
 }
 
 /// The daemon recorded in `daemon.json`: `None` if there is none, `Err`
-/// if the file names a daemon that is gone.
+/// if the file names a daemon that is gone or that does not answer on its
+/// address (the file alone proves nothing: issue 8).
 fn daemon(ctx: &Context) -> Option<Result<String, String>> {
     let text = std::fs::read_to_string(ctx.home.root().join("daemon.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
@@ -250,7 +251,24 @@ fn daemon(ctx: &Context) -> Option<Result<String, String>> {
     };
     let listen = v["listen"].as_str().unwrap_or("?").to_string();
     Some(match Pidfd::open_verified(&id) {
-        Ok(tend_proc::Verified::Alive(_)) => Ok(listen),
+        Ok(tend_proc::Verified::Alive(_)) => match super::probe::health(&listen, &ctx.home) {
+            Ok(200) => Ok(format!(
+                "listening on {listen} (pid {}), answered /api/v1/health",
+                id.pid
+            )),
+            Ok(401) => Ok(format!(
+                "listening on {listen} (pid {}), answered /api/v1/health but refused this home's token",
+                id.pid
+            )),
+            Ok(code) => Err(format!(
+                "the daemon (pid {}) on {listen} answered /api/v1/health with status {code}",
+                id.pid
+            )),
+            Err(why) => Err(format!(
+                "daemon.json names pid {}, which is alive but does not answer on {listen} ({why})",
+                id.pid
+            )),
+        },
         _ => Err(format!(
             "daemon.json names a daemon (pid {}) that is gone; it did not stop cleanly",
             id.pid

@@ -4,6 +4,7 @@
 pub mod health;
 pub mod kill;
 pub mod logs;
+mod probe;
 pub mod query;
 pub mod reap;
 pub mod run;

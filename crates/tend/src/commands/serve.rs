@@ -8,22 +8,28 @@ use crate::cli::{LogFormat, ServeArgs};
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32> {
     init_logging(args.log_format, ctx.global.verbose, ctx.global.quiet);
-    let token =
-        tend_server::load_token(&ctx.home).context("cannot read or create the API token file")?;
+    let token = tend_server::load_token(&ctx.home)?;
+    let c = &ctx.config;
     let config = tend_server::Config {
         home: ctx.home.clone(),
-        db: std::path::absolute(ctx.config.sqlite_path()?)?,
+        db: std::path::absolute(c.sqlite_path()?)?,
         exe: std::env::current_exe().context("cannot find the tend executable")?,
         token,
-        kill_grace: ctx.config.kill_grace,
-        max_timeout: ctx.config.max_timeout,
-        log_max_size: ctx.config.log_max_size,
-        containment: ctx.config.containment.clone(),
-        reconcile_every: ctx.config.reconcile_every,
-        long_running_after: ctx.config.alert_long_running_after,
-        long_running_alert: ctx.config.alert_long_running_count,
+        allowed_hosts: c.daemon.allowed_hosts.clone(),
+        limits: tend_server::Limits {
+            header_timeout: c.daemon.header_timeout,
+            body_timeout: c.daemon.body_timeout,
+            max_connections: c.daemon.max_connections,
+        },
+        kill_grace: c.kill_grace,
+        max_timeout: c.max_timeout,
+        log_max_size: c.log_max_size,
+        containment: c.containment.clone(),
+        reconcile_every: c.reconcile_every,
+        long_running_after: c.alert_long_running_after,
+        long_running_alert: c.alert_long_running_count,
     };
-    let addr = args.listen.unwrap_or(ctx.config.listen);
+    let addr = args.listen.unwrap_or(c.listen);
     tend_server::serve(addr, config)?;
     Ok(0)
 }

@@ -36,6 +36,8 @@ mod output;
 mod pressure;
 // Kills are certain whatever state the supervisor is in.
 mod unkillable;
+// The daemon under attack: no web page drives it, abuse is bounded.
+mod serve_hardening;
 // Heartbeats, idle output, memory limits, Ctrl-C.
 mod limits;
 // A closed stdout: exit 141, never a panic.

@@ -32,6 +32,8 @@ impl TestEnv {
             .env_remove("TEND_FAILPOINT")
             .env_remove("TEND_EXECUTION_ID")
             .env_remove("TEND_LEDGER")
+            .env_remove("TEND_TOKEN")
+            .env_remove("TEND_ALLOWED_HOSTS")
             .stdin(Stdio::null());
         c
     }
@@ -244,10 +246,13 @@ impl Daemon {
         });
         assert!(started, "the daemon did not come up");
         let info: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        let token = std::fs::read_to_string(env.home().join("token"))
-            .unwrap()
-            .trim()
-            .to_string();
+        let token = match vars.iter().find(|(k, _)| *k == "TEND_TOKEN") {
+            Some((_, t)) => t.to_string(),
+            None => std::fs::read_to_string(env.home().join("token"))
+                .unwrap()
+                .trim()
+                .to_string(),
+        };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(120)))
@@ -263,6 +268,11 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The `ip:port` it listens on.
+    pub fn addr(&self) -> &str {
+        self.base.strip_prefix("http://").expect("an http base")
     }
 
     /// GET with the token; (status, JSON or text as a JSON string).

@@ -245,3 +245,23 @@ fn a_second_kill_with_a_shorter_grace_shortens_the_kill_under_way() {
     assert_eq!(env.show(&id)["kill_method"], "forced");
     let _ = first.wait();
 }
+
+#[test]
+fn the_api_kill_of_a_stopped_supervisor_is_carried_out_too() {
+    let env = TestEnv::new();
+    let d = Daemon::start(&env);
+    for force in [true, false] {
+        let id = env.detach(&["sh", "-c", "sleep 0.3; kill -STOP $PPID; sleep 60"]);
+        let sup = supervisor_pid(&env, &id);
+        assert!(eventually(Duration::from_secs(10), || state(sup) == 'T'));
+        let started = Instant::now();
+        let (st, body) = d.post(
+            &format!("/api/v1/executions/{id}/kill"),
+            serde_json::json!({ "force": force, "grace": "1s" }),
+        );
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["status"], "killed");
+        assert!(started.elapsed() < Duration::from_secs(15));
+        env.assert_no_marked(Some(&id), Duration::from_secs(5));
+    }
+}

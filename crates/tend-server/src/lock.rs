@@ -1,0 +1,78 @@
+//! One daemon per home (issue 8). Without it a second `tend serve` on the
+//! same home started, overwrote `daemon.json` and deleted it when it
+//! stopped, so `tend health` said "none running" while the first still
+//! served.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use rustix::fs::FlockOperation;
+use tend_supervisor::Home;
+
+use crate::Error;
+
+/// An exclusive `flock` on `<home>/daemon.lock`, held for the daemon's
+/// lifetime and released by the kernel however the daemon ends (even by
+/// SIGKILL), so a stale lock cannot exist. The descriptor is close-on-exec:
+/// the supervisors the daemon launches do not inherit it, and a daemon
+/// restarted while its executions run gets the lock back. The file holds
+/// the holder's pid, for the refusal of a second daemon.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: File,
+}
+
+impl DaemonLock {
+    /// Takes the lock, or says which daemon holds it (its pid, and its
+    /// address from `daemon.json`).
+    pub fn acquire(home: &Home) -> Result<DaemonLock, Error> {
+        let io = |doing| move |source| Error::Io { doing, source };
+        home.ensure().map_err(io("preparing tend's home"))?;
+        let path = home.root().join("daemon.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io("opening the daemon lock file"))?;
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(Error::AlreadyRunning(running(home)));
+            }
+            Err(e) => return Err(io("locking the daemon lock file")(e.into())),
+        }
+        file.set_len(0)
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .map_err(io("writing the daemon lock file"))?;
+        Ok(DaemonLock { _file: file })
+    }
+}
+
+/// One sentence naming the daemon that holds the lock.
+fn running(home: &Home) -> String {
+    let root = home.root();
+    let pid = std::fs::read_to_string(root.join("daemon.lock"))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok());
+    let recorded: Option<serde_json::Value> = std::fs::read_to_string(root.join("daemon.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    // daemon.json may be a dead daemon's; trust its address only when it
+    // names the pid that holds the lock.
+    let listen = recorded
+        .filter(|v| pid.is_some_and(|p| v["pid"].as_u64() == Some(u64::from(p))))
+        .and_then(|v| v["listen"].as_str().map(str::to_string));
+    let who = match (pid, listen) {
+        (Some(p), Some(l)) => format!("pid {p}, listening on {l}"),
+        (Some(p), None) => format!("pid {p}, still starting"),
+        _ => "still starting".to_string(),
+    };
+    format!(
+        "another tend serve ({who}) already serves the home {}; stop it first, or give this one another TEND_HOME",
+        root.display()
+    )
+}
