@@ -77,6 +77,24 @@ pub fn children_usage() -> (u64, u64) {
     )
 }
 
+/// What the live processes `pids` have used so far: CPU time (user +
+/// system, summed) in milliseconds and the largest peak RSS (`VmHWM`), in
+/// bytes. For processes the kernel will reap on nobody's behalf (those
+/// left in a PID namespace whose init is killed), whose usage would
+/// otherwise never reach [`children_usage`].
+pub fn live_usage(pids: &[i32]) -> (u64, u64) {
+    let tick_ms = 1000 / rustix::param::clock_ticks_per_second().max(1);
+    let mut cpu = 0;
+    let mut peak = 0;
+    for &pid in pids {
+        if let Ok(st) = procfs::stat(pid) {
+            cpu += (st.utime + st.stime) * tick_ms;
+        }
+        peak = peak.max(procfs::peak_rss(pid).unwrap_or(0));
+    }
+    (cpu, peak)
+}
+
 /// Builds the identity of a live process as tend records it.
 pub fn identify(pid: i32) -> std::io::Result<ProcessIdentity> {
     let fd = Pidfd::open(pid)?;

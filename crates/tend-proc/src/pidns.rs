@@ -116,6 +116,26 @@ pub fn contain(cmd: &mut Command) -> io::Result<Leftovers> {
     })
 }
 
+/// The command's own process, as this (outer) namespace numbers it: the
+/// grandchild of the relay P (P → C → command). This is the process whose
+/// identity, CPU and memory the ledger shows; the relay only passes its
+/// exit status on. `None` if it is already gone (or the kernel has no
+/// `/proc/PID/task/TID/children`), in which case the relay stands for it.
+pub fn command_of(relay: i32) -> Option<i32> {
+    let children = |pid: i32| -> Vec<i32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let init = *children(relay).first()?;
+    // C's first child is the command; orphans it adopts come later.
+    children(init)
+        .into_iter()
+        .min_by_key(|p| crate::procfs::stat(*p).map_or(u64::MAX, |s| s.start_time))
+}
+
 /// The supervisor's end of the leftovers pipe.
 #[derive(Debug)]
 pub struct Leftovers {

@@ -101,6 +101,14 @@ pub fn environ_var(pid: i32, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
+/// The peak resident set size (`VmHWM` of `/proc/PID/status`), in bytes.
+pub fn peak_rss(pid: i32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// The page size, for turning RSS pages into bytes.
 pub fn page_size() -> u64 {
     rustix::param::page_size() as u64

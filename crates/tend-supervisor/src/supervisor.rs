@@ -218,15 +218,14 @@ pub fn run<L: Ledger>(
     if let Some(l) = leftovers.as_mut() {
         l.spawned();
     }
-    let pid = child.id() as i32;
-    let child_fd = Pidfd::open(pid).map_err(Error::io("opening a pidfd on the command"))?;
-    let stat = procfs::stat(pid).map_err(Error::io("reading the command's start time"))?;
-    let identity = ProcessIdentity {
-        boot_id: new.supervisor.boot_id.clone(),
-        pid,
-        start_time: stat.start_time,
-        pidfd_ino: child_fd.inode(),
-    };
+    let direct = child.id() as i32;
+    let child_fd = Pidfd::open(direct).map_err(Error::io("opening a pidfd on the command"))?;
+    let identity = command_identity(
+        direct,
+        &child_fd,
+        leftovers.is_some(),
+        &new.supervisor.boot_id,
+    )?;
     let stdout: OwnedFd = child.stdout.take().expect("stdout was piped").into();
     let stderr: OwnedFd = child.stderr.take().expect("stderr was piped").into();
     drop(child);
@@ -257,6 +256,7 @@ pub fn run<L: Ledger>(
         mode,
         signals,
         child: Some(child_fd),
+        direct,
         status: None,
         pipes: [Some(nonblocking(stdout)?), Some(nonblocking(stderr)?)],
         logs: [&mut out, &mut err],
@@ -272,6 +272,7 @@ pub fn run<L: Ledger>(
             .max_memory_bytes
             .map(|_| Instant::now() + MEMORY_SAMPLE),
         peak_rss: 0,
+        sampled_cpu_ms: 0,
         cgroup,
         leftovers,
         term: Terminal::new(),
@@ -304,6 +305,42 @@ pub fn run<L: Ledger>(
     Ok(RunResult::Finished(match t {
         Transition::Won(e) | Transition::Lost(e) => e,
     }))
+}
+
+/// The identity to record for the command. In the pidns tier the direct
+/// child is only the relay that passes the exit status on; the ledger
+/// records the command itself (so `ps` shows its CPU and memory), pinned by
+/// a pidfd opened before its start time is read.
+fn command_identity(
+    direct: i32,
+    direct_fd: &Pidfd,
+    pidns: bool,
+    boot_id: &str,
+) -> Result<ProcessIdentity, Error> {
+    // The relay lets `spawn` return before the init has forked the
+    // command, so give it a moment (once, at start, in this tier only).
+    let mut inner = None;
+    for _ in 0..100 {
+        if !pidns {
+            break;
+        }
+        inner = tend_proc::pidns::command_of(direct).and_then(|p| Pidfd::open(p).ok());
+        if inner.is_some() || !direct_fd.is_alive() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (pid, ino) = match &inner {
+        Some(fd) => (fd.pid(), fd.inode()),
+        None => (direct, direct_fd.inode()),
+    };
+    let stat = procfs::stat(pid).map_err(Error::io("reading the command's start time"))?;
+    Ok(ProcessIdentity {
+        boot_id: boot_id.to_string(),
+        pid,
+        start_time: stat.start_time,
+        pidfd_ino: ino,
+    })
 }
 
 /// Retries a write the supervisor must not give up on — the start of a
@@ -490,6 +527,9 @@ struct Supervision<'a, L: Ledger> {
     mode: Mode,
     signals: Signals,
     child: Option<Pidfd>,
+    /// The supervisor's own child: the command, or in the pidns tier the
+    /// relay whose exit status is the command's.
+    direct: i32,
     status: Option<WaitStatus>,
     pipes: [Option<OwnedFd>; 2],
     logs: [&'a mut LogFile; 2],
@@ -499,6 +539,8 @@ struct Supervision<'a, L: Ledger> {
     last_output: Instant,
     next_sample: Option<Instant>,
     peak_rss: u64,
+    /// pidns: CPU read from `/proc` just before a forced kill.
+    sampled_cpu_ms: u64,
     cgroup: Option<Cgroup>,
     /// pidns tier: tells whether the kernel SIGKILLed processes the command
     /// left in its namespace when it exited.
@@ -566,6 +608,14 @@ impl<L: Ledger> Supervision<'_, L> {
             kill.forced = true;
         }
         let sig = if kill.forced { Sig::Kill } else { Sig::Term };
+        if kill.forced && self.leftovers.is_some() {
+            // pidns: what SIGKILL takes now is reaped by the kernel, and
+            // its usage would reach no one; read it while it is there.
+            let pids: Vec<i32> = tree.iter().map(Pidfd::pid).collect();
+            let (cpu, peak) = tend_proc::live_usage(&pids);
+            self.sampled_cpu_ms = self.sampled_cpu_ms.max(cpu);
+            self.peak_rss = self.peak_rss.max(peak);
+        }
         let mut sent = 0u32;
         let mut newly: Vec<i32> = Vec::new();
         let mut refused: Vec<(i32, String)> = Vec::new();
@@ -973,9 +1023,8 @@ impl<L: Ledger> Supervision<'_, L> {
     /// Reaps every child that has exited: the command (whose status we
     /// keep) and any orphan re-parented to us.
     fn reap(&mut self) {
-        let Some(cmd_pid) = self.exec.pid else { return };
         while let Ok(Some((pid, st))) = wait(WaitOptions::NOHANG) {
-            if pid.as_raw_nonzero().get() == cmd_pid {
+            if pid.as_raw_nonzero().get() == self.direct {
                 self.status = Some(st);
                 self.child = None;
             }
@@ -1131,7 +1180,7 @@ impl<L: Ledger> Supervision<'_, L> {
         };
         let (cpu_ms, max_rss) = tend_proc::children_usage();
         let usage = Some(tend_ledger::Usage {
-            cpu_ms,
+            cpu_ms: cpu_ms.max(self.sampled_cpu_ms),
             max_rss_bytes: max_rss.max(self.peak_rss),
         });
         Outcome {

@@ -265,3 +265,40 @@ fn the_api_kill_of_a_stopped_supervisor_is_carried_out_too() {
         env.assert_no_marked(Some(&id), Duration::from_secs(5));
     }
 }
+
+#[test]
+fn the_pidns_tier_records_the_command_and_what_it_used() {
+    let env = TestEnv::new();
+    let offered = env
+        .json(&["doctor"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "tier pidns" && c["ok"] == true);
+    if !offered {
+        eprintln!("skipped: the pidns tier is not offered here");
+        return;
+    }
+    let id = String::from_utf8(
+        env.cmd()
+            .env("TEND_CONTAINMENT", "pidns")
+            .args(["run", "-d", "--", "sh", "-c", "while :; do :; done"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let pid = env.show(&id)["pid"].as_i64().unwrap() as i32;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(
+        comm.trim(),
+        "sh",
+        "the recorded pid is the command, not the relay"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    env.ok(&["kill", "--force", &id]);
+    let e = env.show(&id);
+    assert!(e["cpu_ms"].as_u64().unwrap() >= 500, "cpu {}", e["cpu_ms"]);
+}
