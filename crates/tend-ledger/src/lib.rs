@@ -22,10 +22,12 @@
 
 mod error;
 mod sqlite;
+mod store;
 mod types;
 
 pub use error::Error;
 pub use sqlite::SqliteLedger;
+pub use store::{open, open_read_only, Store};
 pub use types::{
     Created, Filter, KillReport, KillRequest, NewExecution, Outcome, Summary, Transition, Usage,
     KILL_BUCKETS_MS,
@@ -96,6 +98,23 @@ pub trait Ledger: Send {
     /// All events of one execution, oldest first.
     fn events(&self, id: &ExecutionId) -> Result<Vec<Event>>;
 
+    /// The schema version found and the newest this build knows, for
+    /// `doctor` and `health`.
+    fn schema(&self) -> Result<(i64, i64)>;
+
+    /// A full consistency check of the storage, where the backend has one
+    /// (SQLite's `integrity_check`); `None` where it has none.
+    fn integrity_check(&self) -> Option<Result<(), String>> {
+        None
+    }
+
+    /// When this process found the ledger to be a copy of another (a copied
+    /// file) and gave it an id of its own: the original's id. Backends that
+    /// cannot be copied that way answer `None`.
+    fn copied_from(&self) -> Option<&str> {
+        None
+    }
+
     /// Appends an audit event.
     fn record(
         &self,
@@ -104,6 +123,73 @@ pub trait Ledger: Send {
         actor: &str,
         details: serde_json::Value,
     ) -> Result<()>;
+}
+
+/// A boxed ledger is a ledger, so that what [`open`] returns goes wherever
+/// a backend does.
+impl<T: Ledger + ?Sized> Ledger for Box<T> {
+    fn ledger_id(&self) -> &str {
+        (**self).ledger_id()
+    }
+    fn create(&self, new: &NewExecution) -> Result<Created> {
+        (**self).create(new)
+    }
+    fn start(&self, id: &ExecutionId, process: &ProcessIdentity) -> Result<Transition> {
+        (**self).start(id, process)
+    }
+    fn transition(
+        &self,
+        id: &ExecutionId,
+        expected: tend_model::Status,
+        outcome: &Outcome,
+    ) -> Result<Transition> {
+        (**self).transition(id, expected, outcome)
+    }
+    fn request_kill(&self, id: &ExecutionId, request: &KillRequest) -> Result<Execution> {
+        (**self).request_kill(id, request)
+    }
+    fn heartbeat(&self, id: &ExecutionId, progress: Option<&str>) -> Result<Execution> {
+        (**self).heartbeat(id, progress)
+    }
+    fn get(&self, id: &ExecutionId) -> Result<Execution> {
+        (**self).get(id)
+    }
+    fn resolve(&self, prefix: &str) -> Result<Execution> {
+        (**self).resolve(prefix)
+    }
+    fn list(&self, filter: &Filter) -> Result<Vec<Execution>> {
+        (**self).list(filter)
+    }
+    fn live(&self) -> Result<Vec<Execution>> {
+        (**self).live()
+    }
+    fn by_key(&self, key: &str) -> Result<Option<Execution>> {
+        (**self).by_key(key)
+    }
+    fn summary(&self, since_ms: Option<i64>, long_running_before: i64) -> Result<Summary> {
+        (**self).summary(since_ms, long_running_before)
+    }
+    fn events(&self, id: &ExecutionId) -> Result<Vec<Event>> {
+        (**self).events(id)
+    }
+    fn schema(&self) -> Result<(i64, i64)> {
+        (**self).schema()
+    }
+    fn integrity_check(&self) -> Option<Result<(), String>> {
+        (**self).integrity_check()
+    }
+    fn copied_from(&self) -> Option<&str> {
+        (**self).copied_from()
+    }
+    fn record(
+        &self,
+        id: &ExecutionId,
+        kind: &str,
+        actor: &str,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        (**self).record(id, kind, actor, details)
+    }
 }
 
 /// Milliseconds since the Unix epoch on this host's clock.

@@ -140,12 +140,6 @@ impl SqliteLedger {
         })
     }
 
-    /// When this process found the file to be a copy of another ledger's
-    /// (and gave it a new id): the id of the ledger it was copied from.
-    pub fn copied_from(&self) -> Option<&str> {
-        self.copied_from.as_deref()
-    }
-
     /// Opens an existing ledger for reading only, for a home on a read-only
     /// file system: nothing is created, migrated or written, and every
     /// write through it fails with a storage error.
@@ -189,7 +183,7 @@ impl SqliteLedger {
     }
 
     /// Runs `PRAGMA integrity_check`; `Ok(())` when SQLite finds nothing wrong.
-    pub fn integrity_check(&self) -> Result<(), String> {
+    pub fn check_integrity(&self) -> Result<(), String> {
         let r: String = self
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -524,6 +518,22 @@ fn insert_event(
 impl Ledger for SqliteLedger {
     fn ledger_id(&self) -> &str {
         &self.ledger_id
+    }
+
+    fn schema(&self) -> Result<(i64, i64)> {
+        let found = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(Error::storage("reading the schema version"))?;
+        Ok((found, MIGRATIONS.len() as i64))
+    }
+
+    fn integrity_check(&self) -> Option<Result<(), String>> {
+        Some(self.check_integrity())
+    }
+
+    fn copied_from(&self) -> Option<&str> {
+        self.copied_from.as_deref()
     }
 
     fn create(&self, new: &NewExecution) -> Result<Created> {

@@ -38,7 +38,7 @@ fn new_exec(key: Option<&str>, dedup: bool) -> NewExecution {
     }
 }
 
-fn created<L: Ledger>(l: &L, key: Option<&str>) -> Execution {
+fn created<L: Ledger + ?Sized>(l: &L, key: Option<&str>) -> Execution {
     match l.create(&new_exec(key, true)).unwrap() {
         Created::New(e) => e,
         Created::Existing(e) => panic!("expected a new execution, got {}", e.id),
@@ -71,7 +71,7 @@ fn proc_id() -> ProcessIdentity {
     }
 }
 
-fn lifecycle_records_each_step<L: Ledger>(l: &L) {
+fn lifecycle_records_each_step<L: Ledger + ?Sized>(l: &L) {
     let e = created(l, None);
     assert_eq!(e.status, Status::Queued);
     assert_eq!(e.id.as_str().len(), 8);
@@ -99,7 +99,7 @@ fn lifecycle_records_each_step<L: Ledger>(l: &L) {
     assert!(got.finished_at.is_some());
 }
 
-fn a_terminal_status_never_changes<L: Ledger>(l: &L) {
+fn a_terminal_status_never_changes<L: Ledger + ?Sized>(l: &L) {
     let e = created(l, None);
     l.start(&e.id, &proc_id()).unwrap();
     assert!(l
@@ -131,7 +131,7 @@ fn a_terminal_status_never_changes<L: Ledger>(l: &L) {
     assert_eq!(refused, 1, "the loser's attempt is audited");
 }
 
-fn illegal_edges_are_refused<L: Ledger>(l: &L) {
+fn illegal_edges_are_refused<L: Ledger + ?Sized>(l: &L) {
     let e = created(l, None);
     // queued -> succeeded skips running: the ledger refuses it outright.
     assert!(l
@@ -184,7 +184,7 @@ fn racing_finishers_have_one_winner<L: Ledger + Sync + 'static>(l: Arc<L>) {
     }
 }
 
-fn keys_dedupe_and_are_released_on_the_terminal_write<L: Ledger>(l: &L) {
+fn keys_dedupe_and_are_released_on_the_terminal_write<L: Ledger + ?Sized>(l: &L) {
     let first = created(l, Some("nightly"));
     match l.create(&new_exec(Some("nightly"), true)).unwrap() {
         Created::Existing(e) => assert_eq!(e.id, first.id),
@@ -217,7 +217,7 @@ fn keys_dedupe_and_are_released_on_the_terminal_write<L: Ledger>(l: &L) {
     }
 }
 
-fn prefixes_resolve_or_say_why_not<L: Ledger>(l: &L) {
+fn prefixes_resolve_or_say_why_not<L: Ledger + ?Sized>(l: &L) {
     let ids: Vec<_> = (0..60).map(|_| created(l, None).id).collect();
     let one = &ids[0];
     assert_eq!(l.resolve(&one.as_str()[..6]).unwrap().id, *one);
@@ -229,7 +229,7 @@ fn prefixes_resolve_or_say_why_not<L: Ledger>(l: &L) {
     assert!(matches!(l.resolve("ab'; --"), Err(Error::BadId(_))));
 }
 
-fn filters_select_by_status_name_label_and_limit<L: Ledger>(l: &L) {
+fn filters_select_by_status_name_label_and_limit<L: Ledger + ?Sized>(l: &L) {
     let a = created(l, None);
     let b = created(l, None);
     l.start(&b.id, &proc_id()).unwrap();
@@ -288,7 +288,7 @@ fn filters_select_by_status_name_label_and_limit<L: Ledger>(l: &L) {
     let _ = a;
 }
 
-fn kill_requests_are_stored_and_noop_when_finished<L: Ledger>(l: &L) {
+fn kill_requests_are_stored_and_noop_when_finished<L: Ledger + ?Sized>(l: &L) {
     let e = created(l, None);
     l.start(&e.id, &proc_id()).unwrap();
     let req = KillRequest {
@@ -321,7 +321,7 @@ fn kill_requests_are_stored_and_noop_when_finished<L: Ledger>(l: &L) {
     );
 }
 
-fn heartbeats_touch_only_running_rows<L: Ledger>(l: &L) {
+fn heartbeats_touch_only_running_rows<L: Ledger + ?Sized>(l: &L) {
     let e = created(l, None);
     assert_eq!(
         l.heartbeat(&e.id, Some("early")).unwrap().last_heartbeat_at,
@@ -354,7 +354,7 @@ fn heartbeats_touch_only_running_rows<L: Ledger>(l: &L) {
     );
 }
 
-fn summaries_count_by_status_method_and_reason<L: Ledger>(l: &L) {
+fn summaries_count_by_status_method_and_reason<L: Ledger + ?Sized>(l: &L) {
     let a = created(l, None);
     l.start(&a.id, &proc_id()).unwrap();
     let mut killed = outcome(Status::Killed, "supervisor");
@@ -396,7 +396,7 @@ fn summaries_count_by_status_method_and_reason<L: Ledger>(l: &L) {
     assert_eq!(s.kill_duration_sum_ms, 7);
 }
 
-fn a_working_directory_is_kept_byte_for_byte<L: Ledger>(l: &L) {
+fn a_working_directory_is_kept_byte_for_byte<L: Ledger + ?Sized>(l: &L) {
     use std::os::unix::ffi::OsStrExt;
     for raw in [
         &b"/tmp/x\xffdir"[..],
@@ -465,6 +465,9 @@ mod sqlite_backend {
     impl Ledger for PerCall {
         fn ledger_id(&self) -> &str {
             "per-call"
+        }
+        fn schema(&self) -> tend_ledger::Result<(i64, i64)> {
+            self.l().schema()
         }
         fn create(&self, n: &NewExecution) -> tend_ledger::Result<Created> {
             self.l().create(n)
@@ -567,7 +570,7 @@ mod sqlite_backend {
         let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
         assert_eq!(l.ledger_id(), id);
         assert_eq!(l.get(&e.id).unwrap().id, e.id);
-        assert!(l.integrity_check().is_ok());
+        assert_eq!(l.integrity_check(), Some(Ok(())));
     }
 
     fn rusqlite_bump(path: &std::path::Path) -> bool {

@@ -134,7 +134,7 @@ pub struct IdPath {
     id: String,
 }
 
-fn resolve(l: &impl Ledger, id: &str) -> Result<Execution, ApiError> {
+fn resolve(l: &(impl Ledger + ?Sized), id: &str) -> Result<Execution, ApiError> {
     Ok(l.resolve(id)?)
 }
 
@@ -389,7 +389,7 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
         idle_timeout_ms: positive("idle_timeout", &r.idle_timeout)?,
         max_memory_bytes: max_memory,
         containment: s.config().containment.clone(),
-        store: Some(s.config().db.display().to_string()),
+        store: Some(s.config().store.to_string()),
     };
     spec.check()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -408,7 +408,7 @@ async fn launch(
     s.counters().launches.fetch_add(1, Ordering::Relaxed);
     s.blocking(move |s, l| {
         let c = s.config();
-        let answer = tend_supervisor::detach::launch(&c.exe, &c.home, &c.db, &spec)?;
+        let answer = tend_supervisor::detach::launch(&c.exe, &c.home, &c.store, &spec)?;
         let (code, id) = match answer {
             Answer::Started { id } | Answer::FailedToStart { id } => (StatusCode::CREATED, id),
             Answer::Existing { id } => (StatusCode::OK, id),

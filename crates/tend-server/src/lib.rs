@@ -61,8 +61,8 @@ use tend_supervisor::Home;
 pub struct Config {
     /// The ledger's home (logs, notify files, token, daemon file).
     pub home: Home,
-    /// The SQLite ledger file.
-    pub db: PathBuf,
+    /// The ledger.
+    pub store: tend_ledger::Store,
     /// The `tend` executable that background supervisors run.
     pub exe: PathBuf,
     /// The API token. Every request needs it: there is no way to turn

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use tend_ledger::Ledger as _;
 use tend_model::Status;
 
 use crate::{ApiError, AppState};

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tend_ledger::{Ledger, SqliteLedger};
+use tend_ledger::Ledger;
 use tend_model::Execution;
 use tokio::sync::broadcast;
 
@@ -51,7 +51,7 @@ impl AppState {
             doing: "preparing tend's home",
             source,
         })?;
-        SqliteLedger::open(&config.db)?;
+        tend_ledger::open(&config.store)?;
         let (transitions, _) = broadcast::channel(4096);
         let (stopping, _) = tokio::sync::watch::channel(false);
         Ok(AppState(Arc::new(Inner {
@@ -91,19 +91,19 @@ impl AppState {
     }
 
     /// A fresh ledger connection.
-    pub fn ledger(&self) -> Result<SqliteLedger, ApiError> {
-        SqliteLedger::open(&self.0.config.db).map_err(ApiError::from)
+    pub fn ledger(&self) -> Result<Box<dyn Ledger>, ApiError> {
+        tend_ledger::open(&self.0.config.store).map_err(ApiError::from)
     }
 
     /// Runs `f` with a ledger connection on the blocking pool.
     pub async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&AppState, &SqliteLedger) -> Result<T, ApiError> + Send + 'static,
+        f: impl FnOnce(&AppState, &dyn Ledger) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let s = self.clone();
         tokio::task::spawn_blocking(move || {
             let l = s.ledger()?;
-            f(&s, &l)
+            f(&s, &*l)
         })
         .await
         .map_err(ApiError::internal)?
@@ -135,10 +135,10 @@ impl AppState {
     /// Startup recovery: reconcile the whole ledger and end stray processes
     /// of this ledger. Returns (executions marked lost, stragglers ended).
     pub fn recover(&self) -> Result<(usize, usize), Error> {
-        let ledger = SqliteLedger::open(&self.0.config.db)?;
-        let lost = tend_supervisor::reconcile(&ledger, &self.0.config.home)?;
+        let ledger = tend_ledger::open(&self.0.config.store)?;
+        let lost = tend_supervisor::reconcile(&*ledger, &self.0.config.home)?;
         let strays = tend_supervisor::sweep_stragglers(
-            &ledger,
+            &*ledger,
             &self.0.config.home,
             false,
             self.0.config.kill_grace,

@@ -18,7 +18,7 @@ fn state(dir: &tempfile::TempDir) -> AppState {
     let home = Home::new(dir.path().join("home"));
     AppState::new(
         Config {
-            db: dir.path().join("home/tend.db"),
+            store: tend_ledger::Store::Sqlite(dir.path().join("home/tend.db")),
             home,
             exe: "/nonexistent/tend".into(),
             token: TOKEN.into(),

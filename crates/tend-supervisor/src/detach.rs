@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tend_ledger::SqliteLedger;
+use tend_ledger::Store;
 
 use crate::{Error, Home, Mode, Report, RunResult, RunSpec};
 
@@ -22,7 +22,8 @@ use crate::{Error, Home, Mode, Report, RunResult, RunSpec};
 struct Envelope {
     spec: RunSpec,
     home: PathBuf,
-    db: PathBuf,
+    /// The ledger, as [`Store`]'s display form.
+    store: String,
 }
 
 /// The background supervisor's answer, once the start is decided.
@@ -53,11 +54,11 @@ pub enum Answer {
 
 /// Starts a background supervisor for `spec` with the `tend` executable
 /// `exe`, and returns its answer. Blocks only until the start is decided.
-pub fn launch(exe: &Path, home: &Home, db: &Path, spec: &RunSpec) -> Result<Answer, Error> {
+pub fn launch(exe: &Path, home: &Home, store: &Store, spec: &RunSpec) -> Result<Answer, Error> {
     let envelope = Envelope {
         spec: spec.clone(),
         home: home.root().to_path_buf(),
-        db: db.to_path_buf(),
+        store: store.to_string(),
     };
     let mut cmd = Command::new(exe);
     for secret in crate::SECRET_VARS {
@@ -183,7 +184,10 @@ pub fn supervise_from_stdin() -> i32 {
             return 2;
         }
     };
-    let ledger = match SqliteLedger::open(&env.db) {
+    let ledger = match Store::parse(&env.store)
+        .map_err(|e| e.to_string())
+        .and_then(|s| tend_ledger::open(&s).map_err(|e| e.to_string()))
+    {
         Ok(l) => l,
         Err(e) => {
             answer(
@@ -197,7 +201,7 @@ pub fn supervise_from_stdin() -> i32 {
     };
     let home = Home::new(env.home);
     let mut answered = false;
-    let result = crate::run(&ledger, &home, &env.spec, Mode::Detached, &mut |r| {
+    let result = crate::run(&*ledger, &home, &env.spec, Mode::Detached, &mut |r| {
         answered = true;
         let a = match r {
             Report::Started(e) => Answer::Started {

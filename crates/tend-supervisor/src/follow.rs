@@ -17,7 +17,7 @@ use crate::{reaper, Error, Home};
 /// (following rotation), woken by inotify on the log and exit folders and by
 /// the supervisor's pidfd. Returns once the execution is terminal and the
 /// file is read to its end.
-pub fn follow<L: Ledger>(
+pub fn follow<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     e: &Execution,

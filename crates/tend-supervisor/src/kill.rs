@@ -38,7 +38,7 @@ pub struct KillResult {
 /// Asks for each of `targets` to be killed — stored in the ledger, then the
 /// supervisor nudged (or, if it is dead, the execution reconciled at once) —
 /// without waiting. Returns, per target, whether it had already finished.
-pub fn request<L: Ledger>(
+pub fn request<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     targets: &[Execution],
@@ -88,7 +88,7 @@ pub fn request<L: Ledger>(
 
 /// Kills every execution in `targets` at once (so their grace periods run
 /// side by side) and waits until each outcome is committed.
-pub fn kill<L: Ledger>(
+pub fn kill<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     targets: &[Execution],
@@ -146,7 +146,7 @@ fn grace_of(e: &Execution, req: &KillRequest) -> Duration {
 
 /// For an execution still live after `waited`: if its supervisor has not
 /// carried the kill out (stopped, or stuck), ends the tree without it.
-pub fn enforce<L: Ledger>(
+pub fn enforce<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     id: &tend_model::ExecutionId,
@@ -185,7 +185,7 @@ pub(crate) struct Ending {
     pub since_ms: i64,
 }
 
-fn take_over<L: Ledger>(
+fn take_over<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     row: &Execution,
@@ -215,7 +215,7 @@ fn take_over<L: Ledger>(
 /// marked processes; graceful then certain), commits the ending with the
 /// real duration and the reason, then SIGKILLs the supervisor. Nothing is
 /// committed while a process of the tree is still there.
-pub(crate) fn end_without_supervisor<L: Ledger>(
+pub(crate) fn end_without_supervisor<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     row: &Execution,

@@ -33,7 +33,7 @@ pub struct Reconciled {
 /// Checks every live execution of this host and marks those whose
 /// supervision is gone `lost`, ending their leftover processes. Cheap when
 /// nothing is wrong: one pidfd open and one `/proc` read per live execution.
-pub fn reconcile<L: Ledger>(ledger: &L, home: &Home) -> Result<Vec<Reconciled>, Error> {
+pub fn reconcile<L: Ledger + ?Sized>(ledger: &L, home: &Home) -> Result<Vec<Reconciled>, Error> {
     let host = procfs::hostname();
     let mut out = Vec::new();
     // One scan of the host's processes for markers serves every execution
@@ -75,7 +75,7 @@ pub(crate) fn supervision_gone(e: &Execution, host: &str) -> Result<Option<Strin
 
 /// Reconciles one execution: marks it `lost` (ending what is left of it) if
 /// its supervision is gone. Returns what changed, if anything.
-pub fn reconcile_execution<L: Ledger>(
+pub fn reconcile_execution<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     e: &Execution,
@@ -83,7 +83,7 @@ pub fn reconcile_execution<L: Ledger>(
     reconcile_one(ledger, home, e, &procfs::hostname())
 }
 
-pub(crate) fn reconcile_one<L: Ledger>(
+pub(crate) fn reconcile_one<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     e: &Execution,
@@ -130,7 +130,7 @@ impl Marks {
     }
 }
 
-fn reconcile_with<L: Ledger>(
+fn reconcile_with<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     e: &Execution,
@@ -191,7 +191,7 @@ fn reconcile_with<L: Ledger>(
 /// time, or without a timeout.
 ///
 /// [`ACT_WITHIN`]: crate::kill::ACT_WITHIN
-fn overdue<L: Ledger>(ledger: &L, home: &Home, e: &Execution) -> Result<(), Error> {
+fn overdue<L: Ledger + ?Sized>(ledger: &L, home: &Home, e: &Execution) -> Result<(), Error> {
     let (Some(ms), Some(started)) = (e.timeout_ms, e.started_at) else {
         return Ok(());
     };
@@ -227,7 +227,7 @@ fn overdue<L: Ledger>(ledger: &L, home: &Home, e: &Execution) -> Result<(), Erro
 /// process carrying `e`'s marker, graceful then certain. A recorded PID that
 /// now belongs to another process is left alone and the refusal is recorded
 /// as an `identity-mismatch` event.
-pub fn end_marked<L: Ledger>(
+pub fn end_marked<L: Ledger + ?Sized>(
     ledger: &L,
     e: &Execution,
     actor: &str,
@@ -235,7 +235,7 @@ pub fn end_marked<L: Ledger>(
     end_marked_with(ledger, e, actor, &mut Marks::default())
 }
 
-fn end_marked_with<L: Ledger>(
+fn end_marked_with<L: Ledger + ?Sized>(
     ledger: &L,
     e: &Execution,
     actor: &str,
@@ -248,7 +248,7 @@ fn end_marked_with<L: Ledger>(
 /// Ends `e`'s processes — the recorded command, its cgroup's members, the
 /// processes carrying its marker, and `extra` — graceful (for `grace`),
 /// then certain, and records what was signalled.
-pub(crate) fn end_tree<L: Ledger>(
+pub(crate) fn end_tree<L: Ledger + ?Sized>(
     ledger: &L,
     e: &Execution,
     actor: &str,
@@ -318,7 +318,7 @@ pub struct Straggler {
 /// Finds processes that carry this ledger's marker but whose execution is
 /// terminal or unknown, and (unless `dry_run`) ends them. Processes marked
 /// for another ledger are never looked at twice.
-pub fn sweep_stragglers<L: Ledger>(
+pub fn sweep_stragglers<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     dry_run: bool,
@@ -354,7 +354,7 @@ pub fn sweep_stragglers<L: Ledger>(
 
 /// What [`reconcile`] would do, without doing it: each live execution whose
 /// supervision is gone, and why.
-pub fn reconcile_dry_run<L: Ledger>(
+pub fn reconcile_dry_run<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
 ) -> Result<Vec<(Execution, String)>, Error> {

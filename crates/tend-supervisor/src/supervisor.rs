@@ -88,7 +88,7 @@ const MEMORY_SAMPLE: Duration = Duration::from_millis(250);
 /// children and no other use for those signals — `tend run`, or the
 /// background supervisor that [`crate::detach::launch`] starts — never from
 /// inside a larger application.
-pub fn run<L: Ledger>(
+pub fn run<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     spec: &RunSpec,
@@ -453,7 +453,7 @@ fn plain_os_error(e: &io::Error) -> String {
     }
 }
 
-fn failed_to_start<L: Ledger>(
+fn failed_to_start<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     exec: Execution,
@@ -520,7 +520,7 @@ struct Kill {
     stuck_reported: bool,
 }
 
-struct Supervision<'a, L: Ledger> {
+struct Supervision<'a, L: Ledger + ?Sized> {
     ledger: &'a L,
     exec: Execution,
     me: i32,
@@ -550,7 +550,7 @@ struct Supervision<'a, L: Ledger> {
     rescan: bool,
 }
 
-impl<L: Ledger> Supervision<'_, L> {
+impl<L: Ledger + ?Sized> Supervision<'_, L> {
     /// The event loop. Returns the outcome once the command has exited and
     /// no descendant is left.
     fn supervise(&mut self) -> Result<Outcome, Error> {

@@ -19,7 +19,7 @@ use crate::{reaper, Error, Home};
 
 /// Blocks until every execution in `ids` is terminal, and returns their
 /// rows in the same order; `Ok(None)` if `timeout` passed first.
-pub fn wait_until_done<L: Ledger>(
+pub fn wait_until_done<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     ids: &[ExecutionId],

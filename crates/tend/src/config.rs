@@ -1,7 +1,7 @@
 //! Settings: `config.toml`, overridden by `TEND_*` variables, overridden by
 //! flags. Every setting has a variable so tests can change it per process.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -144,24 +144,14 @@ impl Config {
         })
     }
 
-    /// The SQLite file to open, from `--store`/`TEND_STORE` or the home.
-    pub fn sqlite_path(&self) -> Result<PathBuf> {
-        let Some(store) = self.store.as_deref() else {
-            return Ok(self.home.join("tend.db"));
-        };
-        if store.starts_with("postgres://") || store.starts_with("postgresql://") {
-            bail!("PostgreSQL ledgers are not supported by this build yet; use a SQLite path for --store");
+    /// The ledger to open, from `--store`/`TEND_STORE` or the home.
+    pub fn store(&self) -> Result<tend_ledger::Store> {
+        match self.store.as_deref() {
+            None => Ok(tend_ledger::Store::Sqlite(std::path::absolute(
+                self.home.join("tend.db"),
+            )?)),
+            Some(s) => tend_ledger::Store::parse(s).map_err(|e| anyhow::anyhow!(e)),
         }
-        let path = store
-            .strip_prefix("sqlite://")
-            .or_else(|| store.strip_prefix("sqlite:"))
-            .unwrap_or(store);
-        if path.is_empty() || path.contains("://") {
-            bail!(
-                "'{store}' is not a ledger location; give a file path or sqlite:///path/to/tend.db"
-            );
-        }
-        Ok(Path::new(path).to_path_buf())
     }
 }
 

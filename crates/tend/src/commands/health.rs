@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use serde::Serialize;
-use tend_ledger::{Ledger, SqliteLedger};
+use tend_ledger::Ledger;
 use tend_model::{ExecutionId, MARKER_EXECUTION, MARKER_LEDGER};
 use tend_proc::{procfs, Pidfd};
 
@@ -21,7 +21,7 @@ pub fn heartbeat(ctx: &Context, args: &HeartbeatArgs) -> Result<i32> {
     if std::env::var(MARKER_LEDGER).is_ok_and(|l| l != ctx.ledger.ledger_id()) {
         bail!(
             "this execution belongs to another ledger than {}; set TEND_STORE to the ledger that started it",
-            ctx.config.sqlite_path()?.display()
+            ctx.config.store()?
         );
     }
     let e = ctx.ledger.heartbeat(&id, args.progress.as_deref())?;
@@ -103,21 +103,21 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
             .map(|t| format!("new executions use the {} tier", t.name()))
             .map_err(|e| format!("{e}; unset TEND_CONTAINMENT to use the best available")),
     );
-    let path = ctx.config.sqlite_path()?;
+    let path = ctx.config.store()?;
     add(
         "ledger",
-        match SqliteLedger::open(&path) {
+        match tend_ledger::open(&path) {
             Ok(l) => l
                 .integrity_check()
+                .unwrap_or(Ok(()))
                 .map(|_| {
                     format!(
-                        "{} (schema {}, ledger id {}), integrity ok",
-                        path.display(),
-                        SqliteLedger::schema_version(),
+                        "{path} (schema {}, ledger id {}), integrity ok",
+                        l.schema().map_or(0, |s| s.0),
                         l.ledger_id()
                     )
                 })
-                .map_err(|e| format!("{}: integrity check failed: {e}", path.display())),
+                .map_err(|e| format!("{path}: integrity check failed: {e}")),
             Err(e) => Err(e.to_string()),
         },
     );
@@ -155,22 +155,17 @@ pub fn health(ctx: &Context) -> Result<i32> {
             detail,
         });
     };
-    let path = ctx.config.sqlite_path()?;
-    match ctx.ledger.integrity_check() {
+    let path = ctx.config.store()?;
+    match ctx.ledger.integrity_check().unwrap_or(Ok(())) {
         Ok(()) => add(
             "ledger",
             0,
             format!(
-                "{} reachable, schema {}",
-                path.display(),
-                SqliteLedger::schema_version()
+                "{path} reachable, schema {}",
+                ctx.ledger.schema().map_or(0, |s| s.0)
             ),
         ),
-        Err(e) => add(
-            "ledger",
-            2,
-            format!("{}: integrity check failed: {e}", path.display()),
-        ),
+        Err(e) => add("ledger", 2, format!("{path}: integrity check failed: {e}")),
     }
     let stale = tend_supervisor::reconcile_dry_run(&ctx.ledger, &ctx.home)?;
     if stale.is_empty() {

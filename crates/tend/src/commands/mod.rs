@@ -12,8 +12,10 @@ pub mod serve;
 pub mod show;
 pub mod wait;
 
+use std::path::Path;
+
 use anyhow::Result;
-use tend_ledger::{Ledger, SqliteLedger};
+use tend_ledger::Ledger;
 use tend_supervisor::Home;
 
 use crate::cli::Global;
@@ -23,7 +25,7 @@ use crate::config::Config;
 pub struct Context {
     pub config: Config,
     pub home: Home,
-    pub ledger: SqliteLedger,
+    pub ledger: Box<dyn Ledger>,
     pub global: GlobalOpts,
     /// Why this command cannot write (a read-only home): it then shows the
     /// ledger as recorded instead of reconciling it.
@@ -56,11 +58,12 @@ impl Context {
             config.store = global.store.clone();
         }
         let home = Home::new(config.home.clone());
-        let path = config.sqlite_path()?;
+        let store = config.store()?;
+        let exists = store.sqlite_path().is_none_or(Path::exists);
         let (ledger, read_only) = match home.ensure() {
-            Ok(()) => (SqliteLedger::open(&path)?, None),
-            Err(e) if access == Access::Read && path.exists() => {
-                (SqliteLedger::open_read_only(&path)?, Some(e.to_string()))
+            Ok(()) => (tend_ledger::open(&store)?, None),
+            Err(e) if access == Access::Read && exists => {
+                (tend_ledger::open_read_only(&store)?, Some(e.to_string()))
             }
             Err(e) => {
                 return Err(anyhow::Error::new(e).context(format!(

@@ -82,11 +82,7 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
         idle_timeout_ms: positive(args.idle_timeout, "--idle-timeout")?,
         max_memory_bytes: args.max_memory,
         containment: ctx.config.containment.clone(),
-        store: Some(
-            std::path::absolute(ctx.config.sqlite_path()?)?
-                .display()
-                .to_string(),
-        ),
+        store: Some(ctx.config.store()?.to_string()),
     };
     spec.check().map_err(|e| crate::usage(e.to_string()))?;
     Ok(spec)
@@ -176,7 +172,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
 fn detached(ctx: &Context, spec: RunSpec) -> Result<i32> {
     let exe =
         std::env::current_exe().context("cannot find the tend executable to start a supervisor")?;
-    let answer = detach::launch(&exe, &ctx.home, &ctx.config.sqlite_path()?, &spec)?;
+    let answer = detach::launch(&exe, &ctx.home, &ctx.config.store()?, &spec)?;
     let show = |id: &str| -> Result<tend_model::Execution> {
         Ok(ctx.ledger.get(&ExecutionId::parse(id)?)?)
     };

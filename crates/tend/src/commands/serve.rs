@@ -12,7 +12,7 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32> {
     let c = &ctx.config;
     let config = tend_server::Config {
         home: ctx.home.clone(),
-        db: std::path::absolute(c.sqlite_path()?)?,
+        store: c.store()?,
         exe: std::env::current_exe().context("cannot find the tend executable")?,
         token,
         allowed_hosts: c.daemon.allowed_hosts.clone(),

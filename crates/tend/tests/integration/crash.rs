@@ -37,7 +37,7 @@ fn assert_consistent(env: &TestEnv) {
         }
     }
     env.assert_no_marked(None, Duration::from_secs(10));
-    assert!(ledger.integrity_check().is_ok());
+    assert!(ledger.check_integrity().is_ok());
 }
 
 #[test]

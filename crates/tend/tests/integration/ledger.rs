@@ -69,5 +69,5 @@ fn fifty_concurrent_runs_lose_nothing() {
     assert!(all
         .iter()
         .all(|e| e["status"] == "succeeded" || e["status"] == "failed"));
-    assert!(env.ledger().integrity_check().is_ok());
+    assert!(env.ledger().check_integrity().is_ok());
 }
