@@ -33,7 +33,7 @@ pub use types::{
     KILL_BUCKETS_MS,
 };
 
-use tend_model::{Event, Execution, ExecutionId, ProcessIdentity};
+use tend_model::{Actor, Event, EventKind, Execution, ExecutionId, ProcessIdentity};
 
 /// Shorthand for ledger results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -119,8 +119,8 @@ pub trait Ledger: Send {
     fn record(
         &self,
         id: &ExecutionId,
-        kind: &str,
-        actor: &str,
+        kind: EventKind,
+        actor: &Actor,
         details: serde_json::Value,
     ) -> Result<()>;
 }
@@ -184,8 +184,8 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
     fn record(
         &self,
         id: &ExecutionId,
-        kind: &str,
-        actor: &str,
+        kind: EventKind,
+        actor: &Actor,
         details: serde_json::Value,
     ) -> Result<()> {
         (**self).record(id, kind, actor, details)

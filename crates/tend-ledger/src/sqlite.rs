@@ -11,7 +11,8 @@ use rusqlite::{
 };
 use serde_json::json;
 use tend_model::{
-    Event, Execution, ExecutionId, KillMethod, KillRequested, ProcessIdentity, Status,
+    Actor, Event, EventKind, Execution, ExecutionId, KillMethod, KillRequested, ProcessIdentity,
+    Status,
 };
 
 use crate::{
@@ -333,8 +334,8 @@ fn adopt_if_copied(conn: &Connection, path: &Path) -> Result<Option<String>> {
                 insert_event(
                     &tx,
                     id,
-                    "marked-lost",
-                    "ledger",
+                    EventKind::MarkedLost,
+                    &Actor::Ledger,
                     &json!({ "reason": reason, "copied_from": old,
                     "note": "no process was signalled: it belongs to the original ledger" }),
                 )?;
@@ -411,7 +412,10 @@ fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
         started_at: r.get(13)?,
         finished_at: r.get(14)?,
         host: r.get(15)?,
-        tier: r.get(16)?,
+        tier: r
+            .get::<_, String>(16)?
+            .parse()
+            .map_err(|e: String| bad(16, e))?,
         supervisor: ProcessIdentity {
             boot_id: sup_boot,
             pid: r.get(18)?,
@@ -503,13 +507,19 @@ fn by_key_in(conn: &Connection, key: &str) -> Result<Option<Execution>> {
 fn insert_event(
     conn: &Connection,
     id: &str,
-    kind: &str,
-    actor: &str,
+    kind: EventKind,
+    actor: &Actor,
     details: &serde_json::Value,
 ) -> Result<()> {
     conn.execute(
         "INSERT INTO events (execution_id, at, kind, actor, details) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, now_ms(), kind, actor, details.to_string()],
+        params![
+            id,
+            now_ms(),
+            kind.as_str(),
+            actor.to_string(),
+            details.to_string()
+        ],
     )
     .map(drop)
     .map_err(Error::storage("recording an event"))
@@ -589,7 +599,7 @@ impl Ledger for SqliteLedger {
                         live_key,
                         now_ms(),
                         new.host,
-                        new.tier,
+                        new.tier.as_str(),
                         new.supervisor.boot_id,
                         new.supervisor.pid,
                         new.supervisor.start_time as i64,
@@ -613,8 +623,8 @@ impl Ledger for SqliteLedger {
             insert_event(
                 &tx,
                 id.as_str(),
-                "created",
-                "supervisor",
+                EventKind::Created,
+                &Actor::Supervisor,
                 &json!({ "supervisor_pid": new.supervisor.pid, "tier": new.tier, "key": new.key }),
             )?;
             tx.commit()
@@ -652,8 +662,8 @@ impl Ledger for SqliteLedger {
                 insert_event(
                     &tx,
                     id.as_str(),
-                    "started",
-                    "supervisor",
+                    EventKind::Started,
+                    &Actor::Supervisor,
                     &json!({ "pid": p.pid }),
                 )?;
                 Transition::Won(e)
@@ -664,8 +674,8 @@ impl Ledger for SqliteLedger {
                 insert_event(
                     &tx,
                     id.as_str(),
-                    "transition-refused",
-                    "supervisor",
+                    EventKind::TransitionRefused,
+                    &Actor::Supervisor,
                     &json!({ "wanted": "running", "expected": "queued", "actual": current.status }),
                 )?;
                 Transition::Lost(current)
@@ -726,7 +736,7 @@ impl Ledger for SqliteLedger {
                 insert_event(
                     &tx,
                     id.as_str(),
-                    "transition-refused",
+                    EventKind::TransitionRefused,
                     &o.actor,
                     &json!({
                         "wanted": o.status, "expected": expected,
@@ -753,7 +763,7 @@ impl Ledger for SqliteLedger {
                      kill_request_grace_ms = COALESCE(?6, kill_request_grace_ms), version = version + 1 \
                      WHERE id = ?1 AND status IN ('queued','running') RETURNING {COLS}"
                 ),
-                params![id.as_str(), now_ms(), k.actor, k.reason, k.force as i64, k.grace_ms.map(|v| v as i64)],
+                params![id.as_str(), now_ms(), k.actor.to_string(), k.reason, k.force as i64, k.grace_ms.map(|v| v as i64)],
                 row_to_execution,
             )
             .optional()
@@ -763,7 +773,7 @@ impl Ledger for SqliteLedger {
                 insert_event(
                     &tx,
                     id.as_str(),
-                    "kill-requested",
+                    EventKind::KillRequested,
                     &k.actor,
                     &json!({ "reason": k.reason, "force": k.force, "grace_ms": k.grace_ms }),
                 )?;
@@ -990,8 +1000,8 @@ impl Ledger for SqliteLedger {
     fn record(
         &self,
         id: &ExecutionId,
-        kind: &str,
-        actor: &str,
+        kind: EventKind,
+        actor: &Actor,
         details: serde_json::Value,
     ) -> Result<()> {
         let tx = self.write()?;

@@ -25,7 +25,7 @@ pub struct NewExecution {
     /// Host name.
     pub host: String,
     /// Containment tier chosen for it.
-    pub tier: String,
+    pub tier: tend_model::Containment,
     /// The agent (home) launching it.
     pub agent_id: Option<String>,
     /// The process that will supervise it (the caller itself).
@@ -81,9 +81,9 @@ pub struct Outcome {
     /// What it used, if known.
     pub usage: Option<Usage>,
     /// Event kind (`exited`, `killed`, `marked-lost`, …).
-    pub event: &'static str,
+    pub event: tend_model::EventKind,
     /// Who decided (`supervisor`, `reaper`, …).
-    pub actor: String,
+    pub actor: tend_model::Actor,
     /// Extra event details.
     pub details: serde_json::Value,
 }
@@ -126,8 +126,8 @@ impl Transition {
 /// A request to end a live execution, stored for its supervisor.
 #[derive(Clone, Debug)]
 pub struct KillRequest {
-    /// Who asked (`user:root`, `api:ci-token`, …).
-    pub actor: String,
+    /// Who asked (`user:root`, `api`, …).
+    pub actor: tend_model::Actor,
     /// Why, in the asker's words.
     pub reason: Option<String>,
     /// Skip the grace period.

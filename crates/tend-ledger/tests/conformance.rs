@@ -20,7 +20,7 @@ fn new_exec(key: Option<&str>, dedup: bool) -> NewExecution {
         key: key.map(str::to_string),
         dedup,
         host: "h".into(),
-        tier: "session".into(),
+        tier: tend_model::Containment::Session,
         agent_id: Some("agent".into()),
         supervisor: ProcessIdentity {
             boot_id: "b".into(),
@@ -56,8 +56,10 @@ fn outcome(status: Status, actor: &str) -> Outcome {
             cpu_ms: 12,
             max_rss_bytes: 4096,
         }),
-        event: "exited",
-        actor: actor.into(),
+        event: tend_model::EventKind::Exited,
+        actor: actor
+            .parse()
+            .unwrap_or(tend_model::Actor::User(Some(actor.into()))),
         details: serde_json::json!({}),
     }
 }
@@ -292,7 +294,7 @@ fn kill_requests_are_stored_and_noop_when_finished<L: Ledger + ?Sized>(l: &L) {
     let e = created(l, None);
     l.start(&e.id, &proc_id()).unwrap();
     let req = KillRequest {
-        actor: "user:test".into(),
+        actor: tend_model::Actor::User(Some("test".into())),
         reason: Some("stuck".into()),
         force: false,
         grace_ms: Some(100),
@@ -532,8 +534,8 @@ mod sqlite_backend {
         fn record(
             &self,
             id: &tend_model::ExecutionId,
-            k: &str,
-            a: &str,
+            k: tend_model::EventKind,
+            a: &tend_model::Actor,
             d: serde_json::Value,
         ) -> tend_ledger::Result<()> {
             self.l().record(id, k, a, d)

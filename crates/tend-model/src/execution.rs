@@ -117,7 +117,7 @@ pub struct Execution {
     /// Host name of the supervisor.
     pub host: String,
     /// Containment tier (`session`, `cgroup`, `pidns`).
-    pub tier: String,
+    pub tier: crate::Containment,
     /// The agent (home) that launched it; `None` for rows from before
     /// agents were recorded.
     pub agent_id: Option<String>,

@@ -388,7 +388,7 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
         heartbeat_timeout_ms: positive("heartbeat_timeout", &r.heartbeat_timeout)?,
         idle_timeout_ms: positive("idle_timeout", &r.idle_timeout)?,
         max_memory_bytes: max_memory,
-        containment: s.config().containment.clone(),
+        containment: s.config().containment,
         store: Some(s.config().store.to_string()),
     };
     spec.check()
@@ -490,7 +490,7 @@ async fn kill(
     s.counters().kill_requests.fetch_add(1, Ordering::Relaxed);
     let mut rx = s.subscribe();
     let req = KillRequest {
-        actor: "api".into(),
+        actor: tend_model::Actor::Api,
         reason: body.reason,
         force: body.force,
         grace_ms: grace.map(|g| g.as_millis() as u64),

@@ -82,7 +82,7 @@ pub struct Config {
     /// Size at which log files rotate.
     pub log_max_size: u64,
     /// Containment tier to insist on, if any.
-    pub containment: Option<String>,
+    pub containment: Option<tend_model::Containment>,
     /// How often the backstop reconcile runs.
     pub reconcile_every: Duration,
     /// Executions running longer than this count as long-running.

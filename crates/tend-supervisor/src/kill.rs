@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tend_ledger::{KillReport, KillRequest, Ledger, Outcome, Transition};
+use tend_model::{Actor, EventKind};
 use tend_model::{Execution, KillMethod, Status};
 use tend_proc::{procfs, tree, Pidfd, Sig, Verified};
 
@@ -178,8 +179,8 @@ pub(crate) struct Ending {
     pub status: Status,
     /// What happened, before the "supervisor did not act" part.
     pub what: String,
-    pub event: &'static str,
-    pub actor: String,
+    pub event: EventKind,
+    pub actor: Actor,
     pub grace: Duration,
     /// When the ending was due (the kill request, the timeout), ms.
     pub since_ms: i64,
@@ -200,7 +201,7 @@ fn take_over<L: Ledger + ?Sized>(
             Some(r) => format!("killed by {by}: {r}"),
             None => format!("killed by {by}"),
         },
-        event: "killed",
+        event: EventKind::Killed,
         grace: grace_of(row, req),
         since_ms: row
             .kill_request
@@ -226,7 +227,7 @@ pub(crate) fn end_without_supervisor<L: Ledger + ?Sized>(
     let by = &ending.actor;
     ledger.record(
         &row.id,
-        "kill-taken-over",
+        EventKind::KillTakenOver,
         by,
         json!({ "supervisor_pid": sup.pid(), "why": why }),
     )?;

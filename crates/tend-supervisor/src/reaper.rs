@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tend_ledger::{KillReport, Ledger, Outcome, Transition};
+use tend_model::{Actor, EventKind, LostReason};
 use tend_model::{Execution, ExecutionId, KillMethod, Status};
 use tend_proc::cgroup::Cgroup;
 use tend_proc::{procfs, tree, Pidfd, Verified};
@@ -49,27 +50,20 @@ pub fn reconcile<L: Ledger + ?Sized>(ledger: &L, home: &Home) -> Result<Vec<Reco
 
 /// Why `e`'s supervision is gone, or `None` if its supervisor is alive (or
 /// it runs on another host, which only that host's lease can judge).
-pub(crate) fn supervision_gone(e: &Execution, host: &str) -> Result<Option<String>, Error> {
+pub(crate) fn supervision_gone(e: &Execution, host: &str) -> Result<Option<LostReason>, Error> {
     if !crate::is_local(e, host) {
         return Ok(None);
     }
     let boot = procfs::boot_id().map_err(Error::io("reading the boot id"))?;
     if boot != e.supervisor.boot_id {
-        return Ok(Some("host rebooted".into()));
+        return Ok(Some(LostReason::HostRebooted));
     }
     let v = Pidfd::open_verified(&e.supervisor).map_err(Error::io("checking a supervisor"))?;
     Ok(match v {
         Verified::Alive(_) => None,
-        Verified::Gone if e.status == Status::Queued => {
-            Some("failed to start: the supervisor died before starting the command".into())
-        }
-        Verified::Gone => Some("supervisor died".into()),
-        Verified::Mismatch(_) if e.status == Status::Queued => {
-            Some("failed to start: the supervisor died before starting the command".into())
-        }
-        Verified::Mismatch(_) => {
-            Some("supervisor died (its pid now belongs to another process)".into())
-        }
+        _ if e.status == Status::Queued => Some(LostReason::DiedBeforeStart),
+        Verified::Gone => Some(LostReason::SupervisorDied),
+        Verified::Mismatch(_) => Some(LostReason::SupervisorPidReused),
     })
 }
 
@@ -147,10 +141,10 @@ fn reconcile_with<L: Ledger + ?Sized>(
     // End the tree first, then commit: the row then says how it was ended,
     // and the status is never `lost` while a process of it still runs.
     let started = std::time::Instant::now();
-    let ended = if reason == "host rebooted" {
-        None
+    let ended = if reason.may_have_processes() {
+        Some(end_marked_with(ledger, e, &Actor::Reaper, marks)?)
     } else {
-        Some(end_marked_with(ledger, e, "reaper", marks)?)
+        None
     };
     let kill = ended.filter(|t| t.signalled > 0).map(|t| KillReport {
         method: if t.forced {
@@ -163,13 +157,13 @@ fn reconcile_with<L: Ledger + ?Sized>(
     });
     let outcome = Outcome {
         status: Status::Lost,
-        reason: reason.clone(),
+        reason: reason.to_string(),
         exit_code: None,
         signal: None,
         kill,
         usage: None,
-        event: "marked-lost",
-        actor: "reaper".into(),
+        event: EventKind::MarkedLost,
+        actor: Actor::Reaper,
         details: json!({ "supervisor_pid": e.supervisor.pid, "remaining": ended.map(|t| t.remaining) }),
     };
     match ledger.transition(&e.id, e.status, &outcome)? {
@@ -214,8 +208,8 @@ fn overdue<L: Ledger + ?Sized>(ledger: &L, home: &Home, e: &Execution) -> Result
             "timed out after {}",
             tend_model::format_duration(Duration::from_millis(ms))
         ),
-        event: "timed-out",
-        actor: "reaper".into(),
+        event: EventKind::TimedOut,
+        actor: Actor::Reaper,
         grace: Duration::from_millis(e.kill_grace_ms),
         since_ms: due,
     };
@@ -230,7 +224,7 @@ fn overdue<L: Ledger + ?Sized>(ledger: &L, home: &Home, e: &Execution) -> Result
 pub fn end_marked<L: Ledger + ?Sized>(
     ledger: &L,
     e: &Execution,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<tree::Terminated, Error> {
     end_marked_with(ledger, e, actor, &mut Marks::default())
 }
@@ -238,7 +232,7 @@ pub fn end_marked<L: Ledger + ?Sized>(
 fn end_marked_with<L: Ledger + ?Sized>(
     ledger: &L,
     e: &Execution,
-    actor: &str,
+    actor: &Actor,
     marks: &mut Marks,
 ) -> Result<tree::Terminated, Error> {
     let grace = Duration::from_millis(e.kill_grace_ms);
@@ -251,7 +245,7 @@ fn end_marked_with<L: Ledger + ?Sized>(
 pub(crate) fn end_tree<L: Ledger + ?Sized>(
     ledger: &L,
     e: &Execution,
-    actor: &str,
+    actor: &Actor,
     marks: &mut Marks,
     extra: Vec<Pidfd>,
     grace: Duration,
@@ -262,7 +256,7 @@ pub(crate) fn end_tree<L: Ledger + ?Sized>(
             Verified::Alive(fd) => fds.push(fd),
             Verified::Mismatch(why) => ledger.record(
                 &e.id,
-                "identity-mismatch",
+                EventKind::IdentityMismatch,
                 actor,
                 json!({ "pid": p.pid, "detail": why, "action": "not signalled" }),
             )?,
@@ -296,7 +290,7 @@ pub(crate) fn end_tree<L: Ledger + ?Sized>(
     }
     ledger.record(
         &e.id,
-        "signal-sent",
+        EventKind::SignalSent,
         actor,
         json!({ "pids": pids, "processes": t.signalled, "forced": t.forced, "remaining": t.remaining }),
     )?;
@@ -357,7 +351,7 @@ pub fn sweep_stragglers<L: Ledger + ?Sized>(
 pub fn reconcile_dry_run<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
-) -> Result<Vec<(Execution, String)>, Error> {
+) -> Result<Vec<(Execution, LostReason)>, Error> {
     let host = procfs::hostname();
     let marks = Marks::of(home);
     let mut out = Vec::new();

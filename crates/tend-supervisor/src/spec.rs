@@ -56,7 +56,7 @@ pub struct RunSpec {
     pub max_memory_bytes: Option<u64>,
     /// Containment tier to insist on (`cgroup`, `session`); `None` picks the
     /// best this host offers.
-    pub containment: Option<String>,
+    pub containment: Option<tend_model::Containment>,
     /// Ledger location handed to the command as `TEND_STORE`, so that a
     /// `tend heartbeat` (or any tend) inside it uses the same ledger.
     pub store: Option<String>,

@@ -27,6 +27,7 @@ use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 use rustix::process::{wait, WaitOptions, WaitStatus};
 use serde_json::json;
 use tend_ledger::{Created, KillReport, Ledger, NewExecution, Outcome, Transition};
+use tend_model::{Actor, EventKind};
 use tend_model::{
     Execution, KillMethod, ProcessIdentity, Status, MARKER_AGENT, MARKER_EXECUTION, MARKER_LEDGER,
 };
@@ -100,7 +101,7 @@ pub fn run<L: Ledger + ?Sized>(
     let me = std::process::id() as i32;
     let supervisor =
         tend_proc::identify(me).map_err(Error::io("reading the supervisor's identity"))?;
-    let tier = crate::tier::choose(ledger.ledger_id(), spec.containment.as_deref())?;
+    let tier = crate::tier::choose(ledger.ledger_id(), spec.containment)?;
     let agent = home
         .agent()
         .map_err(Error::io("reading the home's agent id"))?
@@ -114,7 +115,7 @@ pub fn run<L: Ledger + ?Sized>(
         key: spec.key.clone(),
         dedup: spec.on_duplicate != OnDuplicate::Run,
         host: procfs::hostname(),
-        tier: tier.name().into(),
+        tier: tier.kind(),
         agent_id: Some(agent.clone()),
         supervisor,
         timeout_ms: spec.timeout_ms,
@@ -468,8 +469,8 @@ fn failed_to_start<L: Ledger + ?Sized>(
         signal: None,
         kill: None,
         usage: None,
-        event: "failed-to-start",
-        actor: "supervisor".into(),
+        event: EventKind::FailedToStart,
+        actor: Actor::Supervisor,
         details: json!({}),
     };
     let t = ledger.transition(&exec.id, Status::Queued, &outcome)?;
@@ -499,7 +500,7 @@ enum Cause {
         limit: u64,
     },
     Request {
-        by: String,
+        by: Actor,
         reason: Option<String>,
     },
     Signal(&'static str),
@@ -575,8 +576,8 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
             }
             let _ = self.ledger.record(
                 &self.exec.id,
-                "signal-sent",
-                "kernel",
+                EventKind::SignalSent,
+                &Actor::Kernel,
                 json!({ "signal": "SIGKILL", "note": "the command exited; the kernel ended the rest of its PID namespace" }),
             );
         }
@@ -652,8 +653,8 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
         if !refused.is_empty() {
             let _ = self.ledger.record(
                 &self.exec.id,
-                "signal-refused",
-                "supervisor",
+                EventKind::SignalRefused,
+                &Actor::Supervisor,
                 json!({ "signal": if kill.forced { "SIGKILL" } else { "SIGTERM" }, "refused": refused,
                         "note": "tend may not signal these processes; the execution ends when they do" }),
             );
@@ -675,8 +676,8 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
             // never stop the kill half-way.
             let _ = self.ledger.record(
                 &self.exec.id,
-                "signal-sent",
-                "supervisor",
+                EventKind::SignalSent,
+                &Actor::Supervisor,
                 json!({ "signal": name, "processes": sent, "pids": newly }),
             );
         }
@@ -778,7 +779,7 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
                 let grace = Duration::from_millis(req.grace_ms.unwrap_or(self.exec.kill_grace_ms));
                 self.begin_kill(
                     Cause::Request {
-                        by: req.by,
+                        by: req.by.parse().unwrap_or(Actor::User(Some(req.by))),
                         reason: req.reason,
                     },
                     grace,
@@ -943,8 +944,8 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
                     .collect();
                 let _ = self.ledger.record(
                     &self.exec.id,
-                    "unkillable",
-                    "supervisor",
+                    EventKind::Unkillable,
+                    &Actor::Supervisor,
                     json!({ "pids": pids, "states": states,
                             "note": "still present after SIGKILL (uninterruptible sleep?); still waiting" }),
                 );
@@ -989,8 +990,8 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
                     self.heartbeat_due = None;
                     let _ = self.ledger.record(
                         &self.exec.id,
-                        "heartbeat-missed",
-                        "supervisor",
+                        EventKind::HeartbeatMissed,
+                        &Actor::Supervisor,
                         json!({ "timeout_ms": ms, "last_heartbeat_at": row.last_heartbeat_at }),
                     );
                     self.begin_kill(Cause::Heartbeat(ms), grace, false);
@@ -1071,8 +1072,8 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
             let stream = if i == 0 { "stdout" } else { "stderr" };
             let _ = self.ledger.record(
                 &self.exec.id,
-                "log-write-failed",
-                "supervisor",
+                EventKind::LogWriteFailed,
+                &Actor::Supervisor,
                 json!({ "stream": stream, "error": e.to_string(),
                         "note": "output is no longer saved; the command keeps running" }),
             );
@@ -1090,8 +1091,8 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
                 Err(e) => {
                     let _ = self.ledger.record(
                         &self.exec.id,
-                        "log-sync-failed",
-                        "supervisor",
+                        EventKind::LogSyncFailed,
+                        &Actor::Supervisor,
                         json!({ "stream": if i == 0 { "stdout" } else { "stderr" }, "error": e.to_string() }),
                     );
                 }
@@ -1148,8 +1149,8 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
             Some(Cause::Memory { used, limit }) => (
                 Status::Killed,
                 format!("memory limit exceeded ({} > {})", mib(*used), mib(*limit)),
-                "killed",
-                "supervisor".to_string(),
+                EventKind::Killed,
+                Actor::Supervisor,
             ),
             Some(Cause::Request { by, reason }) => (
                 Status::Killed,
@@ -1157,14 +1158,14 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
                     Some(r) => format!("killed by {by}: {r}"),
                     None => format!("killed by {by}"),
                 },
-                "killed",
+                EventKind::Killed,
                 by.clone(),
             ),
             Some(Cause::Signal(name)) => (
                 Status::Killed,
                 format!("interrupted ({name} to the supervisor)"),
-                "killed",
-                "user".to_string(),
+                EventKind::Killed,
+                Actor::User(None),
             ),
             Some(Cause::Cleanup) | None => {
                 if let Some(k) = self.kill.as_ref() {
@@ -1175,7 +1176,7 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
                 } else {
                     Status::Failed
                 };
-                (status, exited, "exited", "supervisor".to_string())
+                (status, exited, EventKind::Exited, Actor::Supervisor)
             }
         };
         let (cpu_ms, max_rss) = tend_proc::children_usage();
@@ -1198,13 +1199,13 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
 }
 
 /// The outcome parts of a timeout of any kind.
-fn timed_out(what: &str, ms: u64) -> (Status, String, &'static str, String) {
+fn timed_out(what: &str, ms: u64) -> (Status, String, EventKind, Actor) {
     let after = tend_model::format_duration(Duration::from_millis(ms));
     (
         Status::TimedOut,
         format!("{what} {after}"),
-        "timed-out",
-        "supervisor".to_string(),
+        EventKind::TimedOut,
+        Actor::Supervisor,
     )
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use tend_model::Containment;
 use tend_proc::cgroup;
 
 use crate::Error;
@@ -19,12 +20,12 @@ pub enum Tier {
 }
 
 impl Tier {
-    /// The name recorded on the row.
-    pub fn name(&self) -> &'static str {
+    /// What is recorded on the row.
+    pub fn kind(&self) -> Containment {
         match self {
-            Tier::Cgroup(_) => "cgroup",
-            Tier::Pidns => "pidns",
-            Tier::Session => "session",
+            Tier::Cgroup(_) => Containment::Cgroup,
+            Tier::Pidns => Containment::Pidns,
+            Tier::Session => Containment::Session,
         }
     }
 
@@ -38,10 +39,10 @@ impl Tier {
 }
 
 /// What the host offers, for `tend doctor`: each tier with `Ok` or why not.
-pub fn offered(ledger: &str) -> Vec<(&'static str, Result<String, String>)> {
+pub fn offered(ledger: &str) -> Vec<(Containment, Result<String, String>)> {
     vec![
         (
-            "cgroup",
+            Containment::Cgroup,
             cgroup::ledger_parent(ledger)
                 .map(|p| {
                     // Only a probe: leave no empty folder behind.
@@ -51,13 +52,13 @@ pub fn offered(ledger: &str) -> Vec<(&'static str, Result<String, String>)> {
                 .map_err(|e| e.0),
         ),
         (
-            "pidns",
+            Containment::Pidns,
             tend_proc::pidns::available().map(|_| {
                 "a PID namespace per execution (opt-in: TEND_CONTAINMENT=pidns)".to_string()
             }),
         ),
         (
-            "session",
+            Containment::Session,
             Ok("own session, child subreaper, PDEATHSIG, marker scan".into()),
         ),
     ]
@@ -65,27 +66,25 @@ pub fn offered(ledger: &str) -> Vec<(&'static str, Result<String, String>)> {
 
 /// The best tier available, or the one `forced` names (an error if this
 /// host cannot offer it).
-pub fn choose(ledger: &str, forced: Option<&str>) -> Result<Tier, Error> {
+pub fn choose(ledger: &str, forced: Option<Containment>) -> Result<Tier, Error> {
     match forced {
         None => Ok(cgroup::ledger_parent(ledger)
             .map(Tier::Cgroup)
             .unwrap_or(Tier::Session)),
-        Some("session") => Ok(Tier::Session),
-        Some("cgroup") => cgroup::ledger_parent(ledger)
+        Some(Containment::Session) => Ok(Tier::Session),
+        Some(Containment::Cgroup) => cgroup::ledger_parent(ledger)
             .map(Tier::Cgroup)
             .map_err(|e| Error::Unavailable {
                 tier: "cgroup".into(),
                 why: e.0,
             }),
-        Some("pidns") => tend_proc::pidns::available()
-            .map(|_| Tier::Pidns)
-            .map_err(|why| Error::Unavailable {
-                tier: "pidns".into(),
-                why,
-            }),
-        Some(other) => Err(Error::Unavailable {
-            tier: other.into(),
-            why: "tend offers the tiers cgroup, pidns and session".into(),
-        }),
+        Some(Containment::Pidns) => {
+            tend_proc::pidns::available()
+                .map(|_| Tier::Pidns)
+                .map_err(|why| Error::Unavailable {
+                    tier: "pidns".into(),
+                    why,
+                })
+        }
     }
 }

@@ -23,7 +23,7 @@ pub struct Config {
     /// Size at which a log file is rotated.
     pub log_max_size: u64,
     /// Containment tier to insist on (`TEND_CONTAINMENT`), or the best.
-    pub containment: Option<String>,
+    pub containment: Option<tend_model::Containment>,
     /// Where `tend serve` listens.
     pub listen: std::net::SocketAddr,
     /// Executions running longer than this are long-running.
@@ -120,7 +120,13 @@ impl Config {
             default_timeout,
             max_timeout,
             log_max_size,
-            containment: var("TEND_CONTAINMENT").or(file.containment),
+            containment: var("TEND_CONTAINMENT")
+                .or(file.containment)
+                .map(|c| {
+                    c.parse()
+                        .map_err(|e| crate::usage(format!("bad TEND_CONTAINMENT setting: {e}")))
+                })
+                .transpose()?,
             listen: match var("TEND_LISTEN").or(file.listen) {
                 Some(a) => a.parse().with_context(|| {
                     format!("bad listen address '{a}': write it like 127.0.0.1:7757")

@@ -95,12 +95,11 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
             r.map_err(|why| format!("{why}; executions will use the session tier")),
         );
     }
-    let chosen =
-        tend_supervisor::choose_tier(ctx.ledger.ledger_id(), ctx.config.containment.as_deref());
+    let chosen = tend_supervisor::choose_tier(ctx.ledger.ledger_id(), ctx.config.containment);
     add(
         "containment",
         chosen
-            .map(|t| format!("new executions use the {} tier", t.name()))
+            .map(|t| format!("new executions use the {} tier", t.kind()))
             .map_err(|e| format!("{e}; unset TEND_CONTAINMENT to use the best available")),
     );
     let path = ctx.config.store()?;

@@ -156,9 +156,9 @@ pub fn name_glob(pattern: &str) -> Result<tend_model::Glob> {
 }
 
 /// The name recorded as the actor of what a person does from this shell.
-pub fn actor() -> String {
+pub fn actor() -> tend_model::Actor {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| format!("uid{}", rustix::process::getuid().as_raw()));
-    format!("user:{user}")
+    tend_model::Actor::User(Some(user))
 }

@@ -38,7 +38,7 @@ pub fn reap(ctx: &Context, args: &ReapArgs) -> Result<i32> {
             .map(|(e, reason)| Lost {
                 id: e.id.to_string(),
                 was: e.status,
-                reason,
+                reason: reason.to_string(),
                 processes_ended: 0,
             })
             .collect()

@@ -81,7 +81,7 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
         heartbeat_timeout_ms: positive(args.heartbeat_timeout, "--heartbeat-timeout")?,
         idle_timeout_ms: positive(args.idle_timeout, "--idle-timeout")?,
         max_memory_bytes: args.max_memory,
-        containment: ctx.config.containment.clone(),
+        containment: ctx.config.containment,
         store: Some(ctx.config.store()?.to_string()),
     };
     spec.check().map_err(|e| crate::usage(e.to_string()))?;

@@ -24,7 +24,7 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32> {
         kill_grace: c.kill_grace,
         max_timeout: c.max_timeout,
         log_max_size: c.log_max_size,
-        containment: c.containment.clone(),
+        containment: c.containment,
         reconcile_every: c.reconcile_every,
         long_running_after: c.alert_long_running_after,
         long_running_alert: c.alert_long_running_count,

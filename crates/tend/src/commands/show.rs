@@ -79,7 +79,7 @@ fn fields(e: &Execution) -> Vec<(&'static str, Cell)> {
         ("finished", time(e.finished_at)),
         ("duration", ran_for(e).into()),
         ("host", Cell::text(&e.host)),
-        ("tier", Cell::text(&e.tier)),
+        ("tier", Cell::text(e.tier.as_str())),
         (
             "pid",
             opt(e

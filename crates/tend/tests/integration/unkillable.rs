@@ -300,5 +300,6 @@ fn the_pidns_tier_records_the_command_and_what_it_used() {
     std::thread::sleep(Duration::from_millis(1500));
     env.ok(&["kill", "--force", &id]);
     let e = env.show(&id);
-    assert!(e["cpu_ms"].as_u64().unwrap() >= 500, "cpu {}", e["cpu_ms"]);
+    // The bug recorded ~1 ms; a loaded machine may give the loop less than its wall time.
+    assert!(e["cpu_ms"].as_u64().unwrap() >= 100, "cpu {}", e["cpu_ms"]);
 }
