@@ -3,6 +3,9 @@
 //! stderr and an exit code (2 for usage errors, 1 otherwise), and a closed
 //! stdout into a quiet exit 141 (see [`mod@print`]).
 
+// Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
 #[macro_use]
 mod print;
 
