@@ -20,6 +20,9 @@
 //! }
 //! ```
 
+// Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
 mod error;
 mod sqlite;
 mod store;

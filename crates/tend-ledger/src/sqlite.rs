@@ -97,13 +97,7 @@ impl SqliteLedger {
         })?;
         let classify = |e: rusqlite::Error| classify_open_error(path, e);
         conn.busy_timeout(busy_timeout()).map_err(classify)?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .map_err(classify)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
-                .map_err(classify)?;
-        }
+        enable_wal(&conn).map_err(classify)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(classify)?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -200,6 +194,39 @@ impl SqliteLedger {
         Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(Error::storage("beginning a write"))
     }
+}
+
+/// Switches the file to WAL. On a fresh file several processes may try at
+/// once, and the switch does not wait on the busy timeout: the loser gets
+/// `SQLITE_BUSY` at once (issue 9). So it is retried here, with a short
+/// backoff, for as long as the busy timeout, until the file is in WAL mode.
+fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + busy_timeout();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let switched = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+            .and_then(|mode| {
+                if mode.eq_ignore_ascii_case("wal") {
+                    return Ok(mode);
+                }
+                conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            });
+        match switched {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other.map(drop),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn sqlite_detail(e: &rusqlite::Error) -> String {
@@ -1052,6 +1079,34 @@ mod tests {
         }
         assert_eq!(l.resolve("abce").unwrap().id.as_str(), "abce0003");
         assert_eq!(l.resolve("abcd0002").unwrap().id.as_str(), "abcd0002");
+    }
+
+    // Issue 9: concurrent first use of a fresh file failed at once with
+    // "database is locked" (the WAL switch does not wait on the busy timeout).
+    #[test]
+    fn concurrent_first_opens_all_succeed_with_one_ledger_id() {
+        for round in 0..30 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.db");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(12));
+            let threads: Vec<_> = (0..12)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        SqliteLedger::open(&path).map(|l| l.ledger_id().to_string())
+                    })
+                })
+                .collect();
+            let ids: std::collections::HashSet<String> = threads
+                .into_iter()
+                .map(|t| match t.join().unwrap() {
+                    Ok(id) => id,
+                    Err(e) => panic!("round {round}: {e}"),
+                })
+                .collect();
+            assert_eq!(ids.len(), 1, "round {round}: {ids:?}");
+        }
     }
 
     #[test]

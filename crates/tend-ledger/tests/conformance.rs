@@ -2,6 +2,9 @@
 //! and runs against a fresh ledger from a factory. SQLite runs always; a
 //! PostgreSQL backend plugs its factory into the same functions.
 
+// Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

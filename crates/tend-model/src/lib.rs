@@ -15,6 +15,9 @@
 //! assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
 //! ```
 
+// Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
 mod duration;
 mod execution;
 mod glob;

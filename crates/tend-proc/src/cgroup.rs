@@ -122,6 +122,7 @@ impl Cgroup {
 
     /// Makes `cmd` join this cgroup before `exec`. Must be called before
     /// any other pre-exec setup so that nothing runs outside it.
+    #[allow(unsafe_code)] // pre_exec
     pub fn join_before_exec(&self, cmd: &mut Command) {
         let fd = self
             .procs

@@ -61,6 +61,7 @@ impl Sig {
 
 /// What the calling process's reaped descendants used: CPU time (user +
 /// system) in milliseconds and the peak RSS of the largest one, in bytes.
+#[allow(unsafe_code)] // getrusage
 pub fn children_usage() -> (u64, u64) {
     // SAFETY: getrusage writes into the zeroed struct we own and nothing else.
     let ru = unsafe {

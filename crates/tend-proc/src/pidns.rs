@@ -18,6 +18,10 @@
 //! so SIGTERM reaches it with its normal meaning. Processes the command
 //! leaves behind are SIGKILLed by the kernel when it exits (no grace).
 
+// The whole module is pre-exec code: raw system calls in a forked child.
+// Each unsafe block and function says what makes it sound.
+#![allow(unsafe_code)]
+
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
@@ -165,6 +169,12 @@ const LEFTOVERS_FD: i32 = 3;
 /// Signals the relay ignores and the command gets back.
 const STOP_SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
+/// Writes `data` to the file at `path` with raw system calls.
+///
+/// # Safety
+///
+/// Only async-signal-safe calls, on memory the caller allocated before the
+/// fork: callable in the forked child of a multi-threaded process.
 unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
     let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
     if fd < 0 {
@@ -179,6 +189,12 @@ unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
 }
 
 /// C, PID 1 of the new namespace. Returns `Ok` only in G, which then execs.
+///
+/// # Safety
+///
+/// Call only in the single-threaded child of `fork`, before `exec`: it makes
+/// async-signal-safe calls only, and `pipe` must be the two ends of a pipe
+/// this process owns.
 unsafe fn init(outer: libc::pid_t, pipe: [i32; 2]) -> io::Result<()> {
     libc::close(pipe[0]);
     libc::prctl(
@@ -236,6 +252,11 @@ unsafe fn init(outer: libc::pid_t, pipe: [i32; 2]) -> io::Result<()> {
 
 /// P: waits for C and leaves the way the command did (its code, or the
 /// same signal), so the supervisor records the truth.
+///
+/// # Safety
+///
+/// As for [`init`]: the single-threaded child of `fork`, `c` its own child,
+/// `pipe` the two ends of a pipe this process owns.
 unsafe fn relay(c: libc::pid_t, pipe: [i32; 2]) -> io::Result<()> {
     libc::close(pipe[1]);
     let mut status = 0;

@@ -14,6 +14,7 @@ use rustix::process::{getppid, set_parent_process_death_signal, setsid, Pid, Sig
 ///
 /// The death signal is tied to the *thread* that forks; call this from the
 /// supervisor's one long-lived thread, never from a thread pool.
+#[allow(unsafe_code)] // pre_exec
 pub fn supervised(cmd: &mut Command) -> &mut Command {
     let parent = rustix::process::getpid();
     // SAFETY: the closure only makes async-signal-safe system calls
@@ -42,6 +43,7 @@ pub fn become_subreaper() -> io::Result<()> {
 
 /// Makes the calling process its own session leader (detaching it from any
 /// terminal), as a background supervisor must be.
+#[allow(unsafe_code)] // pre_exec
 pub fn detach_session(cmd: &mut Command) -> &mut Command {
     // SAFETY: setsid is async-signal-safe and touches no shared state.
     unsafe {
@@ -58,6 +60,7 @@ pub fn detach_session(cmd: &mut Command) -> &mut Command {
 ///
 /// Call it only while the process is single-threaded (at the very start of
 /// `main`): after `fork` only the calling thread exists in the child.
+#[allow(unsafe_code)] // fork, _exit
 pub fn fork_away() -> io::Result<()> {
     // SAFETY: the caller guarantees the process is single-threaded, so the
     // child inherits no lock held by another thread; the parent only calls
@@ -65,6 +68,8 @@ pub fn fork_away() -> io::Result<()> {
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(()),
+        // SAFETY: _exit is async-signal-safe and ends the parent at once,
+        // running nothing of the child's state.
         _ => unsafe { libc::_exit(0) },
     }
 }

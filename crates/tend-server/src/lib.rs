@@ -31,6 +31,9 @@
 //! # }
 //! ```
 
+// Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
 mod api;
 mod auth;
 mod connections;

@@ -2,6 +2,9 @@
 //! real temporary SQLite ledger. Launching needs the `tend` binary and is
 //! covered by the binary's integration tests.
 
+// Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use axum::body::Body;

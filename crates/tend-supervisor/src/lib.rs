@@ -17,6 +17,9 @@
 //! What it does not do: it holds no state between calls and speaks no HTTP;
 //! the daemon and the CLI are built on these functions.
 
+// Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
 pub mod detach;
 mod follow;
 mod home;

@@ -110,12 +110,12 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = OnDuplicate::Wait, requires = "key")]
     pub on_duplicate: OnDuplicate,
     /// The command and its arguments (after --)
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    ///
+    /// Everything from the first word that is not a tend option belongs to
+    /// the command, its options too. An unknown option before that is a
+    /// usage error, never the command (issue 9): hyphen values are not
+    /// allowed here, so `tend run --bogus -- true` is refused.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 

@@ -3,6 +3,9 @@
 //! stderr and an exit code (2 for usage errors, 1 otherwise), and a closed
 //! stdout into a quiet exit 141 (see [`mod@print`]).
 
+// Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
 #[macro_use]
 mod print;
 
@@ -35,7 +38,7 @@ pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| parse_error(e));
     let code = match dispatch(&cli) {
         Ok(code) => code,
         Err(e) if print::is_closed(&e) => print::CLOSED_EXIT,
@@ -46,6 +49,31 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Says clap's own usage mistakes the way tend says its own: `tend: `, one
+/// sentence (what clap writes before its tips and usage), exit 2. Help and
+/// version are printed in full, as clap does.
+fn parse_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let sentence: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let sentence = sentence.join(" ");
+    let sentence = sentence.strip_prefix("error: ").unwrap_or(&sentence);
+    note!("{}", output::esc(sentence));
+    std::process::exit(2)
 }
 
 fn dispatch(cli: &Cli) -> anyhow::Result<i32> {

@@ -11,13 +11,13 @@ use super::{name_glob, Context};
 use crate::cli::ListArgs;
 use crate::output::{self, ago, bytes, colour, exit, ran_for, table, Cell};
 
-/// A live execution with what the kernel says about its tree right now.
+/// A live execution with what the kernel says about its tree right now:
+/// its `cpu_ms` is the tree's CPU time so far (one key, the live value;
+/// issue 9 found it twice).
 #[derive(Serialize)]
 struct PsRow {
     #[serde(flatten)]
     execution: Execution,
-    /// CPU time used by every process of its tree, in milliseconds.
-    cpu_ms: Option<u64>,
     /// Resident memory of every process of its tree, in bytes.
     rss_bytes: Option<u64>,
 }
@@ -46,11 +46,11 @@ pub fn ps(ctx: &Context) -> Result<i32> {
         .ledger
         .live()?
         .into_iter()
-        .map(|execution| {
+        .map(|mut execution| {
             let (cpu_ms, rss_bytes) = usage(&snapshot, &execution);
+            execution.cpu_ms = cpu_ms.or(execution.cpu_ms);
             PsRow {
                 execution,
-                cpu_ms,
                 rss_bytes,
             }
         })
@@ -75,7 +75,7 @@ pub fn ps(ctx: &Context) -> Result<i32> {
                 e.pid.map_or("-".into(), |p| p.to_string()).into(),
                 ago(e.created_at).trim_end_matches(" ago").into(),
                 "-".into(),
-                r.cpu_ms
+                e.cpu_ms
                     .map_or("-".into(), |ms| {
                         tend_model::format_duration(std::time::Duration::from_millis(ms))
                     })

@@ -315,3 +315,39 @@ fn shell(env: &TestEnv, script: &str) -> std::process::Output {
     }
     c.stdin(std::process::Stdio::null()).output().unwrap()
 }
+
+// Issue 9: `tend run --bogus -- true` ran `--bogus` as the command and
+// recorded a failed execution. An option tend does not know, before `--`,
+// is a usage error; clap's own mistakes read like tend's.
+#[test]
+fn an_unknown_option_before_the_command_is_a_usage_error() {
+    let env = TestEnv::new();
+    for args in [
+        &["run", "--bogus", "--", "true"][..],
+        &["run", "-d", "--bogus", "true"],
+        &["run", "-Z", "--", "true"],
+    ] {
+        let e = assert_one_sentence(&env.tend(args), 2);
+        assert!(e.starts_with("tend: "), "{e}");
+        assert!(e.contains("unexpected argument"), "{args:?}: {e}");
+    }
+    let e = assert_one_sentence(&env.tend(&["run"]), 2);
+    assert!(e.contains("<CMD>"), "{e}");
+    let e = assert_one_sentence(&env.tend(&["run", "--timeout", "5x", "--", "true"]), 2);
+    assert!(e.contains("is not a duration"), "{e}");
+    assert!(
+        !env.ledger_path().exists() || env.json(&["list"]).as_array().unwrap().is_empty(),
+        "nothing was recorded"
+    );
+    // The command's own options still reach it, with or without `--`.
+    assert_eq!(env.ok(&["run", "--", "sh", "-c", "echo $0", "-x"]), "-x\n");
+    assert_eq!(
+        env.ok(&["run", "sh", "-c", "echo $0", "--bogus"]),
+        "--bogus\n"
+    );
+    assert_eq!(env.ok(&["run", "-q", "echo", "-n", "--", "x"]), "-- x");
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 3);
+    // Help and version still print in full, on stdout.
+    assert!(env.ok(&["run", "--help"]).contains("Usage:"));
+    assert!(env.ok(&["--version"]).starts_with("tend "));
+}

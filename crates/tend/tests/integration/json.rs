@@ -72,3 +72,18 @@ fn every_command_speaks_the_same_execution_schema() {
     assert_execution(&fg);
     assert_eq!(fg["status"], "succeeded");
 }
+
+// Issue 9: `ps --json` wrote `cpu_ms` twice in one object (the stored
+// value's and the live one). One key per field, the live value.
+#[test]
+fn ps_json_has_one_key_per_field() {
+    let env = TestEnv::new();
+    env.detach(&["sleep", "30"]);
+    let raw = env.ok(&["--json", "ps"]);
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&raw).unwrap();
+    assert_eq!(rows.len(), 1, "{raw}");
+    let keys = raw.matches("\"cpu_ms\"").count();
+    assert_eq!(keys, 1, "cpu_ms once per object: {raw}");
+    assert!(rows[0]["cpu_ms"].is_u64(), "the live value: {raw}");
+    assert_eq!(raw.matches("\"rss_bytes\"").count(), 1, "{raw}");
+}

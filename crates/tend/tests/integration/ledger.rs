@@ -71,3 +71,43 @@ fn fifty_concurrent_runs_lose_nothing() {
         .all(|e| e["status"] == "succeeded" || e["status"] == "failed"));
     assert!(env.ledger().check_integrity().is_ok());
 }
+
+// Issue 9: on a fresh home, the second of two commands started at once
+// failed with "database is locked" while the first switched the new file to
+// WAL. Every command must succeed, and all must share one ledger.
+#[test]
+fn concurrent_first_use_of_a_fresh_home_just_works() {
+    for round in 0..20 {
+        let env = TestEnv::new();
+        let children: Vec<_> = (0..16)
+            .map(|i| {
+                let args: &[&str] = match i % 4 {
+                    0 => &["list"],
+                    1 => &["run", "-d", "--", "true"],
+                    _ => &["run", "--", "sh", "-c", "echo $TEND_LEDGER"],
+                };
+                env.cmd()
+                    .args(args)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        for (i, c) in children.into_iter().enumerate() {
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(
+                code(&out),
+                0,
+                "round {round}, command {i}: {}",
+                stderr(&out)
+            );
+            if i % 4 >= 2 {
+                seen.insert(String::from_utf8(out.stdout).unwrap().trim().to_string());
+            }
+        }
+        assert_eq!(seen, HashSet::from([env.ledger_id()]), "round {round}");
+        assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 12);
+    }
+}

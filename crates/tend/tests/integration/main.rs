@@ -6,6 +6,9 @@
 //! process carrying its ledger's marker and every live supervisor, by
 //! verified pidfd — never by name.
 
+// Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
 mod support;
 
 // The core lifecycle of `tend run` in the foreground.
