@@ -1,10 +1,11 @@
 //! `tend heartbeat` and `tend doctor`.
 
 use anyhow::{bail, Result};
-use serde::Serialize;
 use tend_ledger::{Ledger, SqliteLedger};
+use tend_model::wire::{HealthCheck, HealthStatus};
 use tend_model::{ExecutionId, MARKER_EXECUTION, MARKER_LEDGER};
 use tend_proc::{procfs, Pidfd};
+use tend_supervisor::health::Thresholds;
 
 use super::Context;
 use crate::cli::HeartbeatArgs;
@@ -37,13 +38,6 @@ pub fn heartbeat(ctx: &Context, args: &HeartbeatArgs) -> Result<i32> {
     Ok(0)
 }
 
-#[derive(Serialize)]
-struct Check {
-    name: String,
-    ok: bool,
-    detail: String,
-}
-
 /// `tend doctor`: what this host offers, and how to fix what it lacks.
 pub fn doctor(ctx: &Context) -> Result<i32> {
     let mut checks = Vec::new();
@@ -52,7 +46,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
             Ok(d) => (true, d),
             Err(d) => (false, d),
         };
-        checks.push(Check {
+        checks.push(HealthCheck {
             name: name.into(),
             ok,
             detail,
@@ -143,98 +137,35 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
     Ok(if healthy { 0 } else { 1 })
 }
 
-/// `tend health`: 0 healthy, 1 degraded, 2 unhealthy.
+/// `tend health`: 0 healthy, 1 degraded, 2 unhealthy. The checks are the
+/// daemon's (`tend_supervisor::health::check`), plus whether the daemon
+/// recorded in this home answers.
 pub fn health(ctx: &Context) -> Result<i32> {
-    let mut checks: Vec<Check> = Vec::new();
-    let mut level = 0;
-    let mut add = |name: &str, lvl: i32, detail: String| {
-        level = level.max(lvl);
-        checks.push(Check {
-            name: name.into(),
-            ok: lvl == 0,
-            detail,
-        });
+    let thresholds = Thresholds {
+        long_running_after: ctx.config.alert_long_running_after,
+        long_running_count: ctx.config.alert_long_running_count,
     };
     let path = ctx.config.sqlite_path()?;
-    match ctx.ledger.integrity_check() {
-        Ok(()) => add(
-            "ledger",
-            0,
-            format!(
-                "{} reachable, schema {}",
-                path.display(),
-                SqliteLedger::schema_version()
-            ),
-        ),
-        Err(e) => add(
-            "ledger",
-            2,
-            format!("{}: integrity check failed: {e}", path.display()),
-        ),
-    }
-    let stale = tend_supervisor::reconcile_dry_run(&ctx.ledger, &ctx.home)?;
-    if stale.is_empty() {
-        add(
-            "stale",
-            0,
-            "every live execution has a live supervisor".into(),
-        );
-    } else {
-        ctx.reconcile()?;
-        add(
-            "stale",
-            1,
-            format!(
-                "{} execution(s) had lost their supervisor; now marked lost",
-                stale.len()
-            ),
-        );
-    }
-    let cutoff = tend_ledger::now_ms() - ctx.config.alert_long_running_after.as_millis() as i64;
-    let sum = ctx
-        .ledger
-        .summary(Some(tend_ledger::now_ms() - 86_400_000), cutoff)?;
-    let after = tend_model::format_duration(ctx.config.alert_long_running_after);
-    if sum.long_running > ctx.config.alert_long_running_count {
-        add(
-            "long-running",
-            1,
-            format!(
-                "{} executions have run longer than {after} (alert above {})",
-                sum.long_running, ctx.config.alert_long_running_count
-            ),
-        );
-    } else {
-        add(
-            "long-running",
-            0,
-            format!("{} running longer than {after}", sum.long_running),
-        );
-    }
+    let mut report = tend_supervisor::health::check(&ctx.ledger, &ctx.home, &path, &thresholds)?;
     match daemon(ctx) {
-        Some(Ok(detail)) => add("daemon", 0, format!("running, {detail}")),
-        Some(Err(why)) => add("daemon", 1, why),
-        None => add(
+        Some(Ok(detail)) => report.add(
             "daemon",
-            0,
-            "none running (not needed for run, wait, kill and reap)".into(),
+            HealthStatus::Healthy,
+            format!("running, {detail}"),
+        ),
+        Some(Err(why)) => report.add("daemon", HealthStatus::Degraded, why),
+        None => report.add(
+            "daemon",
+            HealthStatus::Healthy,
+            "none running (not needed for run, wait, kill and reap)",
         ),
     }
     if ctx.global.json {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            status: &'a str,
-            checks: &'a [Check],
-        }
-        let status = ["healthy", "degraded", "unhealthy"][level as usize];
-        output::json(&Out {
-            status,
-            checks: &checks,
-        })?;
+        output::json(&report)?;
     } else {
-        print_checks(&checks)?;
+        print_checks(&report.checks)?;
     }
-    Ok(level)
+    Ok(report.status.exit_code())
 }
 
 /// The daemon recorded in `daemon.json`: `None` if there is none, `Err`
@@ -277,7 +208,7 @@ fn daemon(ctx: &Context) -> Option<Result<String, String>> {
 }
 
 /// One line per check: `ok` or `warn`, the name, what was found.
-fn print_checks(checks: &[Check]) -> Result<()> {
+fn print_checks(checks: &[HealthCheck]) -> Result<()> {
     let w = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in checks {
         say!(
