@@ -40,65 +40,21 @@ pub fn heartbeat(ctx: &Context, args: &HeartbeatArgs) -> Result<i32> {
 
 /// `tend doctor`: what this host offers, and how to fix what it lacks.
 pub fn doctor(ctx: &Context) -> Result<i32> {
-    let mut checks = Vec::new();
-    let mut add = |name: &str, r: Result<String, String>| {
-        let (ok, detail) = match r {
-            Ok(d) => (true, d),
-            Err(d) => (false, d),
-        };
-        checks.push(HealthCheck {
-            name: name.into(),
-            ok,
-            detail,
-        });
-    };
-    let me = std::process::id() as i32;
-    add(
-        "pidfd",
-        Pidfd::open(me)
-            .map(|_| {
-                "pidfd_open and pidfd_send_signal work: signals cannot reach a recycled pid"
-                    .to_string()
-            })
-            .map_err(|e| format!("pidfd_open failed ({e}): tend needs Linux 5.3 or later")),
-    );
-    add(
-        "pidfd inode",
-        match Pidfd::open(me).ok().and_then(|f| f.inode()) {
-            Some(_) => Ok(
-                "pidfs gives each process its own inode (Linux 6.8+): identities are exact".into(),
-            ),
-            None => {
-                Err("no pidfs inodes (Linux < 6.8): identities rely on boot id + start time".into())
-            }
-        },
-    );
-    add(
-        "subreaper",
-        tend_proc::spawn::become_subreaper()
-            .map(|_| "orphans of a command re-parent to its supervisor".to_string())
-            .map_err(|e| format!("PR_SET_CHILD_SUBREAPER failed: {e}")),
-    );
-    add(
-        "boot id",
-        procfs::boot_id().map_err(|e| format!("cannot read the boot id ({e}); is /proc mounted?")),
-    );
+    let mut checks = kernel_checks();
     for (tier, r) in tend_supervisor::offered_tiers(ctx.ledger.ledger_id()) {
-        add(
-            &format!("tier {tier}"),
-            r.map_err(|why| format!("{why}; executions will use the session tier")),
-        );
+        let r = r.map_err(|why| format!("{why}; executions will use the session tier"));
+        checks.push(check(&format!("tier {tier}"), r));
     }
     let chosen =
         tend_supervisor::choose_tier(ctx.ledger.ledger_id(), ctx.config.containment.as_deref());
-    add(
+    checks.push(check(
         "containment",
         chosen
             .map(|t| format!("new executions use the {} tier", t.name()))
             .map_err(|e| format!("{e}; unset TEND_CONTAINMENT to use the best available")),
-    );
+    ));
     let path = ctx.config.sqlite_path()?;
-    add(
+    checks.push(check(
         "ledger",
         match SqliteLedger::open(&path) {
             Ok(l) => l
@@ -114,8 +70,8 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
                 .map_err(|e| format!("{}: integrity check failed: {e}", path.display())),
             Err(e) => Err(e.to_string()),
         },
-    );
-    add(
+    ));
+    checks.push(check(
         "daemon",
         match daemon(ctx) {
             Some(Ok(detail)) => Ok(format!("running, {detail}")),
@@ -124,7 +80,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
                 Ok("none running (not needed: run, wait, kill and reap work without one)".into())
             }
         },
-    );
+    ));
     let healthy = checks
         .iter()
         .filter(|c| c.name == "pidfd" || c.name == "ledger")
@@ -135,6 +91,59 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         print_checks(&checks)?;
     }
     Ok(if healthy { 0 } else { 1 })
+}
+
+/// A check of `tend doctor`: passed with what was found, or failed with
+/// what to do.
+fn check(name: &str, r: Result<String, String>) -> HealthCheck {
+    let (ok, detail) = match r {
+        Ok(d) => (true, d),
+        Err(d) => (false, d),
+    };
+    HealthCheck {
+        name: name.into(),
+        ok,
+        detail,
+    }
+}
+
+/// What the kernel offers: pidfds, pidfs inodes, the subreaper, a boot id.
+fn kernel_checks() -> Vec<HealthCheck> {
+    let me = std::process::id() as i32;
+    vec![
+        check(
+            "pidfd",
+            Pidfd::open(me)
+                .map(|_| {
+                    "pidfd_open and pidfd_send_signal work: signals cannot reach a recycled pid"
+                        .to_string()
+                })
+                .map_err(|e| format!("pidfd_open failed ({e}): tend needs Linux 5.3 or later")),
+        ),
+        check(
+            "pidfd inode",
+            match Pidfd::open(me).ok().and_then(|f| f.inode()) {
+                Some(_) => Ok(
+                    "pidfs gives each process its own inode (Linux 6.8+): identities are exact"
+                        .into(),
+                ),
+                None => Err(
+                    "no pidfs inodes (Linux < 6.8): identities rely on boot id + start time".into(),
+                ),
+            },
+        ),
+        check(
+            "subreaper",
+            tend_proc::spawn::become_subreaper()
+                .map(|_| "orphans of a command re-parent to its supervisor".to_string())
+                .map_err(|e| format!("PR_SET_CHILD_SUBREAPER failed: {e}")),
+        ),
+        check(
+            "boot id",
+            procfs::boot_id()
+                .map_err(|e| format!("cannot read the boot id ({e}); is /proc mounted?")),
+        ),
+    ]
 }
 
 /// `tend health`: 0 healthy, 1 degraded, 2 unhealthy. The checks are the
