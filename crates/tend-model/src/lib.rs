@@ -5,8 +5,9 @@
 //! need the outside world: which status transitions are legal, how a
 //! duration is written, which exit code an execution stands for, which
 //! names a [`Glob`] matches, how large an input may be ([`limits`]) and how
-//! foreign text is shown to a person ([`text`]). It does no I/O, so every
-//! rule here is tested without processes or files.
+//! foreign text is shown to a person ([`text`]); and the reports that the
+//! CLI and the API share ([`wire`]). It does no I/O, so every rule here is
+//! tested without processes or files.
 //!
 //! ```
 //! use tend_model::{Status, parse_duration};
@@ -26,6 +27,7 @@ pub mod kinds;
 pub mod limits;
 mod status;
 pub mod text;
+pub mod wire;
 
 pub use duration::{format_duration, parse_duration, parse_size, DurationError, SizeError};
 pub use execution::{format_rfc3339, Event, Execution, KillMethod, KillRequested, ProcessIdentity};

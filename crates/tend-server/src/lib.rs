@@ -42,7 +42,7 @@ mod guard;
 mod lock;
 mod logs;
 mod metrics;
-mod openapi;
+mod readable;
 mod state;
 mod watch;
 
@@ -254,19 +254,6 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
-}
-
-/// Registers an owned descriptor (an inotify fd or a pidfd) with the tokio
-/// reactor for readability.
-pub(crate) fn readable_fd<T: std::os::fd::AsRawFd>(
-    fd: T,
-) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
-    // The safe constructor was deprecated in favour of an unsafe one whose
-    // contract is that the fd stays open and unchanged while registered —
-    // which holds here: `T` owns its fd and never replaces it, and this
-    // crate forbids unsafe code.
-    #[allow(deprecated)]
-    tokio::io::unix::AsyncFd::with_interest(fd, tokio::io::Interest::READABLE)
 }
 
 /// Reads the token: `TEND_TOKEN` if set, else `<home>/token`, created

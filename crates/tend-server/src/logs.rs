@@ -2,7 +2,7 @@
 //! inotify on the logs folder, until the execution's terminal transition.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::OwnedFd;
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,10 +10,10 @@ use axum::body::Bytes;
 use rustix::fs::inotify;
 use tend_ledger::Ledger;
 use tend_model::Execution;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::readable::Readable;
 use crate::AppState;
 
 /// A stream of the file's bytes from `offset`, ending after the execution
@@ -71,12 +71,7 @@ pub fn follow_stream(
                 return;
             }
             tokio::select! {
-                r = watch.readable() => {
-                    if let Ok(mut g) = r {
-                        drain(watch.get_ref());
-                        g.clear_ready();
-                    }
-                }
+                _ = watch.read_with(drain) => {}
                 t = rx.recv() => {
                     match t {
                         Ok(t) if t.id == e.id && t.status.is_terminal() => ended = true,
@@ -108,17 +103,17 @@ fn read_from(path: &PathBuf, pos: u64) -> std::io::Result<(Vec<u8>, u64)> {
     Ok((buf, pos + n))
 }
 
-fn watch_logs(state: &AppState) -> std::io::Result<AsyncFd<OwnedFd>> {
+fn watch_logs(state: &AppState) -> std::io::Result<Readable> {
     let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
     inotify::add_watch(
         &fd,
         state.config().home.logs_dir(),
         inotify::WatchFlags::MODIFY | inotify::WatchFlags::CREATE | inotify::WatchFlags::MOVED_TO,
     )?;
-    crate::readable_fd(fd)
+    Readable::new(fd)
 }
 
-fn drain(fd: &OwnedFd) {
+fn drain(fd: BorrowedFd<'_>) {
     let mut buf = [0u8; 4096];
     while matches!(rustix::io::read(fd, &mut buf), Ok(n) if n > 0) {}
 }

@@ -3,16 +3,16 @@
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::fs::inotify;
 use tend_ledger::Ledger;
 use tend_model::{Execution, ExecutionId};
 use tend_proc::{Pidfd, Verified};
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::readable::Readable;
 use crate::AppState;
 
 /// Runs until aborted.
@@ -34,10 +34,8 @@ pub async fn watch(state: AppState) {
     tick.tick().await;
     loop {
         tokio::select! {
-            ready = notify.readable() => {
-                let Ok(mut guard) = ready else { continue };
-                let ids = read_names(notify.get_ref());
-                guard.clear_ready();
+            ready = notify.read_with(read_names) => {
+                let Ok(ids) = ready else { continue };
                 for id in ids {
                     let s = state.clone();
                     let row = tokio::task::spawn_blocking(move || s.ledger().ok()?.get(&id).ok()).await.ok().flatten();
@@ -116,7 +114,9 @@ fn watch_supervisor(
     let id = e.id.clone();
     let tx = dead.clone();
     match Pidfd::open_verified(&e.supervisor) {
-        Ok(Verified::Alive(fd)) => match crate::readable_fd(fd) {
+        // The dup costs one system call and keeps tend-proc's pidfd type out
+        // of the reactor.
+        Ok(Verified::Alive(fd)) => match fd.as_fd().try_clone_to_owned().and_then(Readable::new) {
             Ok(afd) => {
                 let handle = tokio::spawn(async move {
                     let _ = afd.readable().await;
@@ -134,7 +134,7 @@ fn watch_supervisor(
     }
 }
 
-fn notify_fd(state: &AppState) -> std::io::Result<AsyncFd<OwnedFd>> {
+fn notify_fd(state: &AppState) -> std::io::Result<Readable> {
     let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
     inotify::add_watch(
         &fd,
@@ -143,11 +143,11 @@ fn notify_fd(state: &AppState) -> std::io::Result<AsyncFd<OwnedFd>> {
         // events would only wake the daemon for nothing.
         inotify::WatchFlags::MOVED_TO,
     )?;
-    crate::readable_fd(fd)
+    Readable::new(fd)
 }
 
 /// Execution ids named by the queued inotify events (each once).
-fn read_names(fd: &OwnedFd) -> Vec<ExecutionId> {
+fn read_names(fd: BorrowedFd<'_>) -> Vec<ExecutionId> {
     let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
     let mut reader = inotify::Reader::new(fd, &mut buf);
     let mut out: Vec<ExecutionId> = Vec::new();

@@ -253,8 +253,16 @@ async fn health_metrics_and_reap_answer_on_an_empty_ledger() {
     )
     .await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(h["status"], "ok");
+    assert_eq!(h["status"], "healthy");
     assert_eq!(h["running"], 0);
+    let names: Vec<&str> = h["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ledger", "stale", "long-running"], "{h}");
+    assert!(h["uptime_s"].is_u64(), "{h}");
     let (st, m) = call(&s, authed(get("/metrics")).body(Body::empty()).unwrap()).await;
     assert_eq!(st, StatusCode::OK);
     let m = m.as_str().unwrap().to_string();
@@ -272,6 +280,45 @@ async fn health_metrics_and_reap_answer_on_an_empty_ledger() {
     .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(r["lost"], serde_json::json!([]));
+    assert_eq!(r["stragglers"], serde_json::json!([]));
+    assert_eq!(r["dry_run"], false);
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_its_own_404_not_an_unknown_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(&dir);
+    for (method, path) in [
+        ("GET", "/x"),
+        ("GET", "/api/v1/nothing-here"),
+        ("POST", "/api/v1/executions/abcd/explode"),
+    ] {
+        let req = authed(Request::builder().method(method).uri(path))
+            .body(Body::empty())
+            .unwrap();
+        let (st, v) = call(&s, req).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{method} {path} -> {v}");
+        assert_eq!(
+            v["error"],
+            format!("no such route: {method} {path}; see /api/v1/openapi.json"),
+            "{method} {path}"
+        );
+    }
+    let (st, v) = call(
+        &s,
+        authed(get("/api/v1/executions/zzzzzzzz"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("no execution matches"),
+        "an unknown id still says so: {v}"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,8 @@
 //!   first asks the kernel whether each live execution's supervisor is
 //!   still the recorded process, and marks the ones whose supervision is
 //!   gone `lost` (ending what is left of their trees).
+//! - [`reap()`] and [`health::check`]: the reaper pass and the health
+//!   report that the CLI and the daemon share.
 //! - [`kill()`]: asks an execution's supervisor to end it, or ends it itself
 //!   when the supervisor is dead.
 //! - [`wait_until_done`] and [`follow`]: block on inotify and pidfds, never
@@ -22,9 +24,11 @@
 
 pub mod detach;
 mod follow;
+pub mod health;
 mod home;
 pub mod kill;
 mod logs;
+mod reap;
 mod reaper;
 mod signals;
 mod spec;
@@ -36,6 +40,7 @@ mod wait;
 pub use follow::follow;
 pub use home::{Agent, Home};
 pub use kill::{kill, request as request_kill, KillResult};
+pub use reap::reap;
 pub use reaper::{
     end_marked, reconcile, reconcile_dry_run, reconcile_execution, sweep_stragglers, Reconciled,
     Straggler,

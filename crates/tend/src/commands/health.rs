@@ -1,10 +1,11 @@
 //! `tend heartbeat` and `tend doctor`.
 
 use anyhow::{bail, Result};
-use serde::Serialize;
 use tend_ledger::Ledger;
+use tend_model::wire::{HealthCheck, HealthStatus};
 use tend_model::{ExecutionId, MARKER_EXECUTION, MARKER_LEDGER};
 use tend_proc::{procfs, Pidfd};
+use tend_supervisor::health::Thresholds;
 
 use super::Context;
 use crate::cli::HeartbeatArgs;
@@ -37,73 +38,22 @@ pub fn heartbeat(ctx: &Context, args: &HeartbeatArgs) -> Result<i32> {
     Ok(0)
 }
 
-#[derive(Serialize)]
-struct Check {
-    name: String,
-    ok: bool,
-    detail: String,
-}
-
 /// `tend doctor`: what this host offers, and how to fix what it lacks.
 pub fn doctor(ctx: &Context) -> Result<i32> {
-    let mut checks = Vec::new();
-    let mut add = |name: &str, r: Result<String, String>| {
-        let (ok, detail) = match r {
-            Ok(d) => (true, d),
-            Err(d) => (false, d),
-        };
-        checks.push(Check {
-            name: name.into(),
-            ok,
-            detail,
-        });
-    };
-    let me = std::process::id() as i32;
-    add(
-        "pidfd",
-        Pidfd::open(me)
-            .map(|_| {
-                "pidfd_open and pidfd_send_signal work: signals cannot reach a recycled pid"
-                    .to_string()
-            })
-            .map_err(|e| format!("pidfd_open failed ({e}): tend needs Linux 5.3 or later")),
-    );
-    add(
-        "pidfd inode",
-        match Pidfd::open(me).ok().and_then(|f| f.inode()) {
-            Some(_) => Ok(
-                "pidfs gives each process its own inode (Linux 6.8+): identities are exact".into(),
-            ),
-            None => {
-                Err("no pidfs inodes (Linux < 6.8): identities rely on boot id + start time".into())
-            }
-        },
-    );
-    add(
-        "subreaper",
-        tend_proc::spawn::become_subreaper()
-            .map(|_| "orphans of a command re-parent to its supervisor".to_string())
-            .map_err(|e| format!("PR_SET_CHILD_SUBREAPER failed: {e}")),
-    );
-    add(
-        "boot id",
-        procfs::boot_id().map_err(|e| format!("cannot read the boot id ({e}); is /proc mounted?")),
-    );
+    let mut checks = kernel_checks();
     for (tier, r) in tend_supervisor::offered_tiers(ctx.ledger.ledger_id()) {
-        add(
-            &format!("tier {tier}"),
-            r.map_err(|why| format!("{why}; executions will use the session tier")),
-        );
+        let r = r.map_err(|why| format!("{why}; executions will use the session tier"));
+        checks.push(check(&format!("tier {tier}"), r));
     }
     let chosen = tend_supervisor::choose_tier(ctx.ledger.ledger_id(), ctx.config.containment);
-    add(
+    checks.push(check(
         "containment",
         chosen
             .map(|t| format!("new executions use the {} tier", t.kind()))
             .map_err(|e| format!("{e}; unset TEND_CONTAINMENT to use the best available")),
-    );
+    ));
     let path = ctx.config.store()?;
-    add(
+    checks.push(check(
         "ledger",
         match tend_ledger::open(&path) {
             Ok(l) => l
@@ -119,8 +69,8 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
                 .map_err(|e| format!("{path}: integrity check failed: {e}")),
             Err(e) => Err(e.to_string()),
         },
-    );
-    add(
+    ));
+    checks.push(check(
         "daemon",
         match daemon(ctx) {
             Some(Ok(detail)) => Ok(format!("running, {detail}")),
@@ -129,7 +79,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
                 Ok("none running (not needed: run, wait, kill and reap work without one)".into())
             }
         },
-    );
+    ));
     let healthy = checks
         .iter()
         .filter(|c| c.name == "pidfd" || c.name == "ledger")
@@ -142,93 +92,88 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
     Ok(if healthy { 0 } else { 1 })
 }
 
-/// `tend health`: 0 healthy, 1 degraded, 2 unhealthy.
+/// A check of `tend doctor`: passed with what was found, or failed with
+/// what to do.
+fn check(name: &str, r: Result<String, String>) -> HealthCheck {
+    let (ok, detail) = match r {
+        Ok(d) => (true, d),
+        Err(d) => (false, d),
+    };
+    HealthCheck {
+        name: name.into(),
+        ok,
+        detail,
+    }
+}
+
+/// What the kernel offers: pidfds, pidfs inodes, the subreaper, a boot id.
+fn kernel_checks() -> Vec<HealthCheck> {
+    let me = std::process::id() as i32;
+    vec![
+        check(
+            "pidfd",
+            Pidfd::open(me)
+                .map(|_| {
+                    "pidfd_open and pidfd_send_signal work: signals cannot reach a recycled pid"
+                        .to_string()
+                })
+                .map_err(|e| format!("pidfd_open failed ({e}): tend needs Linux 5.3 or later")),
+        ),
+        check(
+            "pidfd inode",
+            match Pidfd::open(me).ok().and_then(|f| f.inode()) {
+                Some(_) => Ok(
+                    "pidfs gives each process its own inode (Linux 6.8+): identities are exact"
+                        .into(),
+                ),
+                None => Err(
+                    "no pidfs inodes (Linux < 6.8): identities rely on boot id + start time".into(),
+                ),
+            },
+        ),
+        check(
+            "subreaper",
+            tend_proc::spawn::become_subreaper()
+                .map(|_| "orphans of a command re-parent to its supervisor".to_string())
+                .map_err(|e| format!("PR_SET_CHILD_SUBREAPER failed: {e}")),
+        ),
+        check(
+            "boot id",
+            procfs::boot_id()
+                .map_err(|e| format!("cannot read the boot id ({e}); is /proc mounted?")),
+        ),
+    ]
+}
+
+/// `tend health`: 0 healthy, 1 degraded, 2 unhealthy. The checks are the
+/// daemon's (`tend_supervisor::health::check`), plus whether the daemon
+/// recorded in this home answers.
 pub fn health(ctx: &Context) -> Result<i32> {
-    let mut checks: Vec<Check> = Vec::new();
-    let mut level = 0;
-    let mut add = |name: &str, lvl: i32, detail: String| {
-        level = level.max(lvl);
-        checks.push(Check {
-            name: name.into(),
-            ok: lvl == 0,
-            detail,
-        });
+    let thresholds = Thresholds {
+        long_running_after: ctx.config.alert_long_running_after,
+        long_running_count: ctx.config.alert_long_running_count,
     };
     let path = ctx.config.store()?;
-    match ctx.ledger.integrity_check().unwrap_or(Ok(())) {
-        Ok(()) => add(
-            "ledger",
-            0,
-            format!(
-                "{path} reachable, schema {}",
-                ctx.ledger.schema().map_or(0, |s| s.0)
-            ),
-        ),
-        Err(e) => add("ledger", 2, format!("{path}: integrity check failed: {e}")),
-    }
-    let stale = tend_supervisor::reconcile_dry_run(&ctx.ledger, &ctx.home)?;
-    if stale.is_empty() {
-        add(
-            "stale",
-            0,
-            "every live execution has a live supervisor".into(),
-        );
-    } else {
-        ctx.reconcile()?;
-        add(
-            "stale",
-            1,
-            format!(
-                "{} execution(s) had lost their supervisor; now marked lost",
-                stale.len()
-            ),
-        );
-    }
-    let cutoff = tend_ledger::now_ms() - ctx.config.alert_long_running_after.as_millis() as i64;
-    let sum = ctx
-        .ledger
-        .summary(Some(tend_ledger::now_ms() - 86_400_000), cutoff)?;
-    let after = tend_model::format_duration(ctx.config.alert_long_running_after);
-    if sum.long_running > ctx.config.alert_long_running_count {
-        add(
-            "long-running",
-            1,
-            format!(
-                "{} executions have run longer than {after} (alert above {})",
-                sum.long_running, ctx.config.alert_long_running_count
-            ),
-        );
-    } else {
-        add(
-            "long-running",
-            0,
-            format!("{} running longer than {after}", sum.long_running),
-        );
-    }
+    let mut report = tend_supervisor::health::check(&ctx.ledger, &ctx.home, &path, &thresholds)?;
     match daemon(ctx) {
-        Some(Ok(detail)) => add("daemon", 0, format!("running, {detail}")),
-        Some(Err(why)) => add("daemon", 1, why),
-        None => add(
+        Some(Ok(detail)) => report.add(
             "daemon",
-            0,
-            "none running (not needed for run, wait, kill and reap)".into(),
+            HealthStatus::Healthy,
+            format!("running, {detail}"),
+        ),
+        Some(Err(why)) => report.add("daemon", HealthStatus::Degraded, why),
+        None => report.add(
+            "daemon",
+            HealthStatus::Healthy,
+            "none running (not needed for run, wait, kill and reap)",
         ),
     }
     if ctx.global.json {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            status: &'a str,
-            checks: &'a [Check],
-        }
-        let status = ["healthy", "degraded", "unhealthy"][level as usize];
-        output::json(&Out {
-            status,
-            checks: &checks,
-        })?;
+        output::json(&report)?;
     } else {
-        print_checks(&checks)?;
+        print_checks(&report.checks)?;
     }
-    Ok(level)
+    Ok(report.status.exit_code())
 }
 
 /// The daemon recorded in `daemon.json`: `None` if there is none, `Err`
@@ -271,7 +216,7 @@ fn daemon(ctx: &Context) -> Option<Result<String, String>> {
 }
 
 /// One line per check: `ok` or `warn`, the name, what was found.
-fn print_checks(checks: &[Check]) -> Result<()> {
+fn print_checks(checks: &[HealthCheck]) -> Result<()> {
     let w = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in checks {
         say!(

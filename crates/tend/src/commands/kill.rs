@@ -1,24 +1,14 @@
 //! `tend kill`.
 
 use anyhow::Result;
-use serde::Serialize;
 use tend_ledger::{KillRequest, Ledger};
 use tend_model::limits::{check_kill_grace, check_text, MAX_REASON_BYTES};
-use tend_model::{Execution, KillMethod, Status};
+use tend_model::wire::Killed;
+use tend_model::Execution;
 
 use super::{actor, name_glob, Context};
 use crate::cli::KillArgs;
 use crate::output;
-
-#[derive(Serialize)]
-struct Killed<'a> {
-    id: &'a str,
-    status: Status,
-    kill_method: KillMethod,
-    kill_duration_ms: u64,
-    processes_signalled: u32,
-    already_finished: bool,
-}
 
 fn bulk(ctx: &Context, args: &KillArgs) -> Result<Vec<Execution>> {
     let name = args.name.as_deref().map(name_glob).transpose()?;
@@ -81,31 +71,9 @@ pub fn kill(ctx: &Context, args: &KillArgs) -> Result<i32> {
             .collect::<Result<Vec<_>>>()?
     };
     let results = tend_supervisor::kill(&ctx.ledger, &ctx.home, &targets, &req)?;
-    let rows: Vec<Killed<'_>> = results
+    let rows: Vec<Killed> = results
         .iter()
-        .map(|r| {
-            let e = &r.execution;
-            Killed {
-                id: e.id.as_str(),
-                status: e.status,
-                kill_method: if r.already_finished {
-                    KillMethod::None
-                } else {
-                    e.kill_method.unwrap_or(KillMethod::None)
-                },
-                kill_duration_ms: if r.already_finished {
-                    0
-                } else {
-                    e.kill_duration_ms.unwrap_or(0)
-                },
-                processes_signalled: if r.already_finished {
-                    0
-                } else {
-                    e.processes_signalled.unwrap_or(0)
-                },
-                already_finished: r.already_finished,
-            }
-        })
+        .map(|r| Killed::new(&r.execution, r.already_finished))
         .collect();
     if ctx.global.json {
         output::json(&rows)?;
@@ -136,7 +104,7 @@ fn would_kill(ctx: &Context, targets: &[Execution]) -> Result<i32> {
     Ok(1)
 }
 
-fn print_killed(k: &Killed<'_>) -> Result<()> {
+fn print_killed(k: &Killed) -> Result<()> {
     if k.already_finished {
         return say!("{}  already finished ({}); nothing to kill", k.id, k.status);
     }

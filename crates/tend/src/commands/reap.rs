@@ -1,81 +1,24 @@
 //! `tend reap`.
 
 use anyhow::Result;
-use serde::Serialize;
 use tend_ledger::Ledger;
 
 use super::Context;
 use crate::cli::ReapArgs;
 use crate::output;
 
-#[derive(Serialize)]
-struct Reaped {
-    lost: Vec<Lost>,
-    stragglers: Vec<Straggler>,
-    dry_run: bool,
-}
-
-#[derive(Serialize)]
-struct Lost {
-    id: String,
-    was: tend_model::Status,
-    reason: String,
-    processes_ended: u32,
-}
-
-#[derive(Serialize)]
-struct Straggler {
-    pid: i32,
-    execution_id: String,
-    execution_status: Option<tend_model::Status>,
-}
-
-/// `tend reap [--dry-run]`.
+/// `tend reap [--dry-run]`: the reaper pass the daemon's `POST /api/v1/reap`
+/// makes too ([`tend_supervisor::reap`]), printed.
 pub fn reap(ctx: &Context, args: &ReapArgs) -> Result<i32> {
-    let lost: Vec<Lost> = if args.dry_run {
-        tend_supervisor::reconcile_dry_run(&ctx.ledger, &ctx.home)?
-            .into_iter()
-            .map(|(e, reason)| Lost {
-                id: e.id.to_string(),
-                was: e.status,
-                reason: reason.to_string(),
-                processes_ended: 0,
-            })
-            .collect()
-    } else {
-        ctx.reconcile()?
-            .into_iter()
-            .map(|r| Lost {
-                id: r.execution.id.to_string(),
-                was: r.was,
-                reason: r.execution.reason.clone().unwrap_or_default(),
-                processes_ended: r.processes_ended,
-            })
-            .collect()
-    };
-    let stragglers: Vec<Straggler> = tend_supervisor::sweep_stragglers(
-        &ctx.ledger,
-        &ctx.home,
-        args.dry_run,
-        ctx.config.kill_grace,
-    )?
-    .into_iter()
-    .map(|s| Straggler {
-        pid: s.pid,
-        execution_id: s.execution_id,
-        execution_status: s.status,
-    })
-    .collect();
+    let reaped =
+        tend_supervisor::reap(&ctx.ledger, &ctx.home, args.dry_run, ctx.config.kill_grace)?;
     if ctx.global.json {
-        output::json(&Reaped {
-            lost,
-            stragglers,
-            dry_run: args.dry_run,
-        })?;
+        output::json(&reaped)?;
         return Ok(0);
     }
+    let (lost, stragglers) = (&reaped.lost, &reaped.stragglers);
     let verb = if args.dry_run { "would mark" } else { "marked" };
-    for l in &lost {
+    for l in lost {
         say!(
             "{verb} {} lost (was {}): {}; {} process(es) ended",
             l.id,
@@ -85,7 +28,7 @@ pub fn reap(ctx: &Context, args: &ReapArgs) -> Result<i32> {
         )?;
     }
     let verb = if args.dry_run { "would end" } else { "ended" };
-    for s in &stragglers {
+    for s in stragglers {
         let what = match s.execution_status {
             Some(st) => format!("execution {} is {st}", output::esc(&s.execution_id)),
             None => format!(

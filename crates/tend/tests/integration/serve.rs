@@ -66,13 +66,59 @@ fn launch_wait_logs_kill_and_reap_round_trip() {
     let (st, r) = d.post("/api/v1/reap", json!(null));
     assert_eq!(st, 200, "{r}");
     let (_, h) = d.get("/api/v1/health");
-    assert_eq!(h["status"], "ok");
+    assert_eq!(h["status"], "healthy");
     assert_eq!(h["last_24h"]["killed"], 1);
     let (_, m) = d.get("/metrics");
     let m = m.as_str().unwrap();
     assert!(m.contains("tend_executions{status=\"killed\"} 1"), "{m}");
     assert!(m.contains("tend_kills_total{method=\"graceful\"} 1"), "{m}");
     assert!(m.contains("tend_api_launches_total 3"), "{m}");
+}
+
+/// One health computation: `tend health --json` and `GET /api/v1/health`
+/// give the same words and the same checks (the CLI adds whether the daemon
+/// answers), degraded or not.
+#[test]
+fn health_says_the_same_in_the_cli_and_the_api() {
+    let env = TestEnv::new();
+    // Any execution running longer than 10ms makes the home degraded.
+    let alert = [
+        ("TEND_ALERT_LONG_RUNNING_AFTER", "10ms"),
+        ("TEND_ALERT_LONG_RUNNING_COUNT", "0"),
+    ];
+    let d = Daemon::start_with(&env, &alert);
+    let checks = |v: &serde_json::Value| -> Vec<(String, bool)> {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] != "daemon")
+            .map(|c| (c["name"].as_str().unwrap().to_string(), c["ok"] == true))
+            .collect()
+    };
+    let both = || {
+        let (st, api) = d.get("/api/v1/health");
+        assert_eq!(st, 200, "{api}");
+        let out = env
+            .cmd()
+            .envs(alert)
+            .args(["--json", "health"])
+            .output()
+            .unwrap();
+        let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(api["status"], cli["status"], "{api} vs {cli}");
+        assert_eq!(checks(&api), checks(&cli), "{api} vs {cli}");
+        assert_eq!(api["running"], cli["running"], "{api} vs {cli}");
+        (
+            api["status"].as_str().unwrap().to_string(),
+            out.status.code(),
+        )
+    };
+    assert_eq!(both(), ("healthy".to_string(), Some(0)));
+    let id = env.detach(&["sleep", "30"]);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(both(), ("degraded".to_string(), Some(1)));
+    env.ok(&["kill", &id]);
 }
 
 #[test]

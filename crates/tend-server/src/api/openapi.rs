@@ -1,24 +1,27 @@
 //! The OpenAPI document, generated from the handlers' annotations and the
-//! types they use, so it cannot drift from the code.
+//! types they use, so it cannot drift from the code. It knows the handler
+//! modules; the router mounts it.
 
 use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::api;
+use super::{events, executions, health, kill, logs, reap, wait};
+use tend_model::wire;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tend", description = "Tracked executions with a ledger that never lies."),
     paths(
-        api::health, api::list, api::launch, api::show, api::events, api::logs, api::kill, api::wait,
-        api::reap, api::stream, crate::metrics::metrics
+        health::health, executions::list, executions::launch, executions::show, executions::events,
+        logs::logs, kill::kill, wait::wait, reap::reap, events::stream, crate::metrics::metrics
     ),
     components(schemas(
         tend_model::Execution, tend_model::Event, tend_model::Status, tend_model::KillMethod,
-        tend_model::ProcessIdentity, tend_model::KillRequested, api::Health, api::LaunchRequest,
-        api::KillBody, api::Killed, api::Reaped, crate::error::ErrorBody
+        tend_model::ProcessIdentity, tend_model::KillRequested, wire::HealthReport,
+        wire::HealthCheck, wire::HealthStatus, executions::LaunchRequest, kill::KillBody,
+        wire::Killed, wire::Reaped, wire::MarkedLost, wire::StrayProcess, crate::error::ErrorBody
     )),
     modifiers(&Security)
 )]
@@ -88,12 +91,7 @@ impl Modify for Security {
     }
 }
 
-/// The document as a value (also used by tests).
-pub fn spec() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
-}
-
 /// `GET /api/v1/openapi.json`.
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(spec())
+pub(super) async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
 }

@@ -1,0 +1,82 @@
+//! The HTTP API. This module assembles it: the routes, the layers every
+//! request passes, and the answers for unknown routes and methods. Each
+//! resource has its own module, with its request and response types next to
+//! its handlers; [`openapi`] describes them all. Nothing below this module
+//! imports it, so the router is the one place that knows every handler and
+//! the document.
+
+mod events;
+mod executions;
+mod extract;
+mod health;
+mod kill;
+mod logs;
+mod openapi;
+mod reap;
+mod wait;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::{auth, guard, metrics, ApiError, AppState};
+
+/// Largest request body accepted.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+/// The whole API. Every request passes, in order, the request guard
+/// (`Host`, `Origin`, no preflight, JSON bodies, a declared size within the
+/// limit: see `guard.rs`), the token check, and a bounded read of its body;
+/// only then a handler.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health::health))
+        .route(
+            "/api/v1/executions",
+            get(executions::list).post(executions::launch),
+        )
+        .route("/api/v1/executions/{id}", get(executions::show))
+        .route("/api/v1/executions/{id}/events", get(executions::events))
+        .route("/api/v1/executions/{id}/logs", get(logs::logs))
+        .route("/api/v1/executions/{id}/kill", post(kill::kill))
+        .route("/api/v1/executions/{id}/wait", get(wait::wait))
+        .route("/api/v1/reap", post(reap::reap))
+        .route("/api/v1/events", get(events::stream))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::read_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .with_state(state)
+}
+
+/// A route nobody serves: a 404 of its own, not an unknown execution's.
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such route: {method} {}; see /api/v1/openapi.json",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not served at this path"),
+    )
+}

@@ -1,0 +1,117 @@
+//! [`check`]: the one health computation, behind `tend health` and
+//! `GET /api/v1/health`, so that both give the same checks and the same
+//! verdict.
+//!
+//! In order: the ledger (reachable and migrated to this build's schema;
+//! the full integrity check, whose cost grows with the ledger, is
+//! `tend doctor`'s: health is probed often); stale executions (live rows whose supervision is gone: they
+//! are reconciled on the spot, as every reader of the ledger does, so the
+//! report is `degraded`, or `unhealthy` when some could not be marked
+//! `lost`); long-running executions (`degraded` above the alert count).
+//! Whether a daemon runs is the CLI's own check: it asks the daemon.
+
+use std::time::Duration;
+
+use tend_ledger::{Ledger, Store};
+use tend_model::format_duration;
+use tend_model::wire::{HealthReport, HealthStatus};
+use tend_model::Status;
+
+use crate::{reconcile, reconcile_dry_run, Error, Home};
+
+/// When long-running executions make a home `degraded`.
+#[derive(Clone, Copy, Debug)]
+pub struct Thresholds {
+    /// Executions running longer than this count as long-running.
+    pub long_running_after: Duration,
+    /// More long-running executions than this is `degraded`.
+    pub long_running_count: u64,
+}
+
+/// Checks the ledger at `store` (opened as `ledger`) and the executions of
+/// `home`; reconciles stale executions as it finds them. An error is a
+/// ledger that failed after its integrity check passed (busy past its
+/// timeout, a full disk while reconciling).
+pub fn check<L: Ledger + ?Sized>(
+    ledger: &L,
+    home: &Home,
+    store: &Store,
+    thresholds: &Thresholds,
+) -> Result<HealthReport, Error> {
+    let mut report = HealthReport::default();
+    match ledger.schema() {
+        Ok((found, wanted)) if found == wanted => {
+            let detail = format!("{store} reachable, schema {found}");
+            report.add("ledger", HealthStatus::Healthy, detail);
+        }
+        Ok((found, wanted)) => {
+            let detail = format!("{store} has schema {found}, this tend needs {wanted}");
+            report.add("ledger", HealthStatus::Unhealthy, detail);
+            return Ok(report);
+        }
+        Err(e) => {
+            report.add("ledger", HealthStatus::Unhealthy, format!("{store}: {e}"));
+            return Ok(report);
+        }
+    }
+    check_stale(&mut report, ledger, home)?;
+    check_long_running(&mut report, ledger, thresholds)?;
+    let live = ledger.live()?;
+    report.running = live.iter().filter(|e| e.status == Status::Running).count() as u64;
+    report.queued = live.len() as u64 - report.running;
+    Ok(report)
+}
+
+fn check_stale(
+    report: &mut HealthReport,
+    ledger: &(impl Ledger + ?Sized),
+    home: &Home,
+) -> Result<(), Error> {
+    let stale = reconcile_dry_run(ledger, home)?.len();
+    report.stale = stale as u64;
+    if stale == 0 {
+        let detail = "every live execution has a live supervisor";
+        report.add("stale", HealthStatus::Healthy, detail);
+        return Ok(());
+    }
+    reconcile(ledger, home)?;
+    let left = reconcile_dry_run(ledger, home)?.len();
+    if left == 0 {
+        let detail = format!("{stale} execution(s) had lost their supervisor; now marked lost");
+        report.add("stale", HealthStatus::Degraded, detail);
+    } else {
+        let detail = format!(
+            "{left} of {stale} execution(s) whose supervisor is gone could not be marked lost"
+        );
+        report.add("stale", HealthStatus::Unhealthy, detail);
+    }
+    Ok(())
+}
+
+fn check_long_running(
+    report: &mut HealthReport,
+    ledger: &(impl Ledger + ?Sized),
+    t: &Thresholds,
+) -> Result<(), Error> {
+    let now = tend_ledger::now_ms();
+    let cutoff = now - t.long_running_after.as_millis() as i64;
+    let day = ledger.summary(Some(now - 86_400_000), cutoff)?;
+    report.long_running = day.long_running;
+    report.last_24h = day
+        .by_status
+        .iter()
+        .map(|(st, n)| (st.to_string(), *n))
+        .collect();
+    let after = format_duration(t.long_running_after);
+    if day.long_running > t.long_running_count {
+        let detail = format!(
+            "{} executions have run longer than {after} (alert above {})",
+            day.long_running, t.long_running_count
+        );
+        report.add("long-running", HealthStatus::Degraded, detail);
+    } else {
+        let detail = format!("{} running longer than {after}", day.long_running);
+        report.add("long-running", HealthStatus::Healthy, detail);
+    }
+    Ok(())
+}
