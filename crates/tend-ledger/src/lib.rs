@@ -23,11 +23,13 @@
 // Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
 #![forbid(unsafe_code)]
 
+mod busy;
 mod error;
 mod sqlite;
 mod store;
 mod types;
 
+pub use busy::{on_long_busy, LONG_BUSY};
 pub use error::Error;
 pub use sqlite::SqliteLedger;
 pub use store::{open, open_read_only, Store};

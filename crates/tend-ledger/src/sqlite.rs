@@ -91,12 +91,14 @@ impl SqliteLedger {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
             path: path.to_path_buf(),
             detail: sqlite_detail(&e),
         })?;
         let classify = |e: rusqlite::Error| classify_open_error(path, e);
-        conn.busy_timeout(busy_timeout()).map_err(classify)?;
+        crate::busy::watch(path, busy_timeout());
+        conn.busy_handler(Some(crate::busy::handler))
+            .map_err(classify)?;
         enable_wal(&conn).map_err(classify)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(classify)?;
@@ -140,12 +142,14 @@ impl SqliteLedger {
     /// write through it fails with a storage error.
     pub fn open_read_only(path: &Path) -> Result<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
             path: path.to_path_buf(),
             detail: sqlite_detail(&e),
         })?;
         let classify = |e: rusqlite::Error| classify_open_error(path, e);
-        conn.busy_timeout(busy_timeout()).map_err(classify)?;
+        crate::busy::watch(path, busy_timeout());
+        conn.busy_handler(Some(crate::busy::handler))
+            .map_err(classify)?;
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(classify)?;
         let found: i64 = conn

@@ -109,6 +109,57 @@ pub fn peak_rss(pid: i32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The processes holding a POSIX or flock lock on any of `files`, from
+/// `/proc/locks` (whose device is `MAJOR:MINOR` in hex and inode in
+/// decimal). Open-file-description locks name no process and are skipped.
+pub fn lock_holders(files: &[PathBuf]) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let ids: Vec<String> = files
+        .iter()
+        .filter_map(|f| fs::metadata(f).ok())
+        .map(|m| {
+            let dev = m.dev();
+            let (maj, min) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+            format!("{maj:02x}:{min:02x}:{}", m.ino())
+        })
+        .collect();
+    let text = fs::read_to_string("/proc/locks").unwrap_or_default();
+    let mut pids: Vec<i32> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // "1: POSIX  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+            let (pid, id) = (f.get(4)?, f.get(5)?);
+            ids.iter()
+                .any(|i| i == id)
+                .then(|| pid.parse().ok())
+                .flatten()
+        })
+        .filter(|p: &i32| *p > 0)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Whether `pid` runs the calling process's executable, by path: a binary
+/// replaced since that process started (an upgrade, a rebuild) still
+/// counts, though the kernel then calls it `PATH (deleted)`.
+pub fn same_executable(pid: i32) -> bool {
+    let path = |p: &str| {
+        fs::read_link(p).ok().map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_suffix(" (deleted)")
+                .map(str::to_string)
+                .unwrap_or(l)
+        })
+    };
+    match (path(&format!("/proc/{pid}/exe")), path("/proc/self/exe")) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// The page size, for turning RSS pages into bytes.
 pub fn page_size() -> u64 {
     rustix::param::page_size() as u64

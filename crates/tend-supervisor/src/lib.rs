@@ -36,6 +36,7 @@ mod supervisor;
 mod terminal;
 mod tier;
 mod wait;
+pub mod watchdog;
 
 pub use follow::follow;
 pub use home::{Agent, Home};

@@ -39,6 +39,7 @@ pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| parse_error(e));
+    tend_supervisor::watchdog::install();
     let code = match dispatch(&cli) {
         Ok(code) => code,
         Err(e) if print::is_closed(&e) => print::CLOSED_EXIT,

@@ -303,3 +303,28 @@ fn the_pidns_tier_records_the_command_and_what_it_used() {
     // The bug recorded ~1 ms; a loaded machine may give the loop less than its wall time.
     assert!(e["cpu_ms"].as_u64().unwrap() >= 100, "cpu {}", e["cpu_ms"]);
 }
+
+#[test]
+fn a_supervisor_stopped_inside_a_write_does_not_lock_the_home_out() {
+    let env = TestEnv::new();
+    for _ in 0..3 {
+        // SIGTERM makes the command stop its supervisor, which is then
+        // usually inside the transaction that records the signal.
+        let id = env.detach(&[
+            "sh",
+            "-c",
+            "trap 'kill -STOP $PPID' TERM; while :; do sleep 0.1; done",
+        ]);
+        let start = Instant::now();
+        let out = env.tend(&["kill", "--grace", "1s", &id]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "took {:?}",
+            start.elapsed()
+        );
+        assert_eq!(env.status(&id), "killed");
+        env.ok(&["run", "--", "true"]);
+        env.assert_no_marked(Some(&id), Duration::from_secs(5));
+    }
+}
