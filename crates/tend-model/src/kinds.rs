@@ -115,6 +115,9 @@ named! {
         LogWriteFailed = "log-write-failed",
         /// The log could not be made durable before the outcome.
         LogSyncFailed = "log-sync-failed",
+        /// Foreground output could not be written to tend's stdout or
+        /// stderr (a full disk, `/dev/full`); it is still in the log.
+        OutputUndelivered = "output-undelivered",
     }
 }
 

@@ -217,7 +217,7 @@ pub fn supervise_from_stdin() -> i32 {
         answer(&a, devnull.as_ref());
     });
     match result {
-        Ok(RunResult::Finished(e)) => e.shell_code(),
+        Ok(RunResult::Finished(e) | RunResult::Undelivered(e, _)) => e.shell_code(),
         Ok(RunResult::Existing(..)) => 0,
         Err(e) => {
             if !answered {

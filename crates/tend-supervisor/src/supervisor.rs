@@ -69,6 +69,10 @@ pub enum RunResult {
     Finished(Execution),
     /// Nothing was started: the key belongs to this execution.
     Existing(Execution, OnDuplicate),
+    /// The execution reached this terminal row, but some of its output
+    /// could not be written to tend's own stdout or stderr (why: the
+    /// stream and the error); all of it is in the log.
+    Undelivered(Execution, String),
 }
 
 /// How long a tree may resist SIGKILL (uninterruptible sleep) before the
@@ -303,9 +307,13 @@ pub fn run<L: Ledger + ?Sized>(
     home.announce(&sup.exec.id, t.execution().status);
     sup.term.flush();
     failpoint("after-terminal-commit");
-    Ok(RunResult::Finished(match t {
+    let e = match t {
         Transition::Won(e) | Transition::Lost(e) => e,
-    }))
+    };
+    Ok(match sup.term.failure() {
+        Some((stream, err)) => RunResult::Undelivered(e, format!("{stream}: {err}")),
+        None => RunResult::Finished(e),
+    })
 }
 
 /// The identity to record for the command. In the pidns tier the direct
@@ -876,6 +884,7 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
                 // The command is making progress, however slowly.
                 Wrote::Some => self.last_output = Instant::now(),
                 Wrote::ReaderGone => self.close_stream(i),
+                Wrote::Failed => self.record_undelivered(),
             }
         }
 
@@ -1100,6 +1109,20 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
         }
         if synced {
             let _ = crate::logs::sync_dir(&home.logs_dir());
+        }
+    }
+
+    /// Audits (once per stream) that output could not be written to tend's
+    /// own stdout or stderr; the command runs on, its output kept in the log.
+    fn record_undelivered(&mut self) {
+        if let Some((stream, e)) = self.term.failure() {
+            let _ = self.ledger.record(
+                &self.exec.id,
+                EventKind::OutputUndelivered,
+                &Actor::Supervisor,
+                json!({ "stream": stream, "error": e.to_string(),
+                        "note": "the rest of this stream is only in the log" }),
+            );
         }
     }
 

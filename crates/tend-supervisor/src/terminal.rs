@@ -14,9 +14,14 @@
 //!
 //! When the reader goes away (`EPIPE`, or `POLLERR` on the write end), the
 //! stream is marked gone and the caller closes the command's end of that
-//! pipe, as a plain pipeline would.
+//! pipe, as a plain pipeline would. Any other write error (a full disk,
+//! `/dev/full`, an I/O error) is not a reader leaving: the stream stops
+//! being copied, the command runs on (its output is still in the log), and
+//! the error is kept for the caller to report — tend then exits non-zero,
+//! as `cat` would. `EAGAIN` (a stdout some other program left non-blocking)
+//! only means "not now": the queue waits for the next `POLLOUT`.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::os::fd::BorrowedFd;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -37,6 +42,8 @@ pub(crate) enum Wrote {
     Some,
     /// The reader is gone; the stream's queue was discarded.
     ReaderGone,
+    /// Writing failed for another reason; the stream is no longer copied.
+    Failed,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +52,8 @@ struct Stream {
     /// A regular file or `/dev/null`-like device: a write may be whole.
     whole_writes: bool,
     gone: bool,
+    /// Why output of this stream could not be delivered, if it could not.
+    failed: Option<io::Error>,
 }
 
 /// The two streams, stdout (0) and stderr (1).
@@ -125,6 +134,24 @@ impl Terminal {
         Wrote::ReaderGone
     }
 
+    fn failed(&mut self, i: usize, e: rustix::io::Errno) -> Wrote {
+        if e == rustix::io::Errno::PIPE {
+            return self.reader_gone(i);
+        }
+        let s = &mut self.streams[i];
+        s.gone = true;
+        s.queue = Vec::new();
+        s.failed = Some(e.into());
+        Wrote::Failed
+    }
+
+    /// The first write error of either stream that was not a reader
+    /// leaving, with the stream's name.
+    pub(crate) fn failure(&self) -> Option<(&'static str, &io::Error)> {
+        let name = |i| if i == 0 { "stdout" } else { "stderr" };
+        (0..2).find_map(|i| self.streams[i].failed.as_ref().map(|e| (name(i), e)))
+    }
+
     /// Writes what the reader can take now without blocking the loop.
     fn write_turn(&mut self, i: usize) -> Wrote {
         let mut sent = 0;
@@ -145,7 +172,7 @@ impl Terminal {
                 }
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(rustix::io::Errno::AGAIN) => return Wrote::Some,
-                Err(_) => return self.reader_gone(i),
+                Err(e) => return self.failed(i, e),
             }
             if !self.streams[i].whole_writes && !writable_now(i) {
                 return Wrote::Some;
@@ -154,19 +181,35 @@ impl Terminal {
     }
 
     /// After the outcome is committed: hands the readers whatever is still
-    /// queued, blocking as long as they need (the ledger is already true).
+    /// queued, waiting as long as they need (the ledger is already true).
     pub(crate) fn flush(&mut self) {
-        for (i, s) in self.streams.iter_mut().enumerate() {
-            let data = std::mem::take(&mut s.queue);
-            if s.gone || data.is_empty() {
-                continue;
+        for i in 0..2 {
+            while self.pending(i) {
+                if !wait_writable(i) {
+                    let _ = self.reader_gone(i);
+                    break;
+                }
+                match self.write_turn(i) {
+                    Wrote::Some => {}
+                    Wrote::ReaderGone | Wrote::Failed => break,
+                }
             }
-            let _ = if i == 0 {
-                let mut o = io::stdout().lock();
-                o.write_all(&data).and_then(|_| o.flush())
-            } else {
-                io::stderr().lock().write_all(&data)
-            };
+        }
+    }
+}
+
+/// Blocks until stream `i` can take more (or its reader is gone: false).
+fn wait_writable(i: usize) -> bool {
+    loop {
+        let mut fds = [PollFd::from_borrowed_fd(fd(i), PollFlags::OUT)];
+        match poll(&mut fds, None) {
+            Ok(_) => {
+                let r = fds[0].revents();
+                return !r.intersects(PollFlags::ERR | PollFlags::NVAL)
+                    || r.contains(PollFlags::OUT);
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
         }
     }
 }

@@ -132,6 +132,23 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
             }
             e
         }
+        RunResult::Undelivered(e, why) => {
+            // Like `cat` on a full disk: the output did not all arrive,
+            // so this is not a success, whatever the command did.
+            let log = if why.starts_with("stderr") {
+                &e.stderr_path
+            } else {
+                &e.stdout_path
+            };
+            note!(
+                "could not write all of execution {}'s output ({why}); all of it is in {log}",
+                e.id
+            );
+            if ctx.global.json {
+                output::json(&e)?;
+            }
+            return Ok(e.shell_code().max(1));
+        }
         RunResult::Existing(e, OnDuplicate::Skip) => {
             ctx.note(format_args!(
                 "key '{}' is held by execution {} ({}); skipped",

@@ -125,3 +125,64 @@ fn a_reader_that_goes_away_closes_the_commands_pipe_like_a_pipeline() {
     let log = std::fs::read(e["stdout_path"].as_str().unwrap()).unwrap();
     assert!(log.starts_with(b"y\ny\n"), "the log keeps what was written");
 }
+
+#[test]
+fn output_that_cannot_be_written_is_reported_and_kept_in_the_log() {
+    let env = TestEnv::new();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = env
+        .cmd()
+        .args(["run", "--", "sh", "-c", "echo hello; sleep 0.2; echo more"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let err = assert_one_sentence(&out, 1);
+    assert!(err.contains("No space left on device"), "{err}");
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "succeeded", "the command itself succeeded");
+    assert_eq!(
+        read(e["stdout_path"].as_str().unwrap().as_ref()),
+        "hello\nmore\n"
+    );
+    assert!(env
+        .event_kinds(e["id"].as_str().unwrap())
+        .contains(&"output-undelivered".to_string()));
+}
+
+#[test]
+fn a_non_blocking_stdout_loses_nothing() {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    let env = TestEnv::new();
+    let (read_end, write_end) = rustix::pipe::pipe().unwrap();
+    // As node or ssh leave a shared pipe behind them.
+    let flags = fcntl_getfl(&write_end).unwrap();
+    fcntl_setfl(&write_end, flags | OFlags::NONBLOCK).unwrap();
+    let mut child = env
+        .cmd()
+        .args(["run", "--", "seq", "1", "300000"])
+        .stdout(Stdio::from(write_end))
+        .spawn()
+        .unwrap();
+    let mut reader = std::fs::File::from(read_end);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        std::thread::sleep(Duration::from_millis(1));
+        let n = reader.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(child.wait().unwrap().success());
+    let want: String = (1..=300_000).map(|n| format!("{n}\n")).collect();
+    assert!(
+        got == want.as_bytes(),
+        "got {} of {} bytes",
+        got.len(),
+        want.len()
+    );
+}
