@@ -26,8 +26,10 @@ pub async fn watch(state: AppState) {
     };
     let (dead_tx, mut dead_rx) = mpsc::unbounded_channel::<ExecutionId>();
     let mut watched: HashMap<ExecutionId, JoinHandle<()>> = HashMap::new();
+    let mut timers: HashMap<ExecutionId, JoinHandle<()>> = HashMap::new();
     for e in state.live().unwrap_or_default() {
         watch_supervisor(&mut watched, &e, &dead_tx);
+        watch_overdue(&mut timers, &e, &dead_tx);
     }
     let mut tick = tokio::time::interval(state.config().reconcile_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -41,11 +43,14 @@ pub async fn watch(state: AppState) {
                     let row = tokio::task::spawn_blocking(move || s.ledger().ok()?.get(&id).ok()).await.ok().flatten();
                     if let Some(e) = row {
                         if e.status.is_terminal() {
-                            if let Some(h) = watched.remove(&e.id) {
-                                h.abort();
+                            for map in [&mut watched, &mut timers] {
+                                if let Some(h) = map.remove(&e.id) {
+                                    h.abort();
+                                }
                             }
                         } else {
                             watch_supervisor(&mut watched, &e, &dead_tx);
+                            watch_overdue(&mut timers, &e, &dead_tx);
                         }
                         state.publish(e);
                     }
@@ -61,6 +66,7 @@ pub async fn watch(state: AppState) {
                 let live = tokio::task::spawn_blocking(move || backstop(&s)).await.ok().flatten();
                 for e in live.unwrap_or_default() {
                     watch_supervisor(&mut watched, &e, &dead_tx);
+                    watch_overdue(&mut timers, &e, &dead_tx);
                 }
             }
         }
@@ -100,6 +106,31 @@ fn reconcile_one(state: &AppState, id: &ExecutionId) {
     if let Ok(Some(_)) = tend_supervisor::reconcile_execution(&l, &state.config().home, &e) {
         state.note_reaped(1, 0);
     }
+}
+
+/// A timer at the moment a running execution with a timeout is overdue
+/// (its supervisor had the timeout, the grace and a little more to end it):
+/// then it is reconciled, which ends it if its supervisor is stopped.
+fn watch_overdue(
+    timers: &mut HashMap<ExecutionId, JoinHandle<()>>,
+    e: &Execution,
+    due: &mpsc::UnboundedSender<ExecutionId>,
+) {
+    let Some(at) = tend_supervisor::overdue_at(e) else {
+        return;
+    };
+    if timers.contains_key(&e.id) {
+        return;
+    }
+    let (id, tx) = (e.id.clone(), due.clone());
+    let wait = std::time::Duration::from_millis((at - tend_ledger::now_ms()).max(0) as u64);
+    timers.insert(
+        e.id.clone(),
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = tx.send(id);
+        }),
+    );
 }
 
 fn watch_supervisor(

@@ -43,8 +43,8 @@ pub use home::{Agent, Home};
 pub use kill::{kill, request as request_kill, KillResult};
 pub use reap::reap;
 pub use reaper::{
-    end_marked, reconcile, reconcile_dry_run, reconcile_execution, sweep_stragglers, Reconciled,
-    Straggler,
+    end_marked, overdue_at, reconcile, reconcile_dry_run, reconcile_execution, sweep_stragglers,
+    Reconciled, Straggler,
 };
 pub use spec::{OnDuplicate, RunSpec};
 pub use supervisor::{run, signal_name, Mode, Report, RunResult};

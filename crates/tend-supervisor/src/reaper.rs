@@ -186,12 +186,10 @@ fn reconcile_with<L: Ledger + ?Sized>(
 ///
 /// [`ACT_WITHIN`]: crate::kill::ACT_WITHIN
 fn overdue<L: Ledger + ?Sized>(ledger: &L, home: &Home, e: &Execution) -> Result<(), Error> {
-    let (Some(ms), Some(started)) = (e.timeout_ms, e.started_at) else {
+    let (Some(ms), Some(at)) = (e.timeout_ms, overdue_at(e)) else {
         return Ok(());
     };
-    let due = started + ms as i64;
-    let slack = (e.kill_grace_ms + crate::kill::ACT_WITHIN.as_millis() as u64) as i64;
-    if e.status != Status::Running || tend_ledger::now_ms() < due + slack {
+    if tend_ledger::now_ms() < at {
         return Ok(());
     }
     let Verified::Alive(sup) =
@@ -211,9 +209,25 @@ fn overdue<L: Ledger + ?Sized>(ledger: &L, home: &Home, e: &Execution) -> Result
         event: EventKind::TimedOut,
         actor: Actor::Reaper,
         grace: Duration::from_millis(e.kill_grace_ms),
-        since_ms: due,
+        // The kill's own duration; the reason says it was a timeout.
+        since_ms: tend_ledger::now_ms(),
     };
     crate::kill::end_without_supervisor(ledger, home, e, sup, ending, "its supervisor is stopped")
+}
+
+/// When a running execution with a timeout is overdue: its timeout, plus
+/// the grace and [`ACT_WITHIN`](crate::kill::ACT_WITHIN) its supervisor
+/// has to end it (ms since the epoch). Waiters wake then, so that a stopped
+/// supervisor's timeout is carried out without anyone polling.
+pub fn overdue_at(e: &Execution) -> Option<i64> {
+    let (Some(ms), Some(started)) = (e.timeout_ms, e.started_at) else {
+        return None;
+    };
+    if e.status != Status::Running {
+        return None;
+    }
+    let slack = e.kill_grace_ms + crate::kill::ACT_WITHIN.as_millis() as u64;
+    Some(started.saturating_add((ms + slack) as i64))
 }
 
 /// Ends every live process of execution `e` without its supervisor: the

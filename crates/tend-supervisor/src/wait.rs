@@ -39,12 +39,26 @@ pub fn wait_until_done<L: Ledger + ?Sized>(
         None
     };
     let deadline = timeout.map(|t| Instant::now() + t);
+    // Overdue timeouts already looked at: a supervisor that is merely slow
+    // is not looked at again and again.
+    let mut looked: Vec<ExecutionId> = Vec::new();
     loop {
         let mut rows = Vec::with_capacity(ids.len());
         let mut supervisors: Vec<Pidfd> = Vec::new();
         let mut rechecked = false;
+        let mut wake_at: Option<i64> = None;
         for id in ids {
-            let e = ledger.get(id)?;
+            let mut e = ledger.get(id)?;
+            if let Some(at) = reaper::overdue_at(&e).filter(|_| !looked.contains(id)) {
+                if tend_ledger::now_ms() >= at {
+                    // A stopped supervisor cannot time out by itself.
+                    looked.push(id.clone());
+                    reaper::reconcile_one(ledger, home, &e, &host)?;
+                    e = ledger.get(id)?;
+                } else {
+                    wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+                }
+            }
             if !e.status.is_terminal() && crate::is_local(&e, &host) {
                 match Pidfd::open_verified(&e.supervisor)
                     .map_err(Error::io("checking a supervisor"))?
@@ -64,19 +78,26 @@ pub fn wait_until_done<L: Ledger + ?Sized>(
         if rows.iter().all(|e| e.status.is_terminal()) {
             return Ok(Some(rows));
         }
-        let left = match deadline {
+        let give_up = match deadline {
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Ok(None);
                 }
-                Some(Timespec {
-                    tv_sec: left.as_secs() as i64,
-                    tv_nsec: left.subsec_nanos() as i64,
-                })
+                Some(left)
             }
             None => None,
         };
+        let overdue_in =
+            wake_at.map(|at| Duration::from_millis((at - tend_ledger::now_ms()).max(0) as u64));
+        let left = match (give_up, overdue_in) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|d| Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: d.subsec_nanos() as i64,
+        });
         let mut fds: Vec<PollFd<'_>> = watch
             .iter()
             .map(|w| PollFd::new(w, PollFlags::IN))

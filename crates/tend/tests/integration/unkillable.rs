@@ -328,3 +328,29 @@ fn a_supervisor_stopped_inside_a_write_does_not_lock_the_home_out() {
         env.assert_no_marked(Some(&id), Duration::from_secs(5));
     }
 }
+
+#[test]
+fn wait_and_the_daemon_carry_out_a_stopped_supervisors_timeout_unasked() {
+    let env = TestEnv::new();
+    let stopped = ["sh", "-c", "sleep 0.3; kill -STOP $PPID; sleep 60"];
+    let opts = ["--timeout", "1s", "--kill-grace", "200ms"];
+    // `tend wait` alone: it wakes when the timeout is overdue.
+    let id = env.detach_with(&opts, &stopped);
+    let start = Instant::now();
+    let out = env.tend(&["wait", "--timeout", "30s", &id]);
+    assert_eq!(code(&out), 124, "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(15));
+    // The daemon alone: nobody reads, its timer fires.
+    let _d = Daemon::start_with(&env, &[("TEND_RECONCILE_EVERY", "1h")]);
+    let id = env.detach_with(&opts, &stopped);
+    let parsed = tend_model::ExecutionId::parse(&id).unwrap();
+    let done = eventually(Duration::from_secs(20), || {
+        use tend_ledger::Ledger;
+        env.ledger()
+            .get(&parsed)
+            .is_ok_and(|e| e.status.is_terminal())
+    });
+    assert!(done, "the daemon left a stopped supervisor's timeout alone");
+    assert_eq!(env.status(&id), "timed_out");
+    env.assert_no_marked(Some(&id), Duration::from_secs(5));
+}
