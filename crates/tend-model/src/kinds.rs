@@ -115,6 +115,9 @@ named! {
         LogWriteFailed = "log-write-failed",
         /// The log could not be made durable before the outcome.
         LogSyncFailed = "log-sync-failed",
+        /// tend's stdout and stderr were one file, so the command got one
+        /// pipe for both: its order is kept, and all of it is in the stdout log.
+        StreamsMerged = "streams-merged",
     }
 }
 
