@@ -118,6 +118,9 @@ named! {
         /// Foreground output could not be written to tend's stdout or
         /// stderr (a full disk, `/dev/full`); it is still in the log.
         OutputUndelivered = "output-undelivered",
+        /// tend's stdout and stderr were one file, so the command got one
+        /// pipe for both: its order is kept, and all of it is in the stdout log.
+        StreamsMerged = "streams-merged",
     }
 }
 

@@ -25,6 +25,8 @@ pub mod procfs;
 pub mod spawn;
 pub mod tree;
 
+use std::os::fd::{AsRawFd, BorrowedFd};
+
 pub use pidfd::{Pidfd, Verified};
 pub use tend_model::ProcessIdentity;
 
@@ -96,6 +98,30 @@ pub fn live_usage(pids: &[i32]) -> (u64, u64) {
     (cpu, peak)
 }
 
+/// Whether two descriptors of the calling process share one open file
+/// description, as `> f 2>&1` makes a shell's stdout and stderr share one
+/// (one offset, one set of flags): `kcmp(KCMP_FILE)`. `None` when the
+/// kernel cannot say (built without `CONFIG_KCMP`, or a seccomp filter
+/// refuses the call).
+#[allow(unsafe_code)] // the kcmp system call, which libc does not wrap
+pub fn same_open_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> Option<bool> {
+    const KCMP_FILE: libc::c_long = 0;
+    let pid = libc::c_long::from(rustix::process::getpid().as_raw_nonzero().get());
+    let (a, b) = (
+        libc::c_long::from(a.as_raw_fd()),
+        libc::c_long::from(b.as_raw_fd()),
+    );
+    // SAFETY: kcmp takes integers only (two pids, a type, two descriptor
+    // numbers), reads and writes none of our memory, and the descriptors
+    // are borrowed, so open for the length of the call.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, KCMP_FILE, a, b) };
+    match r {
+        0 => Some(true),
+        1..=3 => Some(false),
+        _ => None,
+    }
+}
+
 /// Builds the identity of a live process as tend records it.
 pub fn identify(pid: i32) -> std::io::Result<ProcessIdentity> {
     let fd = Pidfd::open(pid)?;
@@ -111,4 +137,23 @@ pub fn identify(pid: i32) -> std::io::Result<ProcessIdentity> {
         start_time: stat.start_time,
         pidfd_ino: fd.inode(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_dup_shares_the_open_file_and_a_second_open_does_not() {
+        let dir = std::env::temp_dir().join(format!("tend-kcmp-{}", std::process::id()));
+        let f = std::fs::File::create(&dir).unwrap();
+        let dup = f.try_clone().unwrap();
+        let other = std::fs::File::open(&dir).unwrap();
+        let _ = std::fs::remove_file(&dir);
+        // Where the kernel cannot say, it says nothing either way.
+        if let Some(same) = super::same_open_file(f.as_fd(), dup.as_fd()) {
+            assert!(same);
+            assert_eq!(super::same_open_file(f.as_fd(), other.as_fd()), Some(false));
+        }
+    }
 }

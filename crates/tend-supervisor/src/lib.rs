@@ -32,6 +32,7 @@ mod reap;
 mod reaper;
 mod signals;
 mod spec;
+mod streams;
 mod supervisor;
 mod terminal;
 mod tier;

@@ -180,9 +180,23 @@ pub fn run<L: Ledger + ?Sized>(
             Stdio::inherit()
         } else {
             Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        });
+    // Where our stdout and stderr are one file (`2>&1`), the command gets
+    // one pipe for both, as a shell would give it, so that its order is
+    // kept (see streams.rs). Should that pipe fail, two are tried.
+    let merged = (mode == Mode::Foreground && crate::streams::stdout_is_stderr())
+        .then(crate::streams::one_pipe)
+        .and_then(Result::ok);
+    let merged = match merged {
+        Some((read, out, err)) => {
+            cmd.stdout(out).stderr(err);
+            Some(read)
+        }
+        None => {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            None
+        }
+    };
     if let Some(cg) = &cgroup {
         cg.join_before_exec(&mut cmd);
     }
@@ -206,7 +220,12 @@ pub fn run<L: Ledger + ?Sized>(
         );
     }
     let mut child = match cmd.spawn() {
-        Ok(c) => c,
+        // The command holds its copies now; ours (of a merged pipe's write
+        // end) must close, or that pipe would never end.
+        Ok(c) => {
+            drop(cmd);
+            c
+        }
         Err(e) => {
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
@@ -231,8 +250,12 @@ pub fn run<L: Ledger + ?Sized>(
         leftovers.is_some(),
         &new.supervisor.boot_id,
     )?;
-    let stdout: OwnedFd = child.stdout.take().expect("stdout was piped").into();
-    let stderr: OwnedFd = child.stderr.take().expect("stderr was piped").into();
+    let stdout: OwnedFd = match merged {
+        Some(read) => read,
+        None => child.stdout.take().expect("stdout was piped").into(),
+    };
+    // None when merged: stream 1 has no pipe of its own.
+    let stderr: Option<OwnedFd> = child.stderr.take().map(OwnedFd::from);
     drop(child);
     failpoint("after-spawn");
     let exec = match persist(mode, &exec.id, "the start", || {
@@ -252,6 +275,14 @@ pub fn run<L: Ledger + ?Sized>(
         }
     };
     home.announce(&exec.id, exec.status);
+    if stderr.is_none() {
+        let _ = ledger.record(
+            &exec.id,
+            EventKind::StreamsMerged,
+            &Actor::Supervisor,
+            json!({ "note": "tend's stdout and stderr are one file: the command got one pipe for both, its order is kept, and its whole output is in the stdout log" }),
+        );
+    }
     report(Report::Started(&exec));
 
     let mut sup = Supervision {
@@ -263,7 +294,10 @@ pub fn run<L: Ledger + ?Sized>(
         child: Some(child_fd),
         direct,
         status: None,
-        pipes: [Some(nonblocking(stdout)?), Some(nonblocking(stderr)?)],
+        pipes: [
+            Some(nonblocking(stdout)?),
+            stderr.map(nonblocking).transpose()?,
+        ],
         logs: [&mut out, &mut err],
         kill: None,
         deadline: spec

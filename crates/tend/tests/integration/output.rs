@@ -1,6 +1,7 @@
 //! Foreground output reaches tend's stdout byte for byte, a slow reader is
 //! waited for, a reader that goes away closes the command's pipe, and a
-//! finished execution's logs are durable.
+//! finished execution's logs are durable; stdout and stderr that are one
+//! file keep the order in which the command wrote to them.
 
 use std::io::Read;
 use std::process::Stdio;
@@ -185,4 +186,101 @@ fn a_non_blocking_stdout_loses_nothing() {
         got.len(),
         want.len()
     );
+}
+
+/// The order a plain shell keeps when stdout and stderr are one file
+/// (`2>&1`): tend gives the command one pipe for both, as the shell does.
+#[test]
+fn stdout_and_stderr_to_one_file_keep_the_commands_order() {
+    let env = TestEnv::new();
+    let script =
+        r#"i=0; while [ $i -lt 20000 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done"#;
+    let want: String = (0..20000).map(|i| format!("out {i}\nerr {i}\n")).collect();
+
+    // `> f 2>&1`: one open file as both.
+    let path = env.dir.path().join("both.txt");
+    let file = std::fs::File::create(&path).unwrap();
+    let status = env
+        .cmd()
+        .args(["run", "--", "sh", "-c", script])
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let got = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        got == want,
+        "the order differs: {}",
+        first_difference(&got, &want)
+    );
+    let e = &env.json(&["list"])[0];
+    assert_eq!(e["status"], "succeeded");
+    assert!(
+        read(e["stdout_path"].as_str().unwrap().as_ref()) == want,
+        "the log differs"
+    );
+    assert_eq!(read(e["stderr_path"].as_str().unwrap().as_ref()), "");
+    let id = e["id"].as_str().unwrap();
+    assert!(env.event_kinds(id).contains(&"streams-merged".to_string()));
+
+    // `2>&1 | cat`: one pipe as both.
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let mut cmd = env.cmd();
+    cmd.args([
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo a; echo b >&2; echo c; echo d >&2",
+    ])
+    .stdout(writer.try_clone().unwrap())
+    .stderr(writer);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut got = String::new();
+    reader.read_to_string(&mut got).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(got, "a\nb\nc\nd\n");
+
+    // Two files: the streams stay apart, in their logs too.
+    let (out, err) = (env.dir.path().join("out"), env.dir.path().join("err"));
+    let status = env
+        .cmd()
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo a; echo b >&2; echo c; echo d >&2",
+        ])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!((read(&out), read(&err)), ("a\nc\n".into(), "b\nd\n".into()));
+    let e = &env.json(&["list", "--status", "succeeded"])[0];
+    assert_ne!(e["id"].as_str().unwrap(), id, "the newest run comes first");
+    assert_eq!(read(e["stdout_path"].as_str().unwrap().as_ref()), "a\nc\n");
+    assert_eq!(read(e["stderr_path"].as_str().unwrap().as_ref()), "b\nd\n");
+    assert!(!env
+        .event_kinds(e["id"].as_str().unwrap())
+        .contains(&"streams-merged".to_string()));
+}
+
+/// Where two texts first part, for a readable failure.
+fn first_difference(got: &str, want: &str) -> String {
+    let at = got
+        .bytes()
+        .zip(want.bytes())
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    let from = got[..at].rfind('\n').map_or(0, |i| i + 1);
+    format!(
+        "at byte {at} of {}: got {:?}, want {:?}",
+        got.len(),
+        &got[from..(at + 40).min(got.len())],
+        &want[from..(at + 40).min(want.len())]
+    )
 }
