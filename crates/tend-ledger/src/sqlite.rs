@@ -91,14 +91,13 @@ impl SqliteLedger {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
             path: path.to_path_buf(),
             detail: sqlite_detail(&e),
         })?;
         let classify = |e: rusqlite::Error| classify_open_error(path, e);
-        crate::busy::watch(path, busy_timeout());
-        conn.busy_handler(Some(crate::busy::handler))
-            .map_err(classify)?;
+        crate::busy::watch(path);
+        conn.busy_timeout(busy_timeout()).map_err(classify)?;
         enable_wal(&conn).map_err(classify)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(classify)?;
@@ -142,14 +141,13 @@ impl SqliteLedger {
     /// write through it fails with a storage error.
     pub fn open_read_only(path: &Path) -> Result<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
             path: path.to_path_buf(),
             detail: sqlite_detail(&e),
         })?;
         let classify = |e: rusqlite::Error| classify_open_error(path, e);
-        crate::busy::watch(path, busy_timeout());
-        conn.busy_handler(Some(crate::busy::handler))
-            .map_err(classify)?;
+        crate::busy::watch(path);
+        conn.busy_timeout(busy_timeout()).map_err(classify)?;
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(classify)?;
         let found: i64 = conn
@@ -194,9 +192,27 @@ impl SqliteLedger {
         }
     }
 
+    /// Begins a write transaction. The wait for the lock is SQLite's busy
+    /// timeout, taken in steps of [`crate::LONG_BUSY`]: after each step the
+    /// busy hook may free a writer that cannot finish (see `busy.rs`).
     fn write(&self) -> Result<Transaction<'_>> {
-        Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
-            .map_err(Error::storage("beginning a write"))
+        let started = std::time::Instant::now();
+        let total = busy_timeout();
+        let step = crate::LONG_BUSY.min(total);
+        let _ = self.conn.busy_timeout(step);
+        let tx = loop {
+            match Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate) {
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && started.elapsed() + step < total =>
+                {
+                    crate::busy::long_busy();
+                }
+                other => break other,
+            }
+        };
+        let _ = self.conn.busy_timeout(total);
+        tx.map_err(Error::storage("beginning a write"))
     }
 }
 
@@ -304,8 +320,12 @@ fn file_identity(path: &Path) -> Result<String> {
     Ok(format!("{}:{}", m.dev(), m.ino()))
 }
 
-/// Recognises a copied ledger file by its recorded identity, and makes the
-/// copy a ledger of its own, in one transaction: a new ledger id (so it
+/// Recognises a copied ledger file by its recorded identity (device and
+/// inode) and path, and makes the copy a ledger of its own, in one
+/// transaction. A file with another identity at the *same* path was
+/// replaced in place (a restored backup, `mv` over it): the original is
+/// gone, so it stays the same ledger and only its identity is updated. A
+/// copy at another path gets a new ledger id (so it
 /// never claims the original's marked processes or cgroups) and every live
 /// execution `lost` without touching a process — their supervision stayed
 /// with the original. Returns the original's id when this call did it.
@@ -324,6 +344,15 @@ fn adopt_if_copied(conn: &Connection, path: &Path) -> Result<Option<String>> {
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
         .map_err(Error::storage("beginning a write"))?;
     let recorded = read(&tx)?;
+    let here = std::fs::canonicalize(path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let recorded_path: Option<String> = tx
+        .query_row("SELECT value FROM meta WHERE key = 'file_path'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(Error::storage("reading the ledger's file identity"))?;
     let set = |k: &str, v: &str| {
         tx.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
@@ -336,6 +365,8 @@ fn adopt_if_copied(conn: &Connection, path: &Path) -> Result<Option<String>> {
         Some(r) if r == me => None,
         // First open since file identities were recorded: this is the file.
         None => None,
+        // Replaced in place: still this ledger.
+        Some(_) if recorded_path.as_deref() == Some(here.as_str()) => None,
         Some(_) => {
             let old: String = tx
                 .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
@@ -375,6 +406,7 @@ fn adopt_if_copied(conn: &Connection, path: &Path) -> Result<Option<String>> {
         }
     };
     set("file_id", &me)?;
+    set("file_path", &here)?;
     tx.commit()
         .map_err(Error::storage("committing the ledger's identity"))?;
     Ok(copied_from)
@@ -1149,5 +1181,22 @@ mod tests {
                 .status,
             Status::Queued
         );
+    }
+
+    #[test]
+    fn a_file_replaced_in_place_stays_the_same_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, backup) = (dir.path().join("t.db"), dir.path().join("backup.db"));
+        let l = SqliteLedger::open(&db).unwrap();
+        l.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let id = l.ledger_id().to_string();
+        drop(l);
+        std::fs::copy(&db, &backup).unwrap();
+        // A restore: the backup moved over the original (a new inode).
+        std::fs::rename(&backup, &db).unwrap();
+        let r = SqliteLedger::open(&db).unwrap();
+        assert_eq!((r.copied_from(), r.ledger_id()), (None, id.as_str()));
     }
 }

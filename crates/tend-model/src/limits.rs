@@ -52,6 +52,19 @@ pub enum LimitError {
     /// A grace period longer than [`MAX_KILL_GRACE`].
     #[error("a kill grace of {0} is too long; at most 1h is allowed")]
     GraceTooLong(String),
+    /// A time limit of zero (the option left out means "no limit").
+    #[error("the {0} must be longer than zero; leave it out for no limit")]
+    ZeroLimit(&'static str),
+    /// A time limit over the configured maximum.
+    #[error("the {field} of {given} is longer than the maximum of {max}; raise TEND_MAX_TIMEOUT to allow it")]
+    LimitTooLong {
+        /// Which limit (`timeout`, `idle timeout`, `heartbeat timeout`).
+        field: &'static str,
+        /// As given.
+        given: String,
+        /// The maximum.
+        max: String,
+    },
 }
 
 /// Refuses `value` when it is longer than `max` bytes.
@@ -86,6 +99,29 @@ pub fn check_kill_grace(grace: Duration) -> Result<(), LimitError> {
     Ok(())
 }
 
+/// The one rule for the time limits of a run (`timeout`, `idle timeout`,
+/// `heartbeat timeout`), the same for the CLI, the API and stored jobs: more
+/// than zero (leave it out for no limit), at most `max` (`TEND_MAX_TIMEOUT`,
+/// 24h unless configured). Returns it in milliseconds, which then cannot
+/// overflow.
+pub fn check_time_limit(
+    field: &'static str,
+    limit: Duration,
+    max: Duration,
+) -> Result<u64, LimitError> {
+    if limit.is_zero() {
+        return Err(LimitError::ZeroLimit(field));
+    }
+    if limit > max {
+        return Err(LimitError::LimitTooLong {
+            field,
+            given: crate::format_duration(limit),
+            max: crate::format_duration(max),
+        });
+    }
+    Ok(limit.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +147,27 @@ mod tests {
         );
         let big = BTreeMap::from([("k".to_string(), "v".repeat(MAX_LABEL_VALUE_BYTES + 1))]);
         assert!(check_labels(&big).is_err());
+    }
+
+    #[test]
+    fn time_limits_are_positive_and_bounded_with_one_sentence_each() {
+        let max = Duration::from_secs(86_400);
+        let cases: [(u64, Result<u64, &str>); 4] = [
+            (1, Ok(1)),
+            (0, Err("the timeout must be longer than zero; leave it out for no limit")),
+            (86_400_000, Ok(86_400_000)),
+            (
+                u64::MAX / 1000,
+                Err("the timeout of 213503982d08h is longer than the maximum of 1d00h; raise TEND_MAX_TIMEOUT to allow it"),
+            ),
+        ];
+        for (ms, want) in cases {
+            let got = check_time_limit("timeout", Duration::from_millis(ms), max);
+            match want {
+                Ok(v) => assert_eq!(got, Ok(v)),
+                Err(text) => assert_eq!(got.unwrap_err().to_string(), text),
+            }
+        }
     }
 
     #[test]

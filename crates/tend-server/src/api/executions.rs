@@ -184,29 +184,27 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
             )));
         }
     }
-    let timeout = duration("timeout", &r.timeout)?.filter(|t| !t.is_zero());
-    if let Some(t) = timeout {
-        if t > s.config().max_timeout {
-            return Err(ApiError::bad_request(format!(
-                "timeout: must be between 1ms and {}",
-                tend_model::format_duration(s.config().max_timeout)
-            )));
-        }
-    }
-    // Zero means "no such limit", as leaving the field out does.
-    let positive = |field: &str, v: &Option<String>| -> Result<Option<u64>, ApiError> {
-        Ok(duration(field, v)?
-            .filter(|d| !d.is_zero())
-            .map(|d| d.as_millis() as u64))
+    // The CLI's rule and words: more than zero, at most the maximum.
+    let max = s.config().max_timeout;
+    let limit = |field: &'static str, name, v: &Option<String>| -> Result<Option<u64>, ApiError> {
+        duration(field, v)?
+            .map(|d| tend_model::limits::check_time_limit(name, d, max))
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
     };
+    let timeout_ms = limit("timeout", "timeout", &r.timeout)?;
     let max_memory = r
         .max_memory
         .as_deref()
         .map(|m| {
             tend_model::parse_size(m).map_err(|e| ApiError::bad_request(format!("max_memory: {e}")))
         })
-        .transpose()?
-        .filter(|m| *m > 0);
+        .transpose()?;
+    if max_memory == Some(0) {
+        return Err(ApiError::bad_request(
+            "max_memory: must be more than zero; leave it out for no limit",
+        ));
+    }
     let kill_grace = duration("kill_grace", &r.kill_grace)?.unwrap_or(s.config().kill_grace);
     check_kill_grace(kill_grace).map_err(|e| ApiError::bad_request(format!("kill_grace: {e}")))?;
     let spec = RunSpec {
@@ -217,11 +215,15 @@ fn spec(s: &AppState, r: LaunchRequest) -> Result<RunSpec, ApiError> {
         labels: r.labels,
         key: r.key,
         on_duplicate: r.on_duplicate.unwrap_or_default(),
-        timeout_ms: timeout.map(|t| t.as_millis() as u64),
+        timeout_ms,
         kill_grace_ms: kill_grace.as_millis() as u64,
         log_max_bytes: s.config().log_max_size,
-        heartbeat_timeout_ms: positive("heartbeat_timeout", &r.heartbeat_timeout)?,
-        idle_timeout_ms: positive("idle_timeout", &r.idle_timeout)?,
+        heartbeat_timeout_ms: limit(
+            "heartbeat_timeout",
+            "heartbeat timeout",
+            &r.heartbeat_timeout,
+        )?,
+        idle_timeout_ms: limit("idle_timeout", "idle timeout", &r.idle_timeout)?,
         max_memory_bytes: max_memory,
         containment: s.config().containment,
         store: Some(s.config().store.to_string()),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use tend_ledger::Ledger;
-use tend_model::limits::check_kill_grace;
+use tend_model::limits::{check_kill_grace, check_time_limit};
 use tend_model::ExecutionId;
 use tend_supervisor::detach::{self, Answer};
 use tend_supervisor::{Mode, OnDuplicate, Report, RunResult, RunSpec};
@@ -40,19 +40,13 @@ fn working_dir(given: Option<&Path>) -> Result<PathBuf> {
 
 fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
     let cwd = working_dir(args.cwd.as_deref())?;
-    let timeout = args.timeout.or(ctx.config.default_timeout);
-    if let Some(t) = timeout {
-        if t > ctx.config.max_timeout {
-            return Err(crate::usage(format!(
-                "--timeout {} is longer than the maximum of {}; raise TEND_MAX_TIMEOUT to allow it",
-                tend_model::format_duration(t),
-                tend_model::format_duration(ctx.config.max_timeout)
-            )));
-        }
-        if t.is_zero() {
-            return Err(crate::usage("--timeout must be longer than zero"));
-        }
-    }
+    let max = ctx.config.max_timeout;
+    let limit = |field, d: Option<std::time::Duration>| -> Result<Option<u64>> {
+        d.map(|d| check_time_limit(field, d, max))
+            .transpose()
+            .map_err(|e| crate::usage(e.to_string()))
+    };
+    let timeout_ms = limit("timeout", args.timeout.or(ctx.config.default_timeout))?;
     if args.command[0].is_empty() {
         return Err(crate::usage("the command is empty"));
     }
@@ -75,25 +69,17 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
             cli::OnDuplicate::Skip => OnDuplicate::Skip,
             cli::OnDuplicate::Run => OnDuplicate::Run,
         },
-        timeout_ms: timeout.map(|t| t.as_millis() as u64),
+        timeout_ms,
         kill_grace_ms: kill_grace.as_millis() as u64,
         log_max_bytes: ctx.config.log_max_size,
-        heartbeat_timeout_ms: positive(args.heartbeat_timeout, "--heartbeat-timeout")?,
-        idle_timeout_ms: positive(args.idle_timeout, "--idle-timeout")?,
+        heartbeat_timeout_ms: limit("heartbeat timeout", args.heartbeat_timeout)?,
+        idle_timeout_ms: limit("idle timeout", args.idle_timeout)?,
         max_memory_bytes: args.max_memory,
         containment: ctx.config.containment,
         store: Some(ctx.config.store()?.to_string()),
     };
     spec.check().map_err(|e| crate::usage(e.to_string()))?;
     Ok(spec)
-}
-
-fn positive(d: Option<std::time::Duration>, flag: &str) -> Result<Option<u64>> {
-    match d {
-        Some(d) if d.is_zero() => Err(crate::usage(format!("{flag} must be longer than zero"))),
-        Some(d) => Ok(Some(d.as_millis() as u64)),
-        None => Ok(None),
-    }
 }
 
 /// The one sentence for a command that could not be started.

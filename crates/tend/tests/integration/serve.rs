@@ -327,7 +327,8 @@ fn load_100_clients_launching_and_killing() {
                         let (st, k) = d.post(&format!("/api/v1/executions/{id}/kill"), json!({}));
                         lat.push(t.elapsed());
                         if st != 200 || k["status"] != "killed" {
-                            errors.push(format!("kill {st}: {k}"));
+                            let (_, row) = d.get(&format!("/api/v1/executions/{id}/events"));
+                            errors.push(format!("kill {st}: {k}; launched {e}; events {row}"));
                         }
                     }
                     ids.push(id);
