@@ -129,7 +129,8 @@ pub const TOKEN_VAR: &str = "TEND_TOKEN";
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The API token is empty, too short or unusable in a header.
+    /// The API token is empty, too short or unusable in a header, or its
+    /// file is not private to this user.
     #[error("{0}")]
     Token(String),
     /// Another daemon already serves this home.
@@ -259,7 +260,9 @@ async fn shutdown_signal() {
 /// Reads the token: `TEND_TOKEN` if set, else `<home>/token`, created
 /// with 32 random bytes (64 hex digits) and mode 0600 on first use. A token
 /// that is set but empty, shorter than [`MIN_TOKEN_LEN`], or not printable
-/// ASCII is an error, never a way to turn authentication off (issue 8).
+/// ASCII is an error, never a way to turn authentication off (issue 8); so
+/// is a token file that is not a regular file of this user's that nobody
+/// else can read or write.
 pub fn load_token(home: &Home) -> Result<String, Error> {
     let path = home.root().join("token");
     if let Some(t) = std::env::var_os(TOKEN_VAR) {
@@ -272,9 +275,10 @@ pub fn load_token(home: &Home) -> Result<String, Error> {
         doing: "reading or creating the API token file",
         source,
     };
-    match std::fs::read_to_string(&path) {
-        Ok(t) => {
-            let t = t.trim().to_string();
+    match tend_supervisor::open_small(&path) {
+        Ok((meta, t)) => {
+            check_token_file(&path, &meta)?;
+            let t = String::from_utf8_lossy(&t).trim().to_string();
             let what = format!("the token in {}", path.display());
             check_token(&t, &what).map_err(|e| {
                 Error::Token(format!(
@@ -300,6 +304,28 @@ pub fn load_token(home: &Home) -> Result<String, Error> {
         .map_err(io)?;
     f.write_all(token.as_bytes()).map_err(io)?;
     Ok(token)
+}
+
+/// Refuses a token file that is not this user's alone: one that another
+/// user owns, or that others can read or write, may be a token they know
+/// (or will learn), and the daemon runs commands as whoever starts it.
+fn check_token_file(path: &std::path::Path, meta: &std::fs::Metadata) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let path = path.display();
+    if meta.uid() != me {
+        return Err(Error::Token(format!(
+            "the token file {path} belongs to user {} and not to you (user {me}), so another user may know it; delete it and tend serve makes a new one",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(Error::Token(format!(
+            "the token file {path} can be read or changed by other users (mode {:04o}); run chmod 600 {path}, or delete it and tend serve makes a new one",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a token that is empty, short, or could not travel in a header.

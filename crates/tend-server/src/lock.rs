@@ -36,8 +36,17 @@ impl DaemonLock {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            // Never through a symbolic link, never waiting on a FIFO.
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW.bits() | rustix::fs::OFlags::NONBLOCK.bits()) as i32,
+            )
             .open(&path)
             .map_err(io("opening the daemon lock file"))?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(io("opening the daemon lock file")(std::io::Error::other(
+                format!("{} is not a regular file; remove it", path.display()),
+            )));
+        }
         match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -55,12 +64,13 @@ impl DaemonLock {
 /// One sentence naming the daemon that holds the lock.
 fn running(home: &Home) -> String {
     let root = home.root();
-    let pid = std::fs::read_to_string(root.join("daemon.lock"))
+    let pid = tend_supervisor::read_small(&root.join("daemon.lock"))
         .ok()
-        .and_then(|t| t.trim().parse::<u32>().ok());
-    let recorded: Option<serde_json::Value> = std::fs::read_to_string(root.join("daemon.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+        .and_then(|t| String::from_utf8_lossy(&t).trim().parse::<u32>().ok());
+    let recorded: Option<serde_json::Value> =
+        tend_supervisor::read_small(&root.join("daemon.json"))
+            .ok()
+            .and_then(|t| serde_json::from_slice(&t).ok());
     // daemon.json may be a dead daemon's; trust its address only when it
     // names the pid that holds the lock.
     let listen = recorded

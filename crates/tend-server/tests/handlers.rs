@@ -261,7 +261,7 @@ async fn health_metrics_and_reap_answer_on_an_empty_ledger() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["ledger", "stale", "long-running"], "{h}");
+    assert_eq!(names, ["home", "ledger", "stale", "long-running"], "{h}");
     assert!(h["uptime_s"].is_u64(), "{h}");
     let (st, m) = call(&s, authed(get("/metrics")).body(Body::empty()).unwrap()).await;
     assert_eq!(st, StatusCode::OK);

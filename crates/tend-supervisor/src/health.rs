@@ -2,7 +2,10 @@
 //! `GET /api/v1/health`, so that both give the same checks and the same
 //! verdict.
 //!
-//! In order: the ledger (reachable and migrated to this build's schema;
+//! In order: the home (writable, `unhealthy` when not: nothing could be
+//! recorded, no execution started; `degraded` when its file system has
+//! less than [`MIN_FREE_BYTES`] or 1% of its space, or 1% of its inodes,
+//! left); the ledger (reachable and migrated to this build's schema;
 //! the full integrity check, whose cost grows with the ledger, is
 //! `tend doctor`'s: health is probed often); stale executions (live rows whose supervision is gone: they
 //! are reconciled on the spot, as every reader of the ledger does, so the
@@ -39,6 +42,7 @@ pub fn check<L: Ledger + ?Sized>(
     thresholds: &Thresholds,
 ) -> Result<HealthReport, Error> {
     let mut report = HealthReport::default();
+    check_home(&mut report, home);
     match ledger.schema() {
         Ok((found, wanted)) if found == wanted => {
             let detail = format!("{store} reachable, schema {found}");
@@ -60,6 +64,52 @@ pub fn check<L: Ledger + ?Sized>(
     report.running = live.iter().filter(|e| e.status == Status::Running).count() as u64;
     report.queued = live.len() as u64 - report.running;
     Ok(report)
+}
+
+/// Below this much free space on the home's file system, health is
+/// `degraded`: a few log files' worth, before runs start failing.
+pub const MIN_FREE_BYTES: u64 = 10 << 20;
+
+/// The home can be written (as [`Home::ensure`] checks it: `access(W_OK)`,
+/// which answers for a read-only mount too), and its file system has room.
+fn check_home(report: &mut HealthReport, home: &Home) {
+    let root = home.root();
+    let path = root.display();
+    for dir in [root.to_path_buf(), home.logs_dir(), home.notify_dir()] {
+        if let Err(e) = rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK) {
+            let e = std::io::Error::from(e);
+            let detail = format!(
+                "{} cannot be written ({e}): no execution can be recorded or started",
+                dir.display()
+            );
+            report.add("home", HealthStatus::Unhealthy, detail);
+            return;
+        }
+    }
+    let Ok(fs) = rustix::fs::statvfs(root) else {
+        report.add("home", HealthStatus::Healthy, format!("{path} writable"));
+        return;
+    };
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    let total = fs.f_blocks.saturating_mul(fs.f_frsize);
+    let mib = |b: u64| b >> 20;
+    if free < MIN_FREE_BYTES || free.saturating_mul(100) < total {
+        let detail = format!(
+            "{path} writable, but only {} MiB of {} MiB free on its file system",
+            mib(free),
+            mib(total)
+        );
+        report.add("home", HealthStatus::Degraded, detail);
+    } else if fs.f_files > 0 && fs.f_favail.saturating_mul(100) < fs.f_files {
+        let detail = format!(
+            "{path} writable, but only {} of {} inodes free on its file system",
+            fs.f_favail, fs.f_files
+        );
+        report.add("home", HealthStatus::Degraded, detail);
+    } else {
+        let detail = format!("{path} writable, {} MiB free", mib(free));
+        report.add("home", HealthStatus::Healthy, detail);
+    }
 }
 
 fn check_stale(

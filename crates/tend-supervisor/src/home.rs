@@ -46,10 +46,11 @@ impl Home {
     }
 
     /// Creates the folders (mode 0700: logs may hold secrets) and checks
-    /// that they are writable, so that a bad `TEND_HOME` is reported before
-    /// anything is recorded.
+    /// that they are the user's own ([`Home::check_owner`]) and writable,
+    /// so that a bad `TEND_HOME` is reported before anything is recorded.
     pub fn ensure(&self) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
+        self.check_owner()?;
         for dir in [self.root.clone(), self.logs_dir(), self.notify_dir()] {
             if !dir.is_dir() {
                 fs::DirBuilder::new()
@@ -63,13 +64,50 @@ impl Home {
         rustix::fs::access(&self.root, rustix::fs::Access::WRITE_OK).map_err(io::Error::from)
     }
 
+    /// Refuses a home that another user made or can change: its folder must
+    /// belong to the effective user and be writable by nobody else. Whoever
+    /// controls a home's files controls what tend does with them (the API
+    /// token the daemon accepts, the processes a kill signals), so a home
+    /// prepared by another user (`TEND_HOME=/tmp/tend`) would hand them
+    /// this user's rights. A home that cannot be looked at passes (it does
+    /// not exist yet, and [`Home::ensure`] creates it 0700, or making it
+    /// fails and says why). The error is one sentence that says what is
+    /// wrong and how to fix it.
+    pub fn check_owner(&self) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(m) = fs::metadata(&self.root) else {
+            return Ok(());
+        };
+        let me = rustix::process::geteuid().as_raw();
+        let path = self.root.display();
+        let refuse = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+        if m.uid() != me {
+            return refuse(format!(
+                "the home {path} belongs to user {} and not to you (user {me}), so another user could have prepared its files; set TEND_HOME to a folder of your own",
+                m.uid()
+            ));
+        }
+        if m.mode() & 0o022 != 0 {
+            let who = if m.mode() & 0o002 != 0 {
+                "every user"
+            } else {
+                "its group"
+            };
+            return refuse(format!(
+                "the home {path} can be changed by {who} (mode {:04o}); run chmod 700 {path}, or set TEND_HOME to another folder",
+                m.mode() & 0o7777
+            ));
+        }
+        Ok(())
+    }
+
     /// This home's agent id, made on first use. A home whose folder is not
     /// the one its id was made for (device and inode differ) is a copy: it
     /// takes a new id, so that it never signals a process or nudges a
     /// supervisor of the original, and says so through
     /// [`Agent::copied_from`]. On a read-only home the id is only read.
     pub fn agent(&self) -> io::Result<Agent> {
-        use std::io::{Read, Seek, Write};
+        use std::io::{Seek, Write};
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         let path = self.root.join("agent.json");
         let m = fs::metadata(&self.root)?;
@@ -80,20 +118,26 @@ impl Home {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(SAFE_OPEN)
             .open(&path)
         {
             Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(not_regular(&path));
+            }
             Err(_) => {
-                let rec: AgentFile = serde_json::from_slice(&fs::read(&path)?)?;
+                let rec: AgentFile = serde_json::from_slice(&read_small(&path)?)?;
                 return Ok(Agent {
                     id: rec.agent_id,
                     copied_from: None,
                 });
             }
         };
+        if !f.metadata()?.is_file() {
+            return Err(not_regular(&path));
+        }
         rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
-        let mut text = Vec::new();
-        f.read_to_end(&mut text)?;
+        let text = read_capped(&mut f, &path)?;
         let found: Option<AgentFile> = serde_json::from_slice(&text).ok();
         if let Some(rec) = found.as_ref().filter(|r| r.home == me) {
             return Ok(Agent {
@@ -146,6 +190,76 @@ impl Home {
             let _ = fs::rename(&tmp, dir.join(id.as_str()));
         }
     }
+}
+
+/// The most tend reads of one of the small files of a home (`agent.json`,
+/// `daemon.json`, `daemon.lock`, `token`): far more than it ever writes
+/// there, and little enough to hold in memory whatever put the file there.
+pub const SMALL_FILE_MAX: u64 = 64 << 10;
+
+/// Opening flags for a home's small files: a symbolic link is refused
+/// (`ELOOP`) rather than followed to `/dev/zero` or another user's file,
+/// and a FIFO opens without waiting for a writer.
+const SAFE_OPEN: i32 =
+    (rustix::fs::OFlags::NOFOLLOW.bits() | rustix::fs::OFlags::NONBLOCK.bits()) as i32;
+
+/// Reads one of a home's small files, but only if it is a regular file
+/// (not a symbolic link, a FIFO or a device) of at most
+/// [`SMALL_FILE_MAX`] bytes; anything else is an error of one sentence
+/// naming the file. A missing file is an error of kind
+/// [`io::ErrorKind::NotFound`], as with [`fs::read`].
+pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    Ok(open_small(path)?.1)
+}
+
+/// Like [`read_small`], and also returns the file's metadata (its owner
+/// and mode, for a file that must be private).
+pub fn open_small(path: &Path) -> io::Result<(fs::Metadata, Vec<u8>)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(SAFE_OPEN)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(not_regular(path));
+        }
+        Err(e) => return Err(e),
+    };
+    let m = f.metadata()?;
+    if !m.is_file() {
+        return Err(not_regular(path));
+    }
+    Ok((m, read_capped(&mut f, path)?))
+}
+
+/// At most [`SMALL_FILE_MAX`] bytes of `f`, or an error naming `path`.
+fn read_capped(f: &mut fs::File, path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    f.take(SMALL_FILE_MAX + 1).read_to_end(&mut text)?;
+    if text.len() as u64 > SMALL_FILE_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is larger than {} KiB, more than tend ever writes there; remove it",
+                path.display(),
+                SMALL_FILE_MAX >> 10
+            ),
+        ));
+    }
+    Ok(text)
+}
+
+fn not_regular(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{} is not a regular file (a symbolic link, a FIFO or a device), which tend never makes; remove it",
+            path.display()
+        ),
+    )
 }
 
 /// 16 hex digits from the kernel's random source.

@@ -40,7 +40,7 @@ mod wait;
 pub mod watchdog;
 
 pub use follow::follow;
-pub use home::{Agent, Home};
+pub use home::{open_small, read_small, Agent, Home, SMALL_FILE_MAX};
 pub use kill::{kill, request as request_kill, KillResult};
 pub use reap::reap;
 pub use reaper::{
@@ -103,8 +103,10 @@ pub fn is_local(e: &tend_model::Execution, host: &str) -> bool {
 /// Variables that hold tend's own secrets (the daemon's API token). They
 /// are removed from the environment of every supervisor the launcher
 /// starts and of every command a supervisor starts, so that no command
-/// tend runs inherits them (issue 8); a value given explicitly in the run's
-/// `env` is still passed.
+/// tend runs inherits them (issue 8), and a foreground `tend run` executes
+/// itself again without them, since its command can read its parent's
+/// `/proc/PID/environ`; a value given explicitly in the run's `env` is
+/// still passed.
 pub const SECRET_VARS: &[&str] = &["TEND_TOKEN"];
 
 /// Environment variable naming a crash point for tests: the supervisor

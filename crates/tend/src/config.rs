@@ -103,6 +103,7 @@ impl Config {
                 "TEND_LOG_MAX_SIZE must be more than zero: a log needs room for its output",
             ));
         }
+        check_busy_timeout()?;
         let kill_grace =
             duration("TEND_KILL_GRACE", &file.kill_grace)?.unwrap_or(Duration::from_secs(5));
         tend_model::limits::check_kill_grace(kill_grace)
@@ -193,6 +194,22 @@ impl DaemonSettings {
             body_timeout: positive("TEND_BODY_TIMEOUT", &file.body_timeout)?,
             max_connections,
         })
+    }
+}
+
+/// Longest `TEND_SQLITE_BUSY_TIMEOUT` accepted, in milliseconds (a day).
+const MAX_BUSY_TIMEOUT_MS: u64 = 86_400_000;
+
+/// `TEND_SQLITE_BUSY_TIMEOUT` is read by the ledger itself (which falls
+/// back to 30 s on a value it cannot use); a value it cannot use is the
+/// user's mistake, said here at the edge.
+fn check_busy_timeout() -> Result<()> {
+    let name = "TEND_SQLITE_BUSY_TIMEOUT";
+    match var(name).map(|v| v.parse::<u64>()) {
+        None | Some(Ok(0..=MAX_BUSY_TIMEOUT_MS)) => Ok(()),
+        Some(_) => Err(crate::usage(format!(
+            "bad {name} setting: give a whole number of milliseconds up to {MAX_BUSY_TIMEOUT_MS} (a day), like 30000"
+        ))),
     }
 }
 

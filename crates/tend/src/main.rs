@@ -86,6 +86,11 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cmd::Health | Cmd::Doctor => Access::Read,
         _ => Access::Write,
     };
+    if let Cmd::Run(a) = &cli.command {
+        if !a.detach {
+            commands::run::drop_secrets()?;
+        }
+    }
     let ctx = match Context::open(&cli.global, access) {
         Ok(ctx) => ctx,
         Err(e) if matches!(cli.command, Cmd::Health) => {

@@ -180,8 +180,12 @@ pub fn health(ctx: &Context) -> Result<i32> {
 /// if the file names a daemon that is gone or that does not answer on its
 /// address (the file alone proves nothing: issue 8).
 fn daemon(ctx: &Context) -> Option<Result<String, String>> {
-    let text = std::fs::read_to_string(ctx.home.root().join("daemon.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let text = match tend_supervisor::read_small(&ctx.home.root().join("daemon.json")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
     let id = tend_model::ProcessIdentity {
         boot_id: v["boot_id"].as_str()?.to_string(),
         pid: v["pid"].as_i64()? as i32,

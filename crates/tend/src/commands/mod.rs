@@ -60,6 +60,9 @@ impl Context {
         let home = Home::new(config.home.clone());
         let store = config.store()?;
         let exists = store.sqlite_path().is_none_or(Path::exists);
+        // Another user's home is refused even for a read: it is never a
+        // read-only home to fall back on.
+        home.check_owner()?;
         let (ledger, read_only) = match home.ensure() {
             Ok(()) => (tend_ledger::open(&store)?, None),
             Err(e) if access == Access::Read && exists => {

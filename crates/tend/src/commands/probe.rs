@@ -58,7 +58,11 @@ pub fn health(listen: &str, home: &Home) -> Result<u16, String> {
 fn token(home: &Home) -> Option<String> {
     std::env::var(tend_server::TOKEN_VAR)
         .ok()
-        .or_else(|| std::fs::read_to_string(home.root().join("token")).ok())
+        .or_else(|| {
+            tend_supervisor::read_small(&home.root().join("token"))
+                .ok()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+        })
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
 }

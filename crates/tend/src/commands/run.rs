@@ -92,6 +92,34 @@ fn cannot_start(e: &tend_model::Execution) {
     );
 }
 
+/// A foreground run is its command's supervisor, and a command can read
+/// its parent's initial environment (`/proc/<ppid>/environ`, which
+/// removing a variable in-process does not change). So a foreground run
+/// given a secret (`TEND_TOKEN`, [`tend_supervisor::SECRET_VARS`])
+/// first executes itself again without it, as `run -d` starts its
+/// supervisor without it. Same pid, same arguments and descriptors.
+pub fn drop_secrets() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let secrets = tend_supervisor::SECRET_VARS;
+    if !secrets.iter().any(|v| std::env::var_os(v).is_some()) {
+        return Ok(());
+    }
+    let mut args = std::env::args_os();
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    if let Some(arg0) = args.next() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(args);
+    for v in secrets {
+        cmd.env_remove(v);
+    }
+    let e = cmd.exec();
+    Err(anyhow::Error::new(e).context(format!(
+        "cannot start tend again without {} in its environment; unset it before tend run",
+        secrets.join(", ")
+    )))
+}
+
 /// `tend run`.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let spec = spec(ctx, args)?;

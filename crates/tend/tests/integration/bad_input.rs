@@ -122,7 +122,8 @@ fn a_full_disk_for_logs_does_not_stop_the_command() {
     let small = env.dir.path().join("small");
     std::fs::create_dir(&small).unwrap();
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        // mode=0700: a tmpfs root is 1777 by default, which tend refuses.
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
         .arg(&small)
         .status()
         .is_ok_and(|s| s.success());

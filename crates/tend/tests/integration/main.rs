@@ -47,3 +47,5 @@ mod limits;
 mod pipes;
 // Hostile names, labels, reasons, progress and paths.
 mod hostile;
+// A home is its owner's: other users' homes and tokens, hostile small files.
+mod home_owner;
