@@ -39,6 +39,10 @@ pub fn needs_escape(c: char) -> bool {
                 | '\u{2066}'..='\u{2069}'
                 | '\u{2028}'
                 | '\u{2029}'
+                // Invisible: a name that looks like another.
+                | '\u{200b}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{feff}'
         )
 }
 
@@ -118,6 +122,11 @@ mod tests {
     #[test]
     fn reordering_and_line_separators_are_escaped_and_the_rest_kept() {
         assert_eq!(escape("abc\u{202e}fed"), r"abc\u{202e}fed");
+        assert_eq!(
+            escape("ad\u{200b}min"),
+            r"ad\u{200b}min",
+            "invisible look-alikes"
+        );
         assert_eq!(escape("a\u{2028}b"), r"a\u{2028}b");
         assert_eq!(escape("héllo wörld ✓ 日本"), "héllo wörld ✓ 日本");
         assert!(matches!(escape("plain text"), Cow::Borrowed(_)));

@@ -561,6 +561,17 @@ struct Kill {
     sigkill_sent: HashSet<i32>,
     watch: Vec<Pidfd>,
     stuck_reported: bool,
+    /// When this process was last continued after being stopped: a stopped
+    /// supervisor saw nothing die, so the tree is not stuck until
+    /// [`STUCK_REPORT_AFTER`] after both the SIGKILL and this.
+    resumed_at: Instant,
+}
+
+impl Kill {
+    /// When the tree counts as stuck, if it is still there then.
+    fn stuck_at(&self) -> Instant {
+        self.started.max(self.grace_deadline).max(self.resumed_at) + STUCK_REPORT_AFTER
+    }
 }
 
 struct Supervision<'a, L: Ledger + ?Sized> {
@@ -750,6 +761,7 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
             sigkill_sent: HashSet::new(),
             watch: Vec::new(),
             stuck_reported: false,
+            resumed_at: now,
         });
         self.rescan = true;
     }
@@ -856,9 +868,7 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
                 }
             }
             Some(k) if !k.forced => consider(k.grace_deadline),
-            Some(k) if !k.stuck_reported => {
-                consider(k.started.max(k.grace_deadline) + STUCK_REPORT_AFTER)
-            }
+            Some(k) if !k.stuck_reported => consider(k.stuck_at()),
             Some(_) => {}
         }
         let timeout = until.map(|u| {
@@ -950,6 +960,11 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
             if p.suspend && self.mode == Mode::Foreground {
                 self.suspend();
             }
+            if p.resumed {
+                if let Some(k) = self.kill.as_mut() {
+                    k.resumed_at = Instant::now();
+                }
+            }
         }
         for (i, ready) in pipe_ready.into_iter().enumerate() {
             if ready {
@@ -971,10 +986,7 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
         if let Some(k) = self.kill.as_mut() {
             if !k.forced && now >= k.grace_deadline {
                 self.rescan = true;
-            } else if k.forced
-                && !k.stuck_reported
-                && now >= k.started.max(k.grace_deadline) + STUCK_REPORT_AFTER
-            {
+            } else if k.forced && !k.stuck_reported && now >= k.stuck_at() {
                 k.stuck_reported = true;
                 let pids: Vec<i32> = k.watch.iter().map(Pidfd::pid).collect();
                 let states: Vec<String> = pids

@@ -77,6 +77,30 @@ pub fn path(p: &Path) -> Cow<'_, str> {
 /// give it whole).
 const MAX_CELL: usize = 64;
 
+/// The number of leading characters of escaped text `s` to keep so that at
+/// most `max` are kept and no escape (`\n`, `\x1b`, `\u{202e}`) is cut in
+/// half: a cut escape would read as other text.
+fn escape_boundary(s: &str, max: usize) -> usize {
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let len = match (chars[i], chars.get(i + 1)) {
+            ('\\', Some('u')) => chars[i..]
+                .iter()
+                .position(|c| *c == '}')
+                .map_or(1, |p| p + 1),
+            ('\\', Some('x')) => 4,
+            ('\\', Some(_)) => 2,
+            _ => 1,
+        };
+        if i + len > max {
+            return i;
+        }
+        i += len;
+    }
+    chars.len().min(max)
+}
+
 /// One cell of a [`table`]: escaped text, or a status word that may carry
 /// colour codes (which take no width).
 pub struct Cell {
@@ -115,9 +139,10 @@ impl Cell {
 
     fn cut(mut self) -> Cell {
         if self.plain && self.width > MAX_CELL {
-            self.shown = self.shown.chars().take(MAX_CELL - 1).collect();
+            let keep = escape_boundary(&self.shown, MAX_CELL - 1);
+            self.shown = self.shown.chars().take(keep).collect();
             self.shown.push('…');
-            self.width = MAX_CELL;
+            self.width = keep + 1;
         }
         self
     }
@@ -202,5 +227,18 @@ pub fn exit(e: &Execution) -> String {
         (_, Some(s)) => format!("sig{s}"),
         (Some(c), None) => c.to_string(),
         _ => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::escape_boundary;
+
+    #[test]
+    fn a_cell_is_never_cut_inside_an_escape() {
+        let s = format!("{}\\u{{202e}}tail", "a".repeat(60));
+        assert_eq!(escape_boundary(&s, 63), 60);
+        assert_eq!(escape_boundary("ab\\x1bcd", 3), 2);
+        assert_eq!(escape_boundary("abcdef", 3), 3);
     }
 }
