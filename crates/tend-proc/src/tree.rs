@@ -99,13 +99,27 @@ pub fn signal_all(fds: &[Pidfd], sig: Sig) -> u32 {
     n
 }
 
-/// Every live process whose initial environment carries `ledger`'s marker
-/// (and, when `agent` is given, no other agent's), with the execution id it
-/// names, each pinned by a pidfd that was opened
+/// Which marked processes to find: those whose initial environment has
+/// `must` (a variable and its value), does not have another value of
+/// `must_not_differ` (absent is fine), and names something in `key`. The
+/// caller names the variables; this crate knows nothing of what they mean.
+#[derive(Clone, Copy, Debug)]
+pub struct Markers<'a> {
+    /// A variable and the value it must have.
+    pub must: (&'a str, &'a str),
+    /// A variable that, when present, must have this value.
+    pub must_not_differ: Option<(&'a str, &'a str)>,
+    /// The variable whose value is returned with each process.
+    pub key: &'a str,
+}
+
+/// Every live process that carries `markers` (see [`Markers`]), with the
+/// value of its key variable, each pinned by a pidfd that was opened
 /// *before* its environment was read (so the marker read belongs to the
 /// pinned process, or the pidfd reports it gone). The caller's own process
 /// is never included.
-pub fn marked(ledger: &str, agent: Option<&str>) -> Vec<(Pidfd, String)> {
+pub fn marked(markers: &Markers<'_>) -> Vec<(Pidfd, String)> {
+    let (must, value) = markers.must;
     let me = std::process::id() as i32;
     let mut out = Vec::new();
     for pid in procfs::pids() {
@@ -113,15 +127,14 @@ pub fn marked(ledger: &str, agent: Option<&str>) -> Vec<(Pidfd, String)> {
             continue;
         }
         let Ok(fd) = Pidfd::open(pid) else { continue };
-        if procfs::environ_var(pid, tend_model::MARKER_LEDGER).as_deref() != Some(ledger) {
+        if procfs::environ_var(pid, must).as_deref() != Some(value) {
             continue;
         }
-        let Some(id) = procfs::environ_var(pid, tend_model::MARKER_EXECUTION) else {
+        let Some(id) = procfs::environ_var(pid, markers.key) else {
             continue;
         };
-        if let Some(a) = agent {
-            // Processes from before agents were recorded carry none.
-            if procfs::environ_var(pid, tend_model::MARKER_AGENT).is_some_and(|m| m != a) {
+        if let Some((var, want)) = markers.must_not_differ {
+            if procfs::environ_var(pid, var).is_some_and(|m| m != want) {
                 continue;
             }
         }

@@ -10,7 +10,7 @@ use tend_ledger::Ledger;
 use tend_model::Execution;
 use tend_proc::{procfs, Pidfd, Verified};
 
-use crate::wait::{add, drain, watch_dir};
+use crate::notify::{add, drain, watch_dir};
 use crate::{reaper, Error, Home};
 
 /// Copies `path` to `out` from the start and keeps copying as it grows

@@ -28,6 +28,7 @@ pub mod health;
 mod home;
 pub mod kill;
 mod logs;
+mod notify;
 mod reap;
 mod reaper;
 mod signals;
@@ -108,6 +109,18 @@ pub fn is_local(e: &tend_model::Execution, host: &str) -> bool {
 /// `/proc/PID/environ`; a value given explicitly in the run's `env` is
 /// still passed.
 pub const SECRET_VARS: &[&str] = &["TEND_TOKEN"];
+
+/// The processes carrying `ledger`'s marker (and no other agent's than
+/// `agent`, when given), with the execution id each names. Processes from
+/// before agents were recorded carry no agent marker and count.
+pub fn marked_processes(ledger: &str, agent: Option<&str>) -> Vec<(tend_proc::Pidfd, String)> {
+    use tend_model::{MARKER_AGENT, MARKER_EXECUTION, MARKER_LEDGER};
+    tend_proc::tree::marked(&tend_proc::tree::Markers {
+        must: (MARKER_LEDGER, ledger),
+        must_not_differ: agent.map(|a| (MARKER_AGENT, a)),
+        key: MARKER_EXECUTION,
+    })
+}
 
 /// Environment variable naming a crash point for tests: the supervisor
 /// SIGKILLs itself when it reaches the point of that name

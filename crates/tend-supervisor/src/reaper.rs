@@ -115,7 +115,7 @@ impl Marks {
         let map = self.by_id.get_or_insert_with(|| {
             let mut m: std::collections::HashMap<String, Vec<Pidfd>> =
                 std::collections::HashMap::new();
-            for (fd, id) in tree::marked(ledger, agent) {
+            for (fd, id) in crate::marked_processes(ledger, agent) {
                 m.entry(id).or_default().push(fd);
             }
             m
@@ -295,7 +295,7 @@ pub(crate) fn end_tree<L: Ledger + ?Sized>(
         if cg.populated() {
             t.forced = true;
             let _ = cg.kill();
-            let _ = crate::wait::until_empty(cg, SETTLE);
+            let _ = crate::notify::until_empty(cg, SETTLE);
         }
         let _ = cg.remove();
     }
@@ -335,7 +335,7 @@ pub fn sweep_stragglers<L: Ledger + ?Sized>(
     let mut found = Vec::new();
     let mut fds = Vec::new();
     let agent = home.agent().ok().map(|a| a.id);
-    for (fd, id) in tree::marked(ledger.ledger_id(), agent.as_deref()) {
+    for (fd, id) in crate::marked_processes(ledger.ledger_id(), agent.as_deref()) {
         let status = match ExecutionId::parse(&id) {
             Ok(eid) => match ledger.get(&eid) {
                 Ok(e) => Some(e.status),

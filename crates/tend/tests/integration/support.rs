@@ -107,7 +107,7 @@ impl TestEnv {
         if !self.ledger_path().exists() {
             return Vec::new();
         }
-        tend_proc::tree::marked(&self.ledger_id(), None)
+        tend_supervisor::marked_processes(&self.ledger_id(), None)
             .into_iter()
             .filter(|(_, id)| execution.is_none_or(|e| e == id))
             .map(|(fd, _)| fd.pid())
@@ -153,7 +153,7 @@ impl Drop for TestEnv {
                 let _ = fd.signal(tend_proc::Sig::Kill);
             }
         }
-        for (fd, _) in tend_proc::tree::marked(ledger.ledger_id(), None) {
+        for (fd, _) in tend_supervisor::marked_processes(ledger.ledger_id(), None) {
             let _ = fd.signal(tend_proc::Sig::Kill);
         }
         // Let tend itself tidy the rest (rows to lost, cgroups removed).
