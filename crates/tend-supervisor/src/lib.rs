@@ -33,6 +33,7 @@ mod reap;
 mod reaper;
 mod signals;
 mod spec;
+mod start;
 mod streams;
 mod supervisor;
 mod terminal;

@@ -1,0 +1,200 @@
+//! Starting the command and the writes around it: the identity recorded
+//! for it, the lost-start path, the commits that must not be given up on,
+//! and finding the program the way `execvp` will.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::Duration;
+
+use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+use serde_json::json;
+use tend_ledger::{Ledger, Outcome, Transition};
+use tend_model::{Actor, EventKind, Execution, ProcessIdentity, Status};
+use tend_proc::cgroup::Cgroup;
+use tend_proc::{procfs, tree, Pidfd, Sig};
+
+use crate::logs::LogFile;
+use crate::supervisor::{Mode, Report, RunResult};
+use crate::{Error, Home};
+
+/// The identity to record for the command. In the pidns tier the direct
+/// child is only the relay that passes the exit status on; the ledger
+/// records the command itself (so `ps` shows its CPU and memory), pinned by
+/// a pidfd opened before its start time is read.
+pub(crate) fn command_identity(
+    direct: i32,
+    direct_fd: &Pidfd,
+    pidns: bool,
+    boot_id: &str,
+) -> Result<ProcessIdentity, Error> {
+    // The relay lets `spawn` return before the init has forked the
+    // command, so give it a moment (once, at start, in this tier only).
+    let mut inner = None;
+    for _ in 0..100 {
+        if !pidns {
+            break;
+        }
+        inner = tend_proc::pidns::command_of(direct).and_then(|p| Pidfd::open(p).ok());
+        if inner.is_some() || !direct_fd.is_alive() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (pid, ino) = match &inner {
+        Some(fd) => (fd.pid(), fd.inode()),
+        None => (direct, direct_fd.inode()),
+    };
+    let stat = procfs::stat(pid).map_err(Error::io("reading the command's start time"))?;
+    Ok(ProcessIdentity {
+        boot_id: boot_id.to_string(),
+        pid,
+        start_time: stat.start_time,
+        pidfd_ino: ino,
+    })
+}
+
+/// Retries a write the supervisor must not give up on — the start of a
+/// command that is already running, the outcome of one that finished —
+/// for as long as the ledger refuses for a transient reason (busy past its
+/// timeout, disk full, read-only for now). The tree is held (or already
+/// gone) meanwhile, and waiters keep waiting: they watch this process,
+/// which stays alive until the write is in.
+pub(crate) fn persist<T>(
+    mode: Mode,
+    id: &tend_model::ExecutionId,
+    what: &str,
+    mut write: impl FnMut() -> Result<T, tend_ledger::Error>,
+) -> Result<T, Error> {
+    let mut pause = Duration::from_millis(20);
+    let mut said = false;
+    loop {
+        match write() {
+            Ok(t) => return Ok(t),
+            Err(e) if e.is_transient() => {
+                if !said && mode == Mode::Foreground {
+                    eprintln!("tend: cannot record {what} of {id} yet ({e}); retrying until it is recorded");
+                }
+                said = true;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// SIGKILLs the whole tree at once — `cgroup.kill` and every member, or
+/// every descendant of the supervisor — and waits (bounded) for it to go.
+pub(crate) fn kill_tree_now(me: i32, cgroup: Option<&Cgroup>) {
+    if let Some(cg) = cgroup {
+        let _ = cg.kill();
+    }
+    let tree = match cgroup {
+        Some(cg) => cg.open_members(),
+        None => tree::open_descendants(me),
+    };
+    tree::signal_all(&tree, Sig::Kill);
+    tree::wait_all(&tree, Duration::from_secs(5));
+}
+
+/// Removes an emptied cgroup. The kernel may report it busy for a moment
+/// after its last process is reaped, so a few attempts are made.
+pub(crate) fn remove_cgroup(cg: &Cgroup) {
+    for _ in 0..50 {
+        if cg.remove().is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Looks `program` up the way `execvp` will: a path with a slash as it is
+/// (relative to the command's `cwd`), else each folder of `PATH`.
+pub(crate) fn find_program(program: &str, cwd: &Path, path: Option<&String>) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| -> io::Result<()> {
+        let m = std::fs::metadata(p)?;
+        if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(libc_eacces()))
+        }
+    };
+    if program.contains('/') {
+        return executable(&cwd.join(program));
+    }
+    let search = path
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    let mut denied = false;
+    for dir in search.split(':').filter(|d| !d.is_empty()) {
+        match executable(&Path::new(dir).join(program)) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied = true,
+            Err(_) => {}
+        }
+    }
+    Err(io::Error::from_raw_os_error(if denied {
+        libc_eacces()
+    } else {
+        2
+    }))
+}
+
+/// EACCES on Linux (tend-supervisor has no libc dependency).
+pub(crate) fn libc_eacces() -> i32 {
+    13
+}
+
+pub(crate) fn open_logs(exec: &Execution, cap: u64) -> io::Result<(LogFile, LogFile)> {
+    Ok((
+        LogFile::create(exec.stdout_path.clone().into(), cap)?,
+        LogFile::create(exec.stderr_path.clone().into(), cap)?,
+    ))
+}
+
+/// `"No such file or directory"` rather than `"... (os error 2)"`.
+pub(crate) fn plain_os_error(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+pub(crate) fn failed_to_start<L: Ledger + ?Sized>(
+    ledger: &L,
+    home: &Home,
+    exec: Execution,
+    code: i32,
+    why: String,
+    report: &mut dyn FnMut(Report<'_>),
+) -> Result<RunResult, Error> {
+    let outcome = Outcome {
+        status: Status::Failed,
+        reason: format!("failed to start: {why}"),
+        exit_code: Some(code),
+        signal: None,
+        kill: None,
+        usage: None,
+        event: EventKind::FailedToStart,
+        actor: Actor::Supervisor,
+        details: json!({}),
+    };
+    let t = ledger.transition(&exec.id, Status::Queued, &outcome)?;
+    home.announce(&exec.id, t.execution().status);
+    let e = match t {
+        Transition::Won(e) | Transition::Lost(e) => e,
+    };
+    report(Report::FailedToStart(&e));
+    Ok(RunResult::Finished(e))
+}
+
+pub(crate) fn nonblocking(fd: OwnedFd) -> Result<OwnedFd, Error> {
+    let flags = fcntl_getfl(&fd).map_err(|e| Error::io("configuring a pipe")(e.into()))?;
+    fcntl_setfl(&fd, flags | OFlags::NONBLOCK)
+        .map_err(|e| Error::io("configuring a pipe")(e.into()))?;
+    Ok(fd)
+}
