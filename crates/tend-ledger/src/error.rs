@@ -19,6 +19,16 @@ pub enum Error {
     /// The input cannot be an id or prefix.
     #[error(transparent)]
     BadId(#[from] tend_model::IdError),
+    /// A transition that the lifecycle does not have (`queued → succeeded`,
+    /// anything out of a terminal status): refused before any write, and
+    /// by the database as well.
+    #[error("an execution cannot go from {from} to {to}")]
+    IllegalTransition {
+        /// The status the caller expected.
+        from: tend_model::Status,
+        /// The status it asked for.
+        to: tend_model::Status,
+    },
     /// The file was written by a newer tend.
     #[error("the ledger {path} has schema version {found}, newer than this tend understands ({supported}); upgrade tend")]
     TooNew {

@@ -749,6 +749,12 @@ impl Ledger for SqliteLedger {
     }
 
     fn transition(&self, id: &ExecutionId, expected: Status, o: &Outcome) -> Result<Transition> {
+        if !expected.can_become(o.status) {
+            return Err(Error::IllegalTransition {
+                from: expected,
+                to: o.status,
+            });
+        }
         let tx = self.write()?;
         let kill = o.kill.as_ref();
         let row = tx

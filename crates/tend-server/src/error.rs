@@ -96,6 +96,10 @@ impl From<tend_ledger::Error> for ApiError {
                 message: e.to_string(),
             },
             E::Ambiguous { .. } | E::BadId(_) => ApiError::bad_request(e.to_string()),
+            E::IllegalTransition { .. } => ApiError {
+                status: StatusCode::CONFLICT,
+                message: e.to_string(),
+            },
             other => ApiError::internal(other),
         }
     }
