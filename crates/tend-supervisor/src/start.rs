@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
@@ -197,4 +198,134 @@ pub(crate) fn nonblocking(fd: OwnedFd) -> Result<OwnedFd, Error> {
     fcntl_setfl(&fd, flags | OFlags::NONBLOCK)
         .map_err(|e| Error::io("configuring a pipe")(e.into()))?;
     Ok(fd)
+}
+
+/// The command, started: its process, what the ledger records of it, and
+/// the supervisor's ends of its output pipes.
+pub(crate) struct Launched {
+    /// The supervisor's own child (in the pidns tier, the relay).
+    pub direct: i32,
+    /// A pidfd on that child.
+    pub child: Pidfd,
+    /// What is recorded as the command.
+    pub identity: ProcessIdentity,
+    /// The read end of its stdout (of both streams, when merged).
+    pub stdout: OwnedFd,
+    /// The read end of its stderr; `None` when merged into stdout.
+    pub stderr: Option<OwnedFd>,
+    /// pidns tier: tells whether the kernel ended leftovers.
+    pub leftovers: Option<tend_proc::pidns::Leftovers>,
+}
+
+/// Starts the command in its tier, with the markers in its environment and
+/// tend's secrets removed. `Ok(Err((code, why)))` when it could not be
+/// started (127 not found, 126 not executable, 1 otherwise); `Err` when the
+/// supervisor itself failed.
+pub(crate) fn launch(
+    spec: &crate::RunSpec,
+    mode: Mode,
+    tier: &crate::Tier,
+    cgroup: Option<&Cgroup>,
+    markers: &[(&str, &str)],
+    boot_id: &str,
+) -> Result<Result<Launched, (i32, String)>, Error> {
+    let mut cmd = command(spec, mode, markers);
+    let merged = output_pipes(&mut cmd, mode);
+    if let Some(cg) = cgroup {
+        cg.join_before_exec(&mut cmd);
+    }
+    tend_proc::spawn::supervised(&mut cmd);
+    let could_not =
+        |e: &io::Error, code: i32| (code, format!("{}: {}", spec.command[0], plain_os_error(e)));
+    let mut leftovers = None;
+    if matches!(tier, crate::Tier::Pidns) {
+        // The command is exec'd two forks below the child, where a failed
+        // exec could only exit 127; find it first so that the execution is
+        // recorded as failed to start, as in the other tiers.
+        if let Err(e) = find_program(&spec.command[0], &spec.cwd, spec.env.get("PATH")) {
+            let code = if e.kind() == io::ErrorKind::PermissionDenied {
+                126
+            } else {
+                127
+            };
+            return Ok(Err(could_not(&e, code)));
+        }
+        let l =
+            tend_proc::pidns::contain(&mut cmd).map_err(Error::io("preparing a PID namespace"))?;
+        leftovers = Some(l);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                io::ErrorKind::NotFound => 127,
+                io::ErrorKind::PermissionDenied => 126,
+                _ => 1,
+            };
+            return Ok(Err(could_not(&e, code)));
+        }
+    };
+    // The command holds its copies now; ours (of a merged pipe's write
+    // end) must close, or that pipe would never end.
+    drop(cmd);
+    if let Some(l) = leftovers.as_mut() {
+        l.spawned();
+    }
+    let direct = child.id() as i32;
+    let child_fd = Pidfd::open(direct).map_err(Error::io("opening a pidfd on the command"))?;
+    let identity = command_identity(direct, &child_fd, leftovers.is_some(), boot_id)?;
+    let stdout: OwnedFd = match merged {
+        Some(read) => read,
+        None => child.stdout.take().expect("stdout was piped").into(),
+    };
+    let stderr = child.stderr.take().map(OwnedFd::from);
+    Ok(Ok(Launched {
+        direct,
+        child: child_fd,
+        identity,
+        stdout,
+        stderr,
+        leftovers,
+    }))
+}
+
+/// The command line, environment and stdin of the command.
+fn command(spec: &crate::RunSpec, mode: Mode, markers: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(&spec.command[0]);
+    // Before the run's own env, so that an explicit value still passes.
+    for secret in crate::SECRET_VARS {
+        cmd.env_remove(secret);
+    }
+    cmd.args(&spec.command[1..])
+        .current_dir(&spec.cwd)
+        .envs(&spec.env)
+        .envs(markers.iter().copied())
+        .env_remove(crate::FAILPOINT_VAR)
+        .envs(spec.store.iter().map(|s| ("TEND_STORE", s)))
+        .stdin(if mode == Mode::Foreground {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+    cmd
+}
+
+/// Pipes for the command's stdout and stderr. Where our stdout and stderr
+/// are one file (`2>&1`), the command gets one pipe for both, as a shell
+/// would give it, so that its order is kept (see streams.rs); its read end
+/// is returned. Should that pipe fail, two are made.
+fn output_pipes(cmd: &mut Command, mode: Mode) -> Option<OwnedFd> {
+    let merged = (mode == Mode::Foreground && crate::streams::stdout_is_stderr())
+        .then(crate::streams::one_pipe)
+        .and_then(Result::ok);
+    match merged {
+        Some((read, out, err)) => {
+            cmd.stdout(out).stderr(err);
+            Some(read)
+        }
+        None => {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            None
+        }
+    }
 }

@@ -16,10 +16,8 @@
 //!    it with an exit file.
 
 use std::collections::HashSet;
-use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -34,8 +32,8 @@ use tend_proc::{procfs, spawn, tree, Pidfd, Sig};
 use crate::logs::LogFile;
 use crate::signals::Signals;
 use crate::start::{
-    command_identity, failed_to_start, find_program, kill_tree_now, nonblocking, open_logs,
-    persist, plain_os_error, remove_cgroup,
+    failed_to_start, kill_tree_now, launch, nonblocking, open_logs, persist, remove_cgroup,
+    Launched,
 };
 use crate::terminal::{self, Terminal, Wrote};
 use crate::{failpoint, Error, Home, OnDuplicate, RunSpec};
@@ -111,26 +109,8 @@ pub fn run<L: Ledger + ?Sized>(
         .agent()
         .map_err(Error::io("reading the home's agent id"))?
         .id;
-    let new = NewExecution {
-        name: spec.display_name(),
-        command: spec.command.clone(),
-        cwd: spec.cwd.clone(),
-        env: spec.env.clone(),
-        labels: spec.labels.clone(),
-        key: spec.key.clone(),
-        dedup: spec.on_duplicate != OnDuplicate::Run,
-        host: procfs::hostname(),
-        tier: tier.kind(),
-        agent_id: Some(agent.clone()),
-        supervisor,
-        timeout_ms: spec.timeout_ms,
-        kill_grace_ms: spec.kill_grace_ms,
-        log_dir: home.logs_dir(),
-        cgroup: tier.cgroup_parent().map(Path::to_path_buf),
-        heartbeat_timeout_ms: spec.heartbeat_timeout_ms,
-        idle_timeout_ms: spec.idle_timeout_ms,
-        max_memory_bytes: spec.max_memory_bytes,
-    };
+    let boot_id = supervisor.boot_id.clone();
+    let new = new_execution(spec, home, &tier, supervisor, &agent);
     let exec = match ledger.create(&new)? {
         Created::New(e) => e,
         Created::Existing(e) => {
@@ -143,17 +123,10 @@ pub fn run<L: Ledger + ?Sized>(
     let (mut out, mut err) = match open_logs(&exec, spec.log_max_bytes) {
         Ok(l) => l,
         Err(e) => {
-            return failed_to_start(
-                ledger,
-                home,
-                exec,
-                1,
-                format!("cannot create its log files: {e}"),
-                report,
-            )
+            let why = format!("cannot create its log files: {e}");
+            return failed_to_start(ledger, home, exec, 1, why, report);
         }
     };
-
     let cgroup = match tier.cgroup_parent() {
         Some(parent) => match Cgroup::create(parent, exec.id.as_str()) {
             Ok(cg) => Some(cg),
@@ -164,109 +137,29 @@ pub fn run<L: Ledger + ?Sized>(
         },
         None => None,
     };
-    let mut cmd = Command::new(&spec.command[0]);
-    // Before the run's own env, so that an explicit value still passes.
-    for secret in crate::SECRET_VARS {
-        cmd.env_remove(secret);
-    }
-    cmd.args(&spec.command[1..])
-        .current_dir(&spec.cwd)
-        .envs(&spec.env)
-        .env(MARKER_EXECUTION, exec.id.as_str())
-        .env(MARKER_LEDGER, ledger.ledger_id())
-        .env(MARKER_AGENT, &agent)
-        .env_remove(crate::FAILPOINT_VAR)
-        .envs(spec.store.iter().map(|s| ("TEND_STORE", s)))
-        .stdin(if mode == Mode::Foreground {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
-    // Where our stdout and stderr are one file (`2>&1`), the command gets
-    // one pipe for both, as a shell would give it, so that its order is
-    // kept (see streams.rs). Should that pipe fail, two are tried.
-    let merged = (mode == Mode::Foreground && crate::streams::stdout_is_stderr())
-        .then(crate::streams::one_pipe)
-        .and_then(Result::ok);
-    let merged = match merged {
-        Some((read, out, err)) => {
-            cmd.stdout(out).stderr(err);
-            Some(read)
-        }
-        None => {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-            None
-        }
-    };
-    if let Some(cg) = &cgroup {
-        cg.join_before_exec(&mut cmd);
-    }
-    spawn::supervised(&mut cmd);
-    let mut leftovers = None;
-    if matches!(tier, crate::Tier::Pidns) {
-        // The command is exec'd two forks below the child, where a failed
-        // exec could only exit 127; find it first so that the execution is
-        // recorded as failed to start, as in the other tiers.
-        if let Err(e) = find_program(&spec.command[0], &spec.cwd, spec.env.get("PATH")) {
-            let code = if e.kind() == io::ErrorKind::PermissionDenied {
-                126
-            } else {
-                127
-            };
-            let reason = format!("{}: {}", spec.command[0], plain_os_error(&e));
-            return failed_to_start(ledger, home, exec, code, reason, report);
-        }
-        leftovers = Some(
-            tend_proc::pidns::contain(&mut cmd).map_err(Error::io("preparing a PID namespace"))?,
-        );
-    }
-    let mut child = match cmd.spawn() {
-        // The command holds its copies now; ours (of a merged pipe's write
-        // end) must close, or that pipe would never end.
-        Ok(c) => {
-            drop(cmd);
-            c
-        }
-        Err(e) => {
+    let markers = [
+        (MARKER_EXECUTION, exec.id.as_str()),
+        (MARKER_LEDGER, ledger.ledger_id()),
+        (MARKER_AGENT, agent.as_str()),
+    ];
+    let launched = match launch(spec, mode, &tier, cgroup.as_ref(), &markers, &boot_id)? {
+        Ok(l) => l,
+        Err((code, why)) => {
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
             }
-            let code = match e.kind() {
-                io::ErrorKind::NotFound => 127,
-                io::ErrorKind::PermissionDenied => 126,
-                _ => 1,
-            };
-            let reason = format!("{}: {}", spec.command[0], plain_os_error(&e));
-            return failed_to_start(ledger, home, exec, code, reason, report);
+            return failed_to_start(ledger, home, exec, code, why, report);
         }
     };
-    if let Some(l) = leftovers.as_mut() {
-        l.spawned();
-    }
-    let direct = child.id() as i32;
-    let child_fd = Pidfd::open(direct).map_err(Error::io("opening a pidfd on the command"))?;
-    let identity = command_identity(
-        direct,
-        &child_fd,
-        leftovers.is_some(),
-        &new.supervisor.boot_id,
-    )?;
-    let stdout: OwnedFd = match merged {
-        Some(read) => read,
-        None => child.stdout.take().expect("stdout was piped").into(),
-    };
-    // None when merged: stream 1 has no pipe of its own.
-    let stderr: Option<OwnedFd> = child.stderr.take().map(OwnedFd::from);
-    drop(child);
     failpoint("after-spawn");
     let exec = match persist(mode, &exec.id, "the start", || {
-        ledger.start(&exec.id, &identity)
+        ledger.start(&exec.id, &launched.identity)
     })? {
         Transition::Won(e) => e,
         Transition::Lost(current) => {
             // Somebody ended it while it was queued (a cancel): honour that,
             // and take everything the command may have forked meanwhile.
-            let _ = child_fd.signal(Sig::Kill);
+            let _ = launched.child.signal(Sig::Kill);
             kill_tree_now(me, cgroup.as_ref());
             while let Ok(Some(_)) = wait(WaitOptions::NOHANG) {}
             if let Some(cg) = &cgroup {
@@ -276,7 +169,7 @@ pub fn run<L: Ledger + ?Sized>(
         }
     };
     home.announce(&exec.id, exec.status);
-    if stderr.is_none() {
+    if launched.stderr.is_none() {
         let _ = ledger.record(
             &exec.id,
             EventKind::StreamsMerged,
@@ -285,70 +178,44 @@ pub fn run<L: Ledger + ?Sized>(
         );
     }
     report(Report::Started(&exec));
-
-    let mut sup = Supervision {
-        ledger,
-        exec,
-        me,
-        mode,
-        signals,
-        child: Some(child_fd),
-        direct,
-        status: None,
-        pipes: [
-            Some(nonblocking(stdout)?),
-            stderr.map(nonblocking).transpose()?,
-        ],
-        logs: [&mut out, &mut err],
-        kill: None,
-        deadline: spec
-            .timeout_ms
-            .map(|ms| Instant::now() + Duration::from_millis(ms)),
-        heartbeat_due: spec
-            .heartbeat_timeout_ms
-            .map(|ms| Instant::now() + Duration::from_millis(ms)),
-        last_output: Instant::now(),
-        next_sample: spec
-            .max_memory_bytes
-            .map(|_| Instant::now() + MEMORY_SAMPLE),
-        peak_rss: 0,
-        sampled_cpu_ms: 0,
-        cgroup,
-        leftovers,
-        term: Terminal::new(),
-        rescan: false,
-    };
+    let logs = [&mut out, &mut err];
+    let mut sup = Supervision::new(
+        ledger, exec, me, mode, signals, launched, logs, cgroup, spec,
+    )?;
     if sup.exec.kill_request.is_some() {
         sup.on_nudge()?;
     }
-    let outcome = match sup.supervise() {
-        Ok(o) => o,
-        Err(e) => {
-            // The supervisor cannot go on (the ledger failed): never leave
-            // the tree behind. The row stays live, and the next reader
-            // reconciles it to `lost`.
-            sup.abandon();
-            return Err(e);
-        }
-    };
-    if let Some(cg) = &sup.cgroup {
-        remove_cgroup(cg);
+    sup.finish(home)
+}
+
+/// What the execution records, from what was asked and where it runs.
+fn new_execution(
+    spec: &RunSpec,
+    home: &Home,
+    tier: &crate::Tier,
+    supervisor: tend_model::ProcessIdentity,
+    agent: &str,
+) -> NewExecution {
+    NewExecution {
+        name: spec.display_name(),
+        command: spec.command.clone(),
+        cwd: spec.cwd.clone(),
+        env: spec.env.clone(),
+        labels: spec.labels.clone(),
+        key: spec.key.clone(),
+        dedup: spec.on_duplicate != OnDuplicate::Run,
+        host: procfs::hostname(),
+        tier: tier.kind(),
+        agent_id: Some(agent.to_string()),
+        supervisor,
+        timeout_ms: spec.timeout_ms,
+        kill_grace_ms: spec.kill_grace_ms,
+        log_dir: home.logs_dir(),
+        cgroup: tier.cgroup_parent().map(Path::to_path_buf),
+        heartbeat_timeout_ms: spec.heartbeat_timeout_ms,
+        idle_timeout_ms: spec.idle_timeout_ms,
+        max_memory_bytes: spec.max_memory_bytes,
     }
-    sup.make_logs_durable(home);
-    failpoint("before-terminal-commit");
-    let t = persist(mode, &sup.exec.id, "the outcome", || {
-        ledger.transition(&sup.exec.id, Status::Running, &outcome)
-    })?;
-    home.announce(&sup.exec.id, t.execution().status);
-    sup.term.flush();
-    failpoint("after-terminal-commit");
-    let e = match t {
-        Transition::Won(e) | Transition::Lost(e) => e,
-    };
-    Ok(match sup.term.failure() {
-        Some((stream, err)) => RunResult::Undelivered(e, format!("{stream}: {err}")),
-        None => RunResult::Finished(e),
-    })
 }
 
 /// Why the supervisor is ending the tree.
@@ -424,7 +291,85 @@ struct Supervision<'a, L: Ledger + ?Sized> {
     rescan: bool,
 }
 
-impl<L: Ledger + ?Sized> Supervision<'_, L> {
+impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
+    /// The supervision of a started command.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        ledger: &'a L,
+        exec: Execution,
+        me: i32,
+        mode: Mode,
+        signals: Signals,
+        launched: Launched,
+        logs: [&'a mut LogFile; 2],
+        cgroup: Option<Cgroup>,
+        spec: &RunSpec,
+    ) -> Result<Self, Error> {
+        let now = Instant::now();
+        let after = |ms: Option<u64>| ms.map(|ms| now + Duration::from_millis(ms));
+        Ok(Supervision {
+            ledger,
+            exec,
+            me,
+            mode,
+            signals,
+            child: Some(launched.child),
+            direct: launched.direct,
+            status: None,
+            pipes: [
+                Some(nonblocking(launched.stdout)?),
+                launched.stderr.map(nonblocking).transpose()?,
+            ],
+            logs,
+            kill: None,
+            deadline: after(spec.timeout_ms),
+            heartbeat_due: after(spec.heartbeat_timeout_ms),
+            last_output: now,
+            next_sample: spec.max_memory_bytes.map(|_| now + MEMORY_SAMPLE),
+            peak_rss: 0,
+            sampled_cpu_ms: 0,
+            cgroup,
+            leftovers: launched.leftovers,
+            term: Terminal::new(),
+            rescan: false,
+        })
+    }
+
+    /// Supervises to the end, then makes the logs durable, commits the
+    /// outcome (however long the ledger refuses) and hands the terminal
+    /// what is left. On an error the tree is ended first.
+    fn finish(mut self, home: &Home) -> Result<RunResult, Error> {
+        let outcome = match self.supervise() {
+            Ok(o) => o,
+            Err(e) => {
+                // The supervisor cannot go on (the ledger failed): never
+                // leave the tree behind. The row stays live, and the next
+                // reader reconciles it to `lost`.
+                self.abandon();
+                return Err(e);
+            }
+        };
+        if let Some(cg) = &self.cgroup {
+            remove_cgroup(cg);
+        }
+        self.make_logs_durable(home);
+        failpoint("before-terminal-commit");
+        let (ledger, id) = (self.ledger, self.exec.id.clone());
+        let t = persist(self.mode, &id, "the outcome", || {
+            ledger.transition(&id, Status::Running, &outcome)
+        })?;
+        home.announce(&id, t.execution().status);
+        self.term.flush();
+        failpoint("after-terminal-commit");
+        let e = match t {
+            Transition::Won(e) | Transition::Lost(e) => e,
+        };
+        Ok(match self.term.failure() {
+            Some((stream, err)) => RunResult::Undelivered(e, format!("{stream}: {err}")),
+            None => RunResult::Finished(e),
+        })
+    }
+
     /// The event loop. Returns the outcome once the command has exited and
     /// no descendant is left.
     fn supervise(&mut self) -> Result<Outcome, Error> {
