@@ -261,6 +261,15 @@ impl Kill {
     }
 }
 
+/// What one `poll` reported.
+struct Ready {
+    signals: bool,
+    child: bool,
+    pipes: [bool; 2],
+    term: [Option<PollFlags>; 2],
+    watch: bool,
+}
+
 struct Supervision<'a, L: Ledger + ?Sized> {
     ledger: &'a L,
     exec: Execution,
@@ -611,83 +620,15 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
 
     /// One `poll` over every source of news, then handles what it reported.
     fn wait_once(&mut self) -> Result<(), Error> {
-        let now = Instant::now();
-        let mut until: Option<Instant> = None;
-        let mut consider = |t: Instant| until = Some(until.map_or(t, |u: Instant| u.min(t)));
-        match &self.kill {
-            None => {
-                for d in [self.deadline, self.heartbeat_due, self.next_sample]
-                    .into_iter()
-                    .flatten()
-                {
-                    consider(d);
-                }
-                // Output waiting for a slow reader may be what blocks the
-                // command: that is not the command being idle.
-                if let Some(ms) = self
-                    .exec
-                    .idle_timeout_ms
-                    .filter(|_| !self.term.behind_reader())
-                {
-                    consider(self.last_output + Duration::from_millis(ms));
-                }
-            }
-            Some(k) if !k.forced => consider(k.grace_deadline),
-            Some(k) if !k.stuck_reported => consider(k.stuck_at()),
-            Some(_) => {}
-        }
-        let timeout = until.map(|u| {
-            let d = u.saturating_duration_since(now);
+        let timeout = self.next_deadline().map(|u| {
+            let d = u.saturating_duration_since(Instant::now());
             Timespec {
                 tv_sec: d.as_secs() as i64,
                 tv_nsec: d.subsec_nanos() as i64,
             }
         });
-
-        let term_ready: [Option<PollFlags>; 2];
-        let (sig_ready, child_ready, pipe_ready, watch_ready) = {
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(8);
-            fds.push(PollFd::new(&self.signals, PollFlags::IN));
-            let child_at = self.child.as_ref().map(|c| {
-                fds.push(PollFd::new(c, PollFlags::IN));
-                fds.len() - 1
-            });
-            let mut pipe_at = [None, None];
-            for (i, p) in self.pipes.iter().enumerate() {
-                // Back-pressure: a stream whose reader is behind is not read.
-                if let Some(p) = p.as_ref().filter(|_| self.term.has_room(i)) {
-                    fds.push(PollFd::new(p, PollFlags::IN));
-                    pipe_at[i] = Some(fds.len() - 1);
-                }
-            }
-            let mut term_at = [None, None];
-            for (i, at) in term_at.iter_mut().enumerate() {
-                if self.term.pending(i) {
-                    fds.push(PollFd::from_borrowed_fd(terminal::fd(i), PollFlags::OUT));
-                    *at = Some(fds.len() - 1);
-                }
-            }
-            let watch_from = fds.len();
-            if let Some(k) = &self.kill {
-                for w in &k.watch {
-                    fds.push(PollFd::new(w, PollFlags::IN));
-                }
-            }
-            match poll(&mut fds, timeout.as_ref()) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(Error::io("waiting for events")(e.into())),
-            }
-            let ready = |i: usize| !fds[i].revents().is_empty();
-            term_ready = term_at.map(|t| t.map(|i| fds[i].revents()));
-            (
-                ready(0),
-                child_at.is_some_and(ready),
-                pipe_at.map(|p| p.is_some_and(ready)),
-                (watch_from..fds.len()).any(ready),
-            )
-        };
-        for (i, revents) in term_ready.into_iter().enumerate() {
+        let ready = self.poll_once(timeout.as_ref())?;
+        for (i, revents) in ready.term.into_iter().enumerate() {
             let Some(r) = revents else { continue };
             match self.term.on_ready(i, r) {
                 // The command is making progress, however slowly.
@@ -696,50 +637,18 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
                 Wrote::Failed => self.record_undelivered(),
             }
         }
-
-        if sig_ready {
-            let p = self.signals.take();
-            if p.child {
-                self.reap();
-            }
-            if let Some(name) = p.stop {
-                match &self.kill {
-                    Some(_) => self.hurry(),
-                    None if self.status.is_some() => {}
-                    None => {
-                        let grace = Duration::from_millis(self.exec.kill_grace_ms);
-                        self.begin_kill(Cause::Signal(name), grace, false);
-                    }
-                }
-            }
-            if p.nudge {
-                self.on_nudge()?;
-            }
-            // Ctrl-\ at tend's terminal is meant for the command, as in a
-            // shell; a detached supervisor has no terminal and drops it.
-            if p.quit && self.mode == Mode::Foreground {
-                if let Some(c) = &self.child {
-                    let _ = c.signal(Sig::Quit);
-                }
-            }
-            if p.suspend && self.mode == Mode::Foreground {
-                self.suspend();
-            }
-            if p.resumed {
-                if let Some(k) = self.kill.as_mut() {
-                    k.resumed_at = Instant::now();
-                }
-            }
+        if ready.signals {
+            self.on_signals()?;
         }
-        for (i, ready) in pipe_ready.into_iter().enumerate() {
+        for (i, ready) in ready.pipes.into_iter().enumerate() {
             if ready {
                 self.read_pipe(i, false);
             }
         }
-        if child_ready {
+        if ready.child {
             self.reap();
         }
-        if watch_ready {
+        if ready.watch {
             self.rescan = true;
         }
         let now = Instant::now();
@@ -748,30 +657,141 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         if self.kill.is_none() && self.status.is_none() {
             self.check_limits(now)?;
         }
-        if let Some(k) = self.kill.as_mut() {
-            if !k.forced && now >= k.grace_deadline {
-                self.rescan = true;
-            } else if k.forced && !k.stuck_reported && now >= k.stuck_at() {
-                k.stuck_reported = true;
-                let pids: Vec<i32> = k.watch.iter().map(Pidfd::pid).collect();
-                let states: Vec<String> = pids
-                    .iter()
-                    .map(|p| {
-                        procfs::stat(*p)
-                            .map(|s| format!("{p}:{}", s.state))
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                let _ = self.ledger.record(
-                    &self.exec.id,
-                    EventKind::Unkillable,
-                    &Actor::Supervisor,
-                    json!({ "pids": pids, "states": states,
-                            "note": "still present after SIGKILL (uninterruptible sleep?); still waiting" }),
-                );
+        self.check_kill(now);
+        Ok(())
+    }
+
+    /// The earliest moment something is due: a limit of a running command,
+    /// or the end of a kill's grace, or the moment a killed tree is stuck.
+    fn next_deadline(&self) -> Option<Instant> {
+        match &self.kill {
+            None => {
+                // Output waiting for a slow reader may be what blocks the
+                // command: that is not the command being idle.
+                let idle = self
+                    .exec
+                    .idle_timeout_ms
+                    .filter(|_| !self.term.behind_reader())
+                    .map(|ms| self.last_output + Duration::from_millis(ms));
+                [self.deadline, self.heartbeat_due, self.next_sample, idle]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
+            Some(k) if !k.forced => Some(k.grace_deadline),
+            Some(k) if !k.stuck_reported => Some(k.stuck_at()),
+            Some(_) => None,
+        }
+    }
+
+    /// Waits in one `poll` for the signal pipe, the command's pidfd, its
+    /// pipes (not a stream whose reader is behind: back-pressure), tend's
+    /// own stdout and stderr when output waits for them, and the pidfds of
+    /// the tree being killed.
+    fn poll_once(&self, timeout: Option<&Timespec>) -> Result<Ready, Error> {
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(8);
+        fds.push(PollFd::new(&self.signals, PollFlags::IN));
+        let child_at = self.child.as_ref().map(|c| {
+            fds.push(PollFd::new(c, PollFlags::IN));
+            fds.len() - 1
+        });
+        let mut pipe_at = [None, None];
+        for (i, p) in self.pipes.iter().enumerate() {
+            if let Some(p) = p.as_ref().filter(|_| self.term.has_room(i)) {
+                fds.push(PollFd::new(p, PollFlags::IN));
+                pipe_at[i] = Some(fds.len() - 1);
+            }
+        }
+        let mut term_at = [None, None];
+        for (i, at) in term_at.iter_mut().enumerate() {
+            if self.term.pending(i) {
+                fds.push(PollFd::from_borrowed_fd(terminal::fd(i), PollFlags::OUT));
+                *at = Some(fds.len() - 1);
+            }
+        }
+        let watch_from = fds.len();
+        for w in self.kill.iter().flat_map(|k| &k.watch) {
+            fds.push(PollFd::new(w, PollFlags::IN));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::io("waiting for events")(e.into())),
+        }
+        let ready = |i: usize| !fds[i].revents().is_empty();
+        Ok(Ready {
+            signals: ready(0),
+            child: child_at.is_some_and(ready),
+            pipes: pipe_at.map(|p| p.is_some_and(ready)),
+            term: term_at.map(|t| t.map(|i| fds[i].revents())),
+            watch: (watch_from..fds.len()).any(ready),
+        })
+    }
+
+    /// Acts on the signals that arrived.
+    fn on_signals(&mut self) -> Result<(), Error> {
+        let p = self.signals.take();
+        if p.child {
+            self.reap();
+        }
+        if let Some(name) = p.stop {
+            match &self.kill {
+                Some(_) => self.hurry(),
+                None if self.status.is_some() => {}
+                None => {
+                    let grace = Duration::from_millis(self.exec.kill_grace_ms);
+                    self.begin_kill(Cause::Signal(name), grace, false);
+                }
+            }
+        }
+        if p.nudge {
+            self.on_nudge()?;
+        }
+        // Ctrl-\ at tend's terminal is meant for the command, as in a
+        // shell; a detached supervisor has no terminal and drops it.
+        if p.quit && self.mode == Mode::Foreground {
+            if let Some(c) = &self.child {
+                let _ = c.signal(Sig::Quit);
+            }
+        }
+        if p.suspend && self.mode == Mode::Foreground {
+            self.suspend();
+        }
+        if p.resumed {
+            if let Some(k) = self.kill.as_mut() {
+                k.resumed_at = Instant::now();
             }
         }
         Ok(())
+    }
+
+    /// Pushes a kill on when its grace is over, and records a tree that is
+    /// still there well after SIGKILL (uninterruptible sleep).
+    fn check_kill(&mut self, now: Instant) {
+        let Some(k) = self.kill.as_mut() else { return };
+        if !k.forced && now >= k.grace_deadline {
+            self.rescan = true;
+            return;
+        }
+        if !k.forced || k.stuck_reported || now < k.stuck_at() {
+            return;
+        }
+        k.stuck_reported = true;
+        let pids: Vec<i32> = k.watch.iter().map(Pidfd::pid).collect();
+        let states: Vec<String> = pids
+            .iter()
+            .map(|p| {
+                procfs::stat(*p)
+                    .map(|s| format!("{p}:{}", s.state))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let _ = self.ledger.record(
+            &self.exec.id,
+            EventKind::Unkillable,
+            &Actor::Supervisor,
+            json!({ "pids": pids, "states": states,
+                    "note": "still present after SIGKILL (uninterruptible sleep?); still waiting" }),
+        );
     }
 
     /// Fires the timeouts and limits whose time has come.
