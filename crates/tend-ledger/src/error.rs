@@ -19,6 +19,13 @@ pub enum Error {
     /// The input cannot be an id or prefix.
     #[error(transparent)]
     BadId(#[from] tend_model::IdError),
+    /// Another process held the ledger's write lock for the whole busy
+    /// timeout. Transient: whatever must not be lost is retried.
+    #[error("the ledger is busy: another process has held its write lock for {waited}; try again (TEND_SQLITE_BUSY_TIMEOUT waits longer)")]
+    Busy {
+        /// How long this process waited.
+        waited: String,
+    },
     /// A transition that the lifecycle does not have (`queued → succeeded`,
     /// anything out of a terminal status): refused before any write, and
     /// by the database as well.
@@ -71,7 +78,10 @@ impl Error {
     /// disk full, the file system read-only for now. An outcome that cannot
     /// be written because of such an error is kept and retried, never lost.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Storage { .. } | Error::Open { .. })
+        matches!(
+            self,
+            Error::Storage { .. } | Error::Open { .. } | Error::Busy { .. }
+        )
     }
 
     pub(crate) fn storage(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {

@@ -113,6 +113,12 @@ pub trait Ledger: Send {
         None
     }
 
+    /// The files this ledger is, where it is files (SQLite): a process that
+    /// supervises through this ledger holds one of them open.
+    fn files(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
+
     /// When this process found the ledger to be a copy of another (a copied
     /// file) and gave it an id of its own: the original's id. Backends that
     /// cannot be copied that way answer `None`.
@@ -186,6 +192,9 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
     fn copied_from(&self) -> Option<&str> {
         (**self).copied_from()
     }
+    fn files(&self) -> Vec<std::path::PathBuf> {
+        (**self).files()
+    }
     fn record(
         &self,
         id: &ExecutionId,
@@ -195,6 +204,14 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
     ) -> Result<()> {
         (**self).record(id, kind, actor, details)
     }
+}
+
+/// The moment `age` before now, in milliseconds since the epoch; an age
+/// older than the epoch is the epoch (a huge `--since` or `--older-than`
+/// never wraps around to the future).
+pub fn ms_ago(age: std::time::Duration) -> i64 {
+    let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+    now_ms().saturating_sub(age).max(0)
 }
 
 /// Milliseconds since the Unix epoch on this host's clock.

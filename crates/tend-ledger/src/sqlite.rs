@@ -78,6 +78,7 @@ const COLS: &str =
 /// A ledger in one SQLite file.
 pub struct SqliteLedger {
     conn: Connection,
+    path: std::path::PathBuf,
     ledger_id: String,
     copied_from: Option<String>,
 }
@@ -131,6 +132,7 @@ impl SqliteLedger {
             .map_err(classify)?;
         Ok(SqliteLedger {
             conn,
+            path: path.to_path_buf(),
             ledger_id,
             copied_from,
         })
@@ -169,6 +171,7 @@ impl SqliteLedger {
             .map_err(classify)?;
         Ok(SqliteLedger {
             conn,
+            path: path.to_path_buf(),
             ledger_id,
             copied_from: None,
         })
@@ -198,13 +201,13 @@ impl SqliteLedger {
     fn write(&self) -> Result<Transaction<'_>> {
         let started = std::time::Instant::now();
         let total = busy_timeout();
-        let step = crate::LONG_BUSY.min(total);
-        let _ = self.conn.busy_timeout(step);
         let tx = loop {
+            let left = total.saturating_sub(started.elapsed());
+            let _ = self.conn.busy_timeout(crate::LONG_BUSY.min(left));
             match Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate) {
                 Err(e)
                     if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
-                        && started.elapsed() + step < total =>
+                        && started.elapsed() < total =>
                 {
                     crate::busy::long_busy();
                 }
@@ -212,7 +215,12 @@ impl SqliteLedger {
             }
         };
         let _ = self.conn.busy_timeout(total);
-        tx.map_err(Error::storage("beginning a write"))
+        tx.map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy) => Error::Busy {
+                waited: tend_model::format_duration(total),
+            },
+            _ => Error::storage("beginning a write")(e),
+        })
     }
 }
 
@@ -607,6 +615,10 @@ impl Ledger for SqliteLedger {
 
     fn copied_from(&self) -> Option<&str> {
         self.copied_from.as_deref()
+    }
+
+    fn files(&self) -> Vec<std::path::PathBuf> {
+        vec![self.path.clone()]
     }
 
     fn create(&self, new: &NewExecution) -> Result<Created> {

@@ -142,6 +142,24 @@ pub fn lock_holders(files: &[PathBuf]) -> Vec<i32> {
     pids
 }
 
+/// Whether process `pid` holds any of `files` open (compared by device and
+/// inode, so a file replaced or bind-mounted at the same path is not taken
+/// for the one the process has).
+pub fn holds_open(pid: i32, files: &[PathBuf]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let want: Vec<(u64, u64)> = files
+        .iter()
+        .filter_map(|f| fs::metadata(f).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    dir.flatten()
+        .filter_map(|e| fs::metadata(e.path()).ok())
+        .any(|m| want.contains(&(m.dev(), m.ino())))
+}
+
 /// Whether `pid` runs the calling process's executable, by path: a binary
 /// replaced since that process started (an upgrade, a rebuild) still
 /// counts, though the kernel then calls it `PATH (deleted)`.

@@ -110,10 +110,12 @@ impl From<tend_supervisor::Error> for ApiError {
         match e {
             tend_supervisor::Error::Ledger(l) => l.into(),
             tend_supervisor::Error::Unavailable { .. } => ApiError::bad_request(e.to_string()),
-            tend_supervisor::Error::Foreign { .. } => ApiError {
-                status: StatusCode::CONFLICT,
-                message: e.to_string(),
-            },
+            tend_supervisor::Error::Foreign { .. } | tend_supervisor::Error::OtherLedger { .. } => {
+                ApiError {
+                    status: StatusCode::CONFLICT,
+                    message: e.to_string(),
+                }
+            }
             other => ApiError::internal(other),
         }
     }

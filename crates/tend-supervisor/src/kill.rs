@@ -224,6 +224,12 @@ pub(crate) fn end_without_supervisor<L: Ledger + ?Sized>(
     ending: Ending,
     why: &str,
 ) -> Result<(), Error> {
+    let files = ledger.files();
+    if !files.is_empty() && !procfs::holds_open(sup.pid(), &files) {
+        return Err(Error::OtherLedger {
+            id: row.id.to_string(),
+        });
+    }
     let by = &ending.actor;
     ledger.record(
         &row.id,

@@ -77,6 +77,14 @@ pub enum Error {
         /// The agent that launched it.
         agent: String,
     },
+    /// The execution's supervisor keeps another file as this ledger (the
+    /// file at this path is a copy, or was replaced): this ledger's requests
+    /// never reach it, so nothing is done to its processes from here.
+    #[error("execution {id} is supervised through another copy of this ledger's file; act on it through that one")]
+    OtherLedger {
+        /// The execution.
+        id: String,
+    },
     /// A system call failed; `doing` says what tend was attempting.
     #[error("{doing}: {source}")]
     Io {

@@ -212,7 +212,18 @@ fn overdue<L: Ledger + ?Sized>(ledger: &L, home: &Home, e: &Execution) -> Result
         // The kill's own duration; the reason says it was a timeout.
         since_ms: tend_ledger::now_ms(),
     };
-    crate::kill::end_without_supervisor(ledger, home, e, sup, ending, "its supervisor is stopped")
+    match crate::kill::end_without_supervisor(
+        ledger,
+        home,
+        e,
+        sup,
+        ending,
+        "its supervisor is stopped",
+    ) {
+        // Not this ledger's to end (a copy at this path): leave it alone.
+        Err(Error::OtherLedger { .. }) => Ok(()),
+        other => other,
+    }
 }
 
 /// When a running execution with a timeout is overdue: its timeout, plus

@@ -37,7 +37,8 @@ pub fn wait_until_done<L: Ledger + ?Sized>(
     } else {
         None
     };
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A timeout too far away to be an instant is no timeout at all.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     // Overdue timeouts already looked at: a supervisor that is merely slow
     // is not looked at again and again.
     let mut looked: Vec<ExecutionId> = Vec::new();

@@ -88,7 +88,7 @@ pub(super) async fn list(
         statuses,
         name: q.name,
         labels,
-        since_ms: since.map(|d| tend_ledger::now_ms() - d.as_millis() as i64),
+        since_ms: since.map(tend_ledger::ms_ago),
         limit: Some(limit),
         offset: q.offset,
     };

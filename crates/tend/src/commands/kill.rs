@@ -12,7 +12,6 @@ use crate::output;
 
 fn bulk(ctx: &Context, args: &KillArgs) -> Result<Vec<Execution>> {
     let name = args.name.as_deref().map(name_glob).transpose()?;
-    let now = tend_ledger::now_ms();
     Ok(ctx
         .ledger
         .live()?
@@ -21,7 +20,7 @@ fn bulk(ctx: &Context, args: &KillArgs) -> Result<Vec<Execution>> {
         .filter(|e| args.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
         .filter(|e| {
             args.older_than
-                .is_none_or(|d| now - e.created_at >= d.as_millis() as i64)
+                .is_none_or(|d| e.created_at <= tend_ledger::ms_ago(d))
         })
         .collect())
 }

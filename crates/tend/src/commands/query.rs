@@ -110,9 +110,7 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<i32> {
         statuses: args.status.clone(),
         name: args.name.clone(),
         labels: args.labels.clone(),
-        since_ms: args
-            .since
-            .map(|d| tend_ledger::now_ms() - d.as_millis() as i64),
+        since_ms: args.since.map(tend_ledger::ms_ago),
         limit: Some(args.limit),
         offset: None,
     };

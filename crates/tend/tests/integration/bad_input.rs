@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use crate::support::*;
 
 #[test]
@@ -351,4 +353,33 @@ fn an_unknown_option_before_the_command_is_a_usage_error() {
     // Help and version still print in full, on stdout.
     assert!(env.ok(&["run", "--help"]).contains("Usage:"));
     assert!(env.ok(&["--version"]).starts_with("tend "));
+}
+
+#[test]
+fn huge_ages_and_waits_never_wrap_or_panic() {
+    let env = TestEnv::new();
+    let id = env.detach(&["sleep", "30"]);
+    let huge = "18446744073709551615s";
+    // Older than anything that exists: nothing matches.
+    let out = env.tend(&["kill", "--older-than", huge, "--yes"]);
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(env.status(&id), "running");
+    let listed = env.json(&["list", "--since", huge]);
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(1),
+        "everything is newer than that"
+    );
+    // A wait that long is a wait without a timeout, not a panic.
+    let mut wait = env
+        .cmd()
+        .args(["wait", "--timeout", huge, &id])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(wait.try_wait().unwrap().is_none(), "tend wait ended early");
+    env.ok(&["kill", &id]);
+    let out = wait.wait_with_output().unwrap();
+    assert_eq!(code(&out), 143, "{}", stderr(&out));
 }

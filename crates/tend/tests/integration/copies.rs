@@ -51,3 +51,37 @@ fn a_copied_home_never_touches_the_originals_processes() {
     );
     a.ok(&["kill", &before, &after]);
 }
+
+#[test]
+fn a_copy_of_the_ledger_file_at_the_same_path_does_not_act_on_the_original() {
+    if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("skipped: bind-mounting a copy over the ledger needs root and unshare");
+        return;
+    }
+    let env = TestEnv::new();
+    let id = env.detach(&["sleep", "60"]);
+    let copy = env.dir.path().join("dbcopy");
+    std::fs::create_dir(&copy).unwrap();
+    for f in ["tend.db", "tend.db-wal", "tend.db-shm"] {
+        std::fs::copy(env.home().join(f), copy.join(f)).unwrap();
+    }
+    // A container that mounts a backup of the ledger where the ledger was.
+    let script = format!(
+        "for f in tend.db tend.db-wal tend.db-shm; do mount --bind {c}/$f {h}/$f || exit 9; done; exec {t} kill --grace 1s {id}",
+        c = copy.display(),
+        h = env.home().display(),
+        t = env!("CARGO_BIN_EXE_tend"),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .env("TEND_HOME", env.home())
+        .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
+        .output()
+        .unwrap();
+    assert_ne!(code(&out), 9, "the bind mounts failed: {}", stderr(&out));
+    assert!(stderr(&out).contains("another copy"), "{}", stderr(&out));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(env.status(&id), "running", "the original was not touched");
+    assert!(!env.event_kinds(&id).iter().any(|k| k.starts_with("signal")));
+    env.ok(&["kill", &id]);
+}
