@@ -125,17 +125,7 @@ impl SqliteLedger {
                 detail: format!("cannot make its folder durable: {e}"),
             })?;
         }
-        let ledger_id = conn
-            .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
-                r.get(0)
-            })
-            .map_err(classify)?;
-        Ok(SqliteLedger {
-            conn,
-            path: path.to_path_buf(),
-            ledger_id,
-            copied_from,
-        })
+        SqliteLedger::with(conn, path, copied_from)
     }
 
     /// Opens an existing ledger for reading only, for a home on a read-only
@@ -164,16 +154,21 @@ impl SqliteLedger {
                 ),
             });
         }
+        SqliteLedger::with(conn, path, None)
+    }
+
+    /// The ledger over an opened, migrated connection.
+    fn with(conn: Connection, path: &Path, copied_from: Option<String>) -> Result<Self> {
         let ledger_id = conn
             .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
                 r.get(0)
             })
-            .map_err(classify)?;
+            .map_err(|e| classify_open_error(path, e))?;
         Ok(SqliteLedger {
             conn,
             path: path.to_path_buf(),
             ledger_id,
-            copied_from: None,
+            copied_from,
         })
     }
 

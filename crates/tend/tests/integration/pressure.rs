@@ -81,17 +81,10 @@ fn fill(dir: &Path) -> PathBuf {
 fn a_lock_held_past_the_busy_timeout_delays_the_outcome_but_never_loses_it() {
     let env = TestEnv::new();
     env.ok(&["list"]);
-    let id = String::from_utf8(
-        env.cmd()
-            .env("TEND_SQLITE_BUSY_TIMEOUT", "200")
-            .args(["run", "-d", "--", "sh", "-c", "sleep 1; exit 3"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
+    let id = env.detach_with_env(
+        ("TEND_SQLITE_BUSY_TIMEOUT", "200"),
+        &["sh", "-c", "sleep 1; exit 3"],
+    );
     let conn = rusqlite::Connection::open(env.ledger_path()).unwrap();
     conn.execute_batch("BEGIN IMMEDIATE").unwrap();
     // Hold the write lock for ten busy timeouts past the command's exit.

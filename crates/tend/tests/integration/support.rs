@@ -69,6 +69,24 @@ impl TestEnv {
         self.ok(&a).trim().to_string()
     }
 
+    /// Starts a detached execution with one setting in tend's environment,
+    /// returns its id.
+    pub fn detach_with_env(&self, var: (&str, &str), cmd: &[&str]) -> String {
+        let mut a = vec!["run", "-d", "--"];
+        a.extend_from_slice(cmd);
+        let out = self
+            .cmd()
+            .env(var.0, var.1)
+            .args(&a)
+            .output()
+            .expect("tend runs");
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    }
+
     /// Starts a detached execution with run options, returns its id.
     pub fn detach_with(&self, opts: &[&str], cmd: &[&str]) -> String {
         let mut a = vec!["run", "-d"];

@@ -279,17 +279,10 @@ fn the_pidns_tier_records_the_command_and_what_it_used() {
         eprintln!("skipped: the pidns tier is not offered here");
         return;
     }
-    let id = String::from_utf8(
-        env.cmd()
-            .env("TEND_CONTAINMENT", "pidns")
-            .args(["run", "-d", "--", "sh", "-c", "while :; do :; done"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
+    let id = env.detach_with_env(
+        ("TEND_CONTAINMENT", "pidns"),
+        &["sh", "-c", "while :; do :; done"],
+    );
     let pid = env.show(&id)["pid"].as_i64().unwrap() as i32;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_eq!(
