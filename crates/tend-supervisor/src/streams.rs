@@ -34,8 +34,14 @@ pub(crate) fn stdout_is_stderr() -> bool {
     if o.st_dev != e.st_dev || o.st_ino != e.st_ino {
         return false;
     }
-    if FileType::from_raw_mode(o.st_mode) != FileType::RegularFile {
-        return true;
+    match FileType::from_raw_mode(o.st_mode) {
+        FileType::RegularFile => {}
+        // `/dev/null` and the like: nothing is read back, so no order to
+        // keep, and the two logs stay apart.
+        FileType::CharacterDevice if !std::io::IsTerminal::is_terminal(&stdout()) => {
+            return false
+        }
+        _ => return true,
     }
     match tend_proc::same_open_file(stdout(), stderr()) {
         Some(same) => same || (appends(stdout()) && appends(stderr())),
