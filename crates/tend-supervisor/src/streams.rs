@@ -20,7 +20,8 @@ use rustix::stdio::{stderr, stdout};
 /// Whether tend's stdout and stderr are the same open file.
 ///
 /// The same device and inode identify the same pipe, terminal or socket
-/// (or `/dev/null`). For a regular file that is not enough: `> f 2> f`
+/// (`/dev/null` and other devices that are not terminals do not count:
+/// nothing is read back from them, so there is no order to keep). For a regular file that is not enough: `> f 2> f`
 /// opens it twice, with two offsets that overwrite each other, and a shell
 /// keeps that; so the two must also share one open file description
 /// (`> f 2>&1`, asked of the kernel with `kcmp`), or both append (`>> f
@@ -38,9 +39,7 @@ pub(crate) fn stdout_is_stderr() -> bool {
         FileType::RegularFile => {}
         // `/dev/null` and the like: nothing is read back, so no order to
         // keep, and the two logs stay apart.
-        FileType::CharacterDevice if !std::io::IsTerminal::is_terminal(&stdout()) => {
-            return false
-        }
+        FileType::CharacterDevice if !std::io::IsTerminal::is_terminal(&stdout()) => return false,
         _ => return true,
     }
     match tend_proc::same_open_file(stdout(), stderr()) {
