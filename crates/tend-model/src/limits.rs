@@ -29,6 +29,12 @@ pub const MAX_LABELS: usize = 64;
 pub const MAX_REASON_BYTES: usize = 1024;
 /// Longest heartbeat progress text, in bytes.
 pub const MAX_PROGRESS_BYTES: usize = 1024;
+/// Longest environment variable name given for a run, in bytes.
+pub const MAX_ENV_NAME_BYTES: usize = 256;
+/// Longest environment variable value given for a run, in bytes.
+pub const MAX_ENV_VALUE_BYTES: usize = 32 * 1024;
+/// Most environment variables given for one run.
+pub const MAX_ENV_VARS: usize = 256;
 /// Longest SIGTERM → SIGKILL grace: a kill must end in bounded time.
 pub const MAX_KILL_GRACE: Duration = Duration::from_secs(3600);
 
@@ -52,6 +58,12 @@ pub enum LimitError {
     /// A grace period longer than [`MAX_KILL_GRACE`].
     #[error("a kill grace of {0} is too long; at most 1h is allowed")]
     GraceTooLong(String),
+    /// An environment variable name no `execve` takes as one.
+    #[error("'{0}' is not an environment variable name: it must be non-empty, without '=' or control characters")]
+    BadEnvName(String),
+    /// More environment variables than [`MAX_ENV_VARS`].
+    #[error("{0} environment variables were given; at most {MAX_ENV_VARS} are allowed")]
+    TooManyEnv(usize),
     /// A time limit of zero (the option left out means "no limit").
     #[error("the {0} must be longer than zero; leave it out for no limit")]
     ZeroLimit(&'static str),
@@ -87,6 +99,23 @@ pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), LimitError>
     for (k, v) in labels {
         check_text("label key", k, MAX_LABEL_KEY_BYTES)?;
         check_text("label value", v, MAX_LABEL_VALUE_BYTES)?;
+    }
+    Ok(())
+}
+
+/// Refuses environment variables a run may not be given: names that are
+/// empty or hold `=` or control characters, names and values over their
+/// caps, too many of them. The CLI and the API refuse the same.
+pub fn check_env(env: &BTreeMap<String, String>) -> Result<(), LimitError> {
+    if env.len() > MAX_ENV_VARS {
+        return Err(LimitError::TooManyEnv(env.len()));
+    }
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') || k.chars().any(char::is_control) {
+            return Err(LimitError::BadEnvName(crate::text::escape(k).into_owned()));
+        }
+        check_text("environment variable name", k, MAX_ENV_NAME_BYTES)?;
+        check_text("environment variable value", v, MAX_ENV_VALUE_BYTES)?;
     }
     Ok(())
 }

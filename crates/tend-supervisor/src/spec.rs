@@ -88,6 +88,7 @@ impl RunSpec {
             check_text("key", key, MAX_KEY_BYTES)?;
         }
         check_labels(&self.labels)?;
+        tend_model::limits::check_env(&self.env)?;
         check_kill_grace(Duration::from_millis(self.kill_grace_ms))
     }
 }

@@ -152,3 +152,29 @@ fn the_api_refuses_what_the_cli_refuses() {
     }
     assert_eq!(env.status(&id), "running");
 }
+
+#[test]
+fn environment_variables_are_checked_alike_in_the_cli_and_the_api() {
+    let env = TestEnv::new();
+    let d = Daemon::start(&env);
+    let big = "v".repeat(32 * 1024 + 1);
+    let cases: [(&str, &str); 3] = [("A\nB", "x"), ("K", big.as_str()), ("", "x")];
+    for (k, v) in cases {
+        let (st, e) = d.post(
+            "/api/v1/executions",
+            json!({"command": ["true"], "env": {k: v}}),
+        );
+        assert_eq!(st, 400, "{k:?}: {e}");
+        if !k.is_empty() {
+            let out = env.tend(&["run", "--env", &format!("{k}={v}"), "--", "true"]);
+            let cli = assert_one_sentence(&out, 2);
+            let api = e["error"].as_str().unwrap_or_default().to_string();
+            let words = cli.trim().trim_start_matches("tend: ").to_string();
+            assert!(
+                api.contains(&words) || words.contains(api.trim_start_matches("env: ")),
+                "CLI {cli:?} vs API {api:?}"
+            );
+        }
+    }
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 0);
+}
