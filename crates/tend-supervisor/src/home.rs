@@ -37,12 +37,18 @@ struct AgentFile {
 #[derive(Clone, Debug)]
 pub struct Home {
     root: PathBuf,
+    /// The agent, once this process has read it (it cannot change while
+    /// the process runs: a copy is recognised by the first look).
+    agent: std::sync::Arc<std::sync::OnceLock<Agent>>,
 }
 
 impl Home {
     /// A home at `root`; nothing is created until [`Home::ensure`].
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Home { root: root.into() }
+        Home {
+            root: root.into(),
+            agent: Default::default(),
+        }
     }
 
     /// Creates the folders (mode 0700: logs may hold secrets) and checks
@@ -107,6 +113,14 @@ impl Home {
     /// supervisor of the original, and says so through
     /// [`Agent::copied_from`]. On a read-only home the id is only read.
     pub fn agent(&self) -> io::Result<Agent> {
+        if let Some(a) = self.agent.get() {
+            return Ok(a.clone());
+        }
+        let a = self.read_agent()?;
+        Ok(self.agent.get_or_init(|| a).clone())
+    }
+
+    fn read_agent(&self) -> io::Result<Agent> {
         use std::io::{Seek, Write};
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         let path = self.root.join("agent.json");

@@ -12,23 +12,6 @@ use std::time::Duration;
 
 use crate::support::*;
 
-/// Runs `cmd` and returns its output, or kills it (by its PID: it is our
-/// child) and fails if it is still running after `within`: a regression
-/// that reads `/dev/zero` or waits on a FIFO fails instead of hanging.
-fn finish(mut cmd: Command, within: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tend starts");
-    if !eventually(within, || child.try_wait().unwrap().is_some()) {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tend was still running after {within:?}");
-    }
-    child.wait_with_output().unwrap()
-}
-
 fn tend_in(env: &TestEnv, args: &[&str]) -> Output {
     let mut cmd = env.cmd();
     cmd.args(args);

@@ -9,7 +9,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -120,22 +120,6 @@ fn launch_body(file: &Path) -> String {
 
 fn executions(env: &TestEnv) -> usize {
     env.ledger().list(&Default::default()).unwrap().len()
-}
-
-/// Runs `cmd` and returns its output, or kills it (by its PID: it is our
-/// child) and fails if it is still running after `within`.
-fn finish(mut cmd: Command, within: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tend starts");
-    if !eventually(within, || child.try_wait().unwrap().is_some()) {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("it was still running after {within:?}: it should have refused to start");
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]

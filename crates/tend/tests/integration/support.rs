@@ -194,6 +194,24 @@ pub fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Runs `cmd` and returns its output, or kills it (by its PID: it is our
+/// child) and fails if it is still running after `within`: a regression
+/// that hangs (reads `/dev/zero`, waits on a FIFO, serves when it should
+/// refuse) fails instead of hanging the suite.
+pub fn finish(mut cmd: Command, within: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    if !eventually(within, || child.try_wait().unwrap().is_some()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("still running after {within:?}");
+    }
+    child.wait_with_output().unwrap()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
