@@ -92,13 +92,8 @@ impl SqliteLedger {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
-            path: path.to_path_buf(),
-            detail: sqlite_detail(&e),
-        })?;
+        let conn = connect(path, flags)?;
         let classify = |e: rusqlite::Error| classify_open_error(path, e);
-        crate::busy::watch(path);
-        conn.busy_timeout(busy_timeout()).map_err(classify)?;
         enable_wal(&conn).map_err(classify)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(classify)?;
@@ -133,13 +128,8 @@ impl SqliteLedger {
     /// write through it fails with a storage error.
     pub fn open_read_only(path: &Path) -> Result<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
-            path: path.to_path_buf(),
-            detail: sqlite_detail(&e),
-        })?;
+        let conn = connect(path, flags)?;
         let classify = |e: rusqlite::Error| classify_open_error(path, e);
-        crate::busy::watch(path);
-        conn.busy_timeout(busy_timeout()).map_err(classify)?;
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(classify)?;
         let found: i64 = conn
@@ -250,6 +240,19 @@ fn is_busy(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
     )
+}
+
+/// A connection to the file with its busy timeout, the file remembered for
+/// the lock watchdog (see `busy.rs`).
+fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::Open {
+        path: path.to_path_buf(),
+        detail: sqlite_detail(&e),
+    })?;
+    crate::busy::watch(path);
+    conn.busy_timeout(busy_timeout())
+        .map_err(|e| classify_open_error(path, e))?;
+    Ok(conn)
 }
 
 fn sqlite_detail(e: &rusqlite::Error) -> String {

@@ -221,3 +221,28 @@ fn logs_are_synced_to_disk_before_the_outcome_is_committed() {
         "{text}"
     );
 }
+
+#[test]
+fn a_write_that_waits_out_the_busy_timeout_says_so_in_one_sentence() {
+    let env = TestEnv::new();
+    env.ok(&["list"]);
+    let id = env.detach(&["sleep", "30"]);
+    let conn = rusqlite::Connection::open(env.ledger_path()).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let start = std::time::Instant::now();
+    let out = env
+        .cmd()
+        .env("TEND_SQLITE_BUSY_TIMEOUT", "1200")
+        .args(["kill", &id])
+        .output()
+        .unwrap();
+    let waited = start.elapsed();
+    conn.execute_batch("COMMIT").unwrap();
+    let err = assert_one_sentence(&out, 1);
+    assert!(err.contains("the ledger is busy"), "{err}");
+    assert!(
+        waited >= Duration::from_millis(1100),
+        "gave up early: {waited:?}"
+    );
+    env.ok(&["kill", &id]);
+}
