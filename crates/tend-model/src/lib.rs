@@ -4,7 +4,8 @@
 //! [`Execution`], [`Event`], [`ProcessIdentity`] — and the rules that do not
 //! need the outside world: which status transitions are legal, how a
 //! duration is written, which exit code an execution stands for, which
-//! names a [`Glob`] matches, how large an input may be ([`limits`]) and how
+//! names a [`Glob`] matches, how large an input may be ([`limits`]), which
+//! options a run may have and how they are checked ([`run`]), and how
 //! foreign text is shown to a person ([`text`]); and the reports that the
 //! CLI and the API share ([`wire`]). It does no I/O, so every rule here is
 //! tested without processes or files.
@@ -25,6 +26,7 @@ mod glob;
 mod id;
 pub mod kinds;
 pub mod limits;
+pub mod run;
 mod status;
 pub mod text;
 pub mod wire;

@@ -67,6 +67,18 @@ pub enum LimitError {
     /// A time limit of zero (the option left out means "no limit").
     #[error("the {0} must be longer than zero; leave it out for no limit")]
     ZeroLimit(&'static str),
+    /// A size limit of zero (the option left out means "no limit").
+    #[error("the {0} must be more than zero; leave it out for no limit")]
+    ZeroSize(&'static str),
+    /// No program to run.
+    #[error("the command is empty: name a program to run")]
+    EmptyCommand,
+    /// An argument no `execve` can pass.
+    #[error("an argument of the command holds a NUL byte")]
+    NulInCommand,
+    /// A working directory that is not absolute.
+    #[error("the working directory '{0}' is not an absolute path")]
+    RelativeDir(String),
     /// A time limit over the configured maximum.
     #[error("the {field} of {given} is longer than the maximum of {max}; raise TEND_MAX_TIMEOUT to allow it")]
     LimitTooLong {

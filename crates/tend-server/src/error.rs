@@ -7,6 +7,9 @@ use axum::Json;
 pub struct ErrorBody {
     /// One sentence saying what was wrong.
     pub error: String,
+    /// The request field that was refused, when one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// The API's one error type: a status and a sentence, sent as
@@ -16,6 +19,7 @@ pub struct ErrorBody {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    field: Option<&'static str>,
 }
 
 impl ApiError {
@@ -25,50 +29,55 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            field: None,
         }
     }
 
     /// 400 with the given sentence.
     pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 400 for one refused field: `{"error": "field: sentence", "field":
+    /// "field"}`, so a person reads it whole and a program finds the field.
+    pub fn field(field: &'static str, sentence: impl std::fmt::Display) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
+            field: Some(field),
+            ..ApiError::bad_request(format!("{field}: {sentence}"))
         }
+    }
+
+    /// 400 for a run option refused by the validator `tend run` shares, in
+    /// the CLI's words.
+    pub fn option(e: tend_model::run::OptionError) -> Self {
+        ApiError::field(e.field, e)
     }
 
     /// 401.
     pub fn unauthorized() -> Self {
-        ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            message:
-                "missing or wrong API token: send Authorization: Bearer <token> (or x-api-key)"
-                    .into(),
-        }
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong API token: send Authorization: Bearer <token> (or x-api-key)",
+        )
     }
 
     /// 408: a wait ran out.
     pub fn timeout(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::REQUEST_TIMEOUT,
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, message.into())
     }
 
     /// 503: the daemon is stopping.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message.into())
     }
 
     /// 500, logging the cause.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: "internal error; see the daemon's log".into(),
-        }
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the daemon's log",
+        )
     }
 
     /// The HTTP status.
@@ -81,7 +90,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(serde_json::json!({ "error": self.message })),
+            Json(ErrorBody {
+                error: self.message,
+                field: self.field.map(str::to_string),
+            }),
         )
             .into_response()
     }
@@ -91,15 +103,9 @@ impl From<tend_ledger::Error> for ApiError {
     fn from(e: tend_ledger::Error) -> Self {
         use tend_ledger::Error as E;
         match e {
-            E::NotFound(_) => ApiError {
-                status: StatusCode::NOT_FOUND,
-                message: e.to_string(),
-            },
+            E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             E::Ambiguous { .. } | E::BadId(_) => ApiError::bad_request(e.to_string()),
-            E::IllegalTransition { .. } => ApiError {
-                status: StatusCode::CONFLICT,
-                message: e.to_string(),
-            },
+            E::IllegalTransition { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             other => ApiError::internal(other),
         }
     }
@@ -111,10 +117,7 @@ impl From<tend_supervisor::Error> for ApiError {
             tend_supervisor::Error::Ledger(l) => l.into(),
             tend_supervisor::Error::Unavailable { .. } => ApiError::bad_request(e.to_string()),
             tend_supervisor::Error::Foreign { .. } | tend_supervisor::Error::OtherLedger { .. } => {
-                ApiError {
-                    status: StatusCode::CONFLICT,
-                    message: e.to_string(),
-                }
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
             other => ApiError::internal(other),
         }

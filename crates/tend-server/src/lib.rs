@@ -78,14 +78,9 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// Bounds on what a client may hold open or send.
     pub limits: Limits,
-    /// Default SIGTERM → SIGKILL grace for launches.
-    pub kill_grace: Duration,
-    /// Longest timeout a launch may ask for.
-    pub max_timeout: Duration,
-    /// Size at which log files rotate.
-    pub log_max_size: u64,
-    /// Containment tier to insist on, if any.
-    pub containment: Option<tend_model::Containment>,
+    /// The defaults and maxima launches are resolved against (the same
+    /// as `tend run`'s); its `kill_grace` also ends what the reaper finds.
+    pub run: tend_model::run::Policy,
     /// How often the backstop reconcile runs.
     pub reconcile_every: Duration,
     /// Executions running longer than this count as long-running.

@@ -141,7 +141,7 @@ impl AppState {
             &*ledger,
             &self.0.config.home,
             false,
-            self.0.config.kill_grace,
+            self.0.config.run.kill_grace,
         )?;
         self.note_reaped(lost.len(), strays.len());
         Ok((lost.len(), strays.len()))

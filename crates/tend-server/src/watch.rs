@@ -90,7 +90,7 @@ fn backstop(state: &AppState) -> Option<Vec<Execution>> {
         &l,
         &state.config().home,
         false,
-        state.config().kill_grace,
+        state.config().run.kill_grace,
     )
     .unwrap_or_default();
     state.note_reaped(lost.len(), strays.len());

@@ -32,7 +32,6 @@ mod notify;
 mod reap;
 mod reaper;
 mod signals;
-mod spec;
 mod start;
 mod streams;
 mod supervisor;
@@ -49,8 +48,8 @@ pub use reaper::{
     end_marked, overdue_at, reconcile, reconcile_dry_run, reconcile_execution, sweep_stragglers,
     Reconciled, Straggler,
 };
-pub use spec::{OnDuplicate, RunSpec};
 pub use supervisor::{run, signal_name, Mode, Report, RunResult};
+pub use tend_model::run::{OnDuplicate, RunSpec};
 pub use tier::{choose as choose_tier, offered as offered_tiers, Tier};
 pub use wait::wait_until_done;
 

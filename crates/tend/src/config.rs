@@ -152,6 +152,19 @@ impl Config {
     }
 
     /// The ledger to open, from `--store`/`TEND_STORE` or the home.
+    /// The defaults and maxima that runs are resolved against, by `tend
+    /// run` and by the daemon alike.
+    pub fn policy(&self) -> Result<tend_model::run::Policy> {
+        Ok(tend_model::run::Policy {
+            max_timeout: self.max_timeout,
+            default_timeout: self.default_timeout,
+            kill_grace: self.kill_grace,
+            log_max_bytes: self.log_max_size,
+            containment: self.containment,
+            store: Some(self.store()?.to_string()),
+        })
+    }
+
     pub fn store(&self) -> Result<tend_ledger::Store> {
         match self.store.as_deref() {
             None => Ok(tend_ledger::Store::Sqlite(std::path::absolute(

@@ -20,7 +20,7 @@ use tend_model::wire;
     components(schemas(
         tend_model::Execution, tend_model::Event, tend_model::Status, tend_model::KillMethod,
         tend_model::ProcessIdentity, tend_model::KillRequested, wire::HealthReport,
-        wire::HealthCheck, wire::HealthStatus, executions::LaunchRequest, kill::KillBody,
+        wire::HealthCheck, wire::HealthStatus, tend_model::run::RunOptions, kill::KillBody,
         wire::Killed, wire::Reaped, wire::MarkedLost, wire::StrayProcess, crate::error::ErrorBody
     )),
     modifiers(&Security)

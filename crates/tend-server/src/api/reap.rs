@@ -10,7 +10,7 @@ use crate::{ApiError, AppState};
 #[utoipa::path(post, path = "/api/v1/reap", responses((status = 200, body = Reaped)), security(("token" = [])))]
 pub(super) async fn reap(State(s): State<AppState>) -> Result<Json<Reaped>, ApiError> {
     s.blocking(|s, l| {
-        let reaped = tend_supervisor::reap(l, &s.config().home, false, s.config().kill_grace)?;
+        let reaped = tend_supervisor::reap(l, &s.config().home, false, s.config().run.kill_grace)?;
         s.note_reaped(reaped.lost.len(), reaped.stragglers.len());
         Ok(Json(reaped))
     })

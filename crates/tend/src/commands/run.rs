@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use tend_ledger::Ledger;
-use tend_model::limits::{check_kill_grace, check_time_limit};
+use tend_model::run::RunOptions;
 use tend_model::ExecutionId;
 use tend_supervisor::detach::{self, Answer};
 use tend_supervisor::{Mode, OnDuplicate, Report, RunResult, RunSpec};
@@ -38,48 +38,30 @@ fn working_dir(given: Option<&Path>) -> Result<PathBuf> {
     )))
 }
 
+/// The flags as [`RunOptions`], resolved by the one validator the API and
+/// stored jobs use too; a refusal is a usage error in the same words.
 fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
-    let cwd = working_dir(args.cwd.as_deref())?;
-    let max = ctx.config.max_timeout;
-    let limit = |field, d: Option<std::time::Duration>| -> Result<Option<u64>> {
-        d.map(|d| check_time_limit(field, d, max))
-            .transpose()
-            .map_err(|e| crate::usage(e.to_string()))
-    };
-    let timeout_ms = limit("timeout", args.timeout.or(ctx.config.default_timeout))?;
-    if args.command[0].is_empty() {
-        return Err(crate::usage("the command is empty"));
-    }
-    if args.max_memory == Some(0) {
-        return Err(crate::usage(
-            "--max-memory must be more than zero; leave it out for no limit",
-        ));
-    }
-    let kill_grace = args.kill_grace.unwrap_or(ctx.config.kill_grace);
-    check_kill_grace(kill_grace).map_err(|e| crate::usage(format!("--kill-grace: {e}")))?;
-    let spec = RunSpec {
-        name: args.name.clone(),
+    let options = RunOptions {
         command: args.command.clone(),
-        cwd,
+        name: args.name.clone(),
+        cwd: Some(working_dir(args.cwd.as_deref())?),
         env: args.env.iter().cloned().collect(),
         labels: args.labels.iter().cloned().collect(),
         key: args.key.clone(),
-        on_duplicate: match args.on_duplicate {
+        on_duplicate: Some(match args.on_duplicate {
             cli::OnDuplicate::Wait => OnDuplicate::Wait,
             cli::OnDuplicate::Skip => OnDuplicate::Skip,
             cli::OnDuplicate::Run => OnDuplicate::Run,
-        },
-        timeout_ms,
-        kill_grace_ms: kill_grace.as_millis() as u64,
-        log_max_bytes: ctx.config.log_max_size,
-        heartbeat_timeout_ms: limit("heartbeat timeout", args.heartbeat_timeout)?,
-        idle_timeout_ms: limit("idle timeout", args.idle_timeout)?,
-        max_memory_bytes: args.max_memory,
-        containment: ctx.config.containment,
-        store: Some(ctx.config.store()?.to_string()),
+        }),
+        timeout: args.timeout,
+        kill_grace: args.kill_grace,
+        heartbeat_timeout: args.heartbeat_timeout,
+        idle_timeout: args.idle_timeout,
+        max_memory: args.max_memory,
     };
-    spec.check().map_err(|e| crate::usage(e.to_string()))?;
-    Ok(spec)
+    options
+        .resolve(&ctx.config.policy()?)
+        .map_err(|e| crate::usage(e.to_string()))
 }
 
 /// The one sentence for a command that could not be started.
