@@ -29,6 +29,7 @@ mod home;
 pub mod kill;
 mod logs;
 mod notify;
+mod outbox;
 mod reap;
 mod reaper;
 mod signals;

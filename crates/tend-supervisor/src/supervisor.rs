@@ -30,6 +30,7 @@ use tend_proc::cgroup::Cgroup;
 use tend_proc::{procfs, spawn, tree, Pidfd, Sig};
 
 use crate::logs::LogFile;
+use crate::outbox::Outbox;
 use crate::signals::Signals;
 use crate::start::{
     failed_to_start, kill_tree_now, launch, nonblocking, open_logs, persist, remove_cgroup,
@@ -298,6 +299,11 @@ struct Supervision<'a, L: Ledger + ?Sized> {
     /// Foreground: output queued for our stdout and stderr.
     term: Terminal,
     rescan: bool,
+    /// Events the ledger has not taken yet, and the retry schedule.
+    outbox: Outbox,
+    /// A kill request could not be read (the ledger was busy): read it
+    /// again when the outbox retries.
+    nudge_missed: bool,
 }
 
 impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
@@ -316,6 +322,7 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
     ) -> Result<Self, Error> {
         let now = Instant::now();
         let after = |ms: Option<u64>| ms.map(|ms| now + Duration::from_millis(ms));
+        let (exec_id, stdout_path) = (exec.id.clone(), exec.stdout_path.clone());
         Ok(Supervision {
             ledger,
             exec,
@@ -341,6 +348,8 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             leftovers: launched.leftovers,
             term: Terminal::new(),
             rescan: false,
+            outbox: Outbox::new(exec_id, mode, &stdout_path),
+            nudge_missed: false,
         })
     }
 
@@ -362,9 +371,10 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             remove_cgroup(cg);
         }
         self.make_logs_durable(home);
+        self.outbox.flush_all(self.ledger);
         failpoint("before-terminal-commit");
         let (ledger, id) = (self.ledger, self.exec.id.clone());
-        let t = persist(self.mode, &id, "the outcome", || {
+        let t = self.outbox.commit("record the outcome", || {
             ledger.transition(&id, Status::Running, &outcome)
         })?;
         home.announce(&id, t.execution().status);
@@ -401,10 +411,10 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             if let Some(k) = self.kill.as_mut() {
                 k.sigkilled = true;
             }
-            let _ = self.ledger.record(
-                &self.exec.id,
+            self.outbox.record(
+                self.ledger,
                 EventKind::SignalSent,
-                &Actor::Kernel,
+                Actor::Kernel,
                 json!({ "signal": "SIGKILL", "note": "the command exited; the kernel ended the rest of its PID namespace" }),
             );
         }
@@ -478,10 +488,10 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             }
         }
         if !refused.is_empty() {
-            let _ = self.ledger.record(
-                &self.exec.id,
+            self.outbox.record(
+                self.ledger,
                 EventKind::SignalRefused,
-                &Actor::Supervisor,
+                Actor::Supervisor,
                 json!({ "signal": if kill.forced { "SIGKILL" } else { "SIGTERM" }, "refused": refused,
                         "note": "tend may not signal these processes; the execution ends when they do" }),
             );
@@ -501,10 +511,10 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             let name = if kill.forced { "SIGKILL" } else { "SIGTERM" };
             // Audit events are best-effort here: failing to write one must
             // never stop the kill half-way.
-            let _ = self.ledger.record(
-                &self.exec.id,
+            self.outbox.record(
+                self.ledger,
                 EventKind::SignalSent,
-                &Actor::Supervisor,
+                Actor::Supervisor,
                 json!({ "signal": name, "processes": sent, "pids": newly }),
             );
         }
@@ -581,7 +591,16 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
     }
 
     fn on_nudge(&mut self) -> Result<(), Error> {
-        let row = self.ledger.get(&self.exec.id)?;
+        let row = match self.ledger.get(&self.exec.id) {
+            Ok(row) => row,
+            Err(e) if e.is_transient() => {
+                self.nudge_missed = true;
+                self.outbox.defer("read the kill request", &e);
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.nudge_missed = false;
         let Some(req) = row.kill_request.clone() else {
             return Ok(());
         };
@@ -652,6 +671,9 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             self.rescan = true;
         }
         let now = Instant::now();
+        if self.outbox.retry_at().is_some_and(|t| now >= t) {
+            self.retry_ledger()?;
+        }
         // Limits apply to a running command only: one that already exited
         // keeps its own outcome even if a deadline passed in the same tick.
         if self.kill.is_none() && self.status.is_none() {
@@ -662,8 +684,15 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
     }
 
     /// The earliest moment something is due: a limit of a running command,
-    /// or the end of a kill's grace, or the moment a killed tree is stuck.
+    /// or the end of a kill's grace, or the moment a killed tree is stuck;
+    /// or a retry of what the ledger did not take.
     fn next_deadline(&self) -> Option<Instant> {
+        let due = self.limit_deadline();
+        due.into_iter().chain(self.outbox.retry_at()).min()
+    }
+
+    /// The earliest limit or kill step due.
+    fn limit_deadline(&self) -> Option<Instant> {
         match &self.kill {
             None => {
                 // Output waiting for a slow reader may be what blocks the
@@ -785,13 +814,25 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
                     .unwrap_or_default()
             })
             .collect();
-        let _ = self.ledger.record(
-            &self.exec.id,
+        self.outbox.record(
+            self.ledger,
             EventKind::Unkillable,
-            &Actor::Supervisor,
+            Actor::Supervisor,
             json!({ "pids": pids, "states": states,
                     "note": "still present after SIGKILL (uninterruptible sleep?); still waiting" }),
         );
+    }
+
+    /// The ledger was busy: record what waits, and read a kill request
+    /// that could not be read.
+    fn retry_ledger(&mut self) -> Result<(), Error> {
+        if self.outbox.flush(self.ledger) && self.nudge_missed {
+            self.on_nudge()?;
+        }
+        if !self.nudge_missed {
+            self.outbox.caught_up();
+        }
+        Ok(())
     }
 
     /// Fires the timeouts and limits whose time has come.
@@ -818,7 +859,16 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         if let (Some(due), Some(ms)) = (self.heartbeat_due, self.exec.heartbeat_timeout_ms) {
             if now >= due {
                 // The heartbeat is in the ledger; look only when it is due.
-                let row = self.ledger.get(&self.exec.id)?;
+                let row = match self.ledger.get(&self.exec.id) {
+                    Ok(row) => row,
+                    Err(e) if e.is_transient() => {
+                        // Not knowing is no reason to end it: look again.
+                        self.outbox.defer("read the last heartbeat", &e);
+                        self.heartbeat_due = Some(now + self.outbox.pause());
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let last = row
                     .last_heartbeat_at
                     .or(row.started_at)
@@ -828,10 +878,10 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
                     self.heartbeat_due = Some(now + Duration::from_millis(left as u64));
                 } else {
                     self.heartbeat_due = None;
-                    let _ = self.ledger.record(
-                        &self.exec.id,
+                    self.outbox.record(
+                        self.ledger,
                         EventKind::HeartbeatMissed,
-                        &Actor::Supervisor,
+                        Actor::Supervisor,
                         json!({ "timeout_ms": ms, "last_heartbeat_at": row.last_heartbeat_at }),
                     );
                     self.begin_kill(Cause::Heartbeat(ms), grace, false);
@@ -910,10 +960,10 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         }
         if let Some(e) = self.logs[i].write(data) {
             let stream = if i == 0 { "stdout" } else { "stderr" };
-            let _ = self.ledger.record(
-                &self.exec.id,
+            self.outbox.record(
+                self.ledger,
                 EventKind::LogWriteFailed,
-                &Actor::Supervisor,
+                Actor::Supervisor,
                 json!({ "stream": stream, "error": e.to_string(),
                         "note": "output is no longer saved; the command keeps running" }),
             );
@@ -929,10 +979,10 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             match self.logs[i].make_durable() {
                 Ok(s) => synced |= s,
                 Err(e) => {
-                    let _ = self.ledger.record(
-                        &self.exec.id,
+                    self.outbox.record(
+                        self.ledger,
                         EventKind::LogSyncFailed,
-                        &Actor::Supervisor,
+                        Actor::Supervisor,
                         json!({ "stream": if i == 0 { "stdout" } else { "stderr" }, "error": e.to_string() }),
                     );
                 }
@@ -947,10 +997,10 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
     /// own stdout or stderr; the command runs on, its output kept in the log.
     fn record_undelivered(&mut self) {
         if let Some((stream, e)) = self.term.failure() {
-            let _ = self.ledger.record(
-                &self.exec.id,
+            self.outbox.record(
+                self.ledger,
                 EventKind::OutputUndelivered,
-                &Actor::Supervisor,
+                Actor::Supervisor,
                 json!({ "stream": stream, "error": e.to_string(),
                         "note": "the rest of this stream is only in the log" }),
             );

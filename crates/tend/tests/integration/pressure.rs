@@ -105,6 +105,67 @@ fn a_lock_held_past_the_busy_timeout_delays_the_outcome_but_never_loses_it() {
     assert_eq!(e["exit_code"], 3);
 }
 
+/// Issue 9: a ledger busy past its timeout while the command runs ends
+/// nothing. The events of the run (here the timeout's SIGTERM) wait in the
+/// supervisor, in order, and are recorded before the outcome; what could
+/// not be recorded yet is said on stderr in the foreground and in
+/// `<id>.supervisor.log` when detached.
+#[test]
+fn events_written_while_the_ledger_is_locked_wait_and_are_recorded() {
+    let env = TestEnv::new();
+    env.ok(&["list"]);
+    let busy = ("TEND_SQLITE_BUSY_TIMEOUT", "200");
+    let run = ["run", "--timeout", "1s", "--", "sleep", "30"];
+    let out = env
+        .cmd()
+        .env(busy.0, busy.1)
+        .args(["run", "-d"])
+        .args(&run[1..])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let detached = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut fg = env.cmd();
+    fg.env(busy.0, busy.1).args(run);
+    let fg = std::thread::spawn(move || finish(fg, Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(300));
+    let conn = rusqlite::Connection::open(env.ledger_path()).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    conn.execute_batch("COMMIT").unwrap();
+    let fg = fg.join().unwrap();
+    assert_eq!(code(&fg), 124, "{}", stderr(&fg));
+    assert!(
+        stderr(&fg).contains("cannot record the signal-sent event of"),
+        "{}",
+        stderr(&fg)
+    );
+    assert_eq!(code(&env.tend(&["wait", &detached])), 124);
+    let list = env.json(&["list"]);
+    for e in list.as_array().unwrap() {
+        let id = e["id"].as_str().unwrap();
+        assert_eq!(e["status"], "timed_out", "{e}");
+        let sent: Vec<_> = env
+            .events(id)
+            .into_iter()
+            .filter(|v| v["kind"] == "signal-sent")
+            .collect();
+        assert!(
+            sent.iter()
+                .any(|v| v["details"]["signal"] == "SIGTERM"
+                    && v["details"]["happened_at"].is_string()),
+            "the SIGTERM of {id} is in its audit: {sent:?}"
+        );
+    }
+    let note = std::fs::read_to_string(env.home().join(format!("logs/{detached}.supervisor.log")))
+        .unwrap_or_default();
+    assert!(
+        note.contains("cannot record the signal-sent event"),
+        "{note:?}"
+    );
+    assert!(note.contains("answers again"), "{note:?}");
+}
+
 #[test]
 fn a_full_disk_keeps_reads_working_and_the_outcome_is_committed_when_space_returns() {
     let Some(m) = mounted_home("4M") else { return };
