@@ -134,7 +134,15 @@ pub enum Error {
     /// A setting cannot be used (an allowed host, a limit).
     #[error("{0}")]
     Setting(String),
-    /// Binding or serving failed.
+    /// The listen address is taken or not ours to use.
+    #[error("cannot listen on {addr}: {}; choose another address with --listen or TEND_LISTEN (like --listen 127.0.0.1:7758)", plain(cause))]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error (in the sentence, not a chained cause).
+        cause: std::io::Error,
+    },
+    /// Serving failed.
     #[error("{doing}: {source}")]
     Io {
         /// What was being attempted.
@@ -234,12 +242,34 @@ pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Error> {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| Error::Io {
-                doing: "binding the listen address",
-                source,
-            })?;
+            .map_err(|cause| Error::Bind { addr, cause })?;
+        introduce(addr, &config);
         run_locked(listener, config, shutdown_signal(), lock).await
     })
+}
+
+/// `Address already in use`, without `(os error 98)`.
+fn plain(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    s.split(" (os error").next().unwrap_or_default().to_string()
+}
+
+/// What an operator needs on starting the daemon, on stderr before the
+/// log: where it listens, where the token is, and a warning when the API
+/// is reachable beyond this host over plain HTTP.
+fn introduce(addr: SocketAddr, config: &Config) {
+    eprintln!(
+        "tend serve: the API listens on http://{addr}/api/v1/ (OpenAPI: /api/v1/openapi.json)"
+    );
+    eprintln!(
+        "tend serve: send the token in {} as Authorization: Bearer <token>",
+        config.home.root().join("token").display()
+    );
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "tend serve: warning: {addr} is reachable from other hosts and the API is plain HTTP; put a TLS proxy in front (see docs/serve.md)"
+        );
+    }
 }
 
 async fn shutdown_signal() {

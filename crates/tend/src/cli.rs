@@ -208,8 +208,8 @@ pub struct KillArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:7757, or TEND_LISTEN]
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on: 127.0.0.1:7757, localhost:7762 or a port [default: 127.0.0.1:7757, or TEND_LISTEN]
+    #[arg(long, value_name = "ADDR", value_parser = crate::config::parse_listen)]
     pub listen: Option<std::net::SocketAddr>,
     /// Log format on stderr
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]

@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use anyhow::{bail, Result};
 
 /// The resolved settings of one tend invocation.
 #[derive(Debug, Clone)]
@@ -51,107 +50,239 @@ pub struct DaemonSettings {
     pub max_connections: usize,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    home: Option<PathBuf>,
-    store: Option<String>,
-    kill_grace: Option<String>,
-    default_timeout: Option<String>,
-    max_timeout: Option<String>,
-    log_max_size: Option<String>,
-    containment: Option<String>,
-    listen: Option<String>,
-    alert_long_running_after: Option<String>,
-    alert_long_running_count: Option<u64>,
-    reconcile_every: Option<String>,
-    allowed_hosts: Option<Vec<String>>,
-    header_timeout: Option<String>,
-    body_timeout: Option<String>,
-    max_connections: Option<usize>,
+/// Every key `config.toml` may hold, and the variable that overrides it.
+const KEYS: &[(&str, &str)] = &[
+    ("home", "TEND_HOME"),
+    ("store", "TEND_STORE"),
+    ("kill_grace", "TEND_KILL_GRACE"),
+    ("default_timeout", "TEND_DEFAULT_TIMEOUT"),
+    ("max_timeout", "TEND_MAX_TIMEOUT"),
+    ("log_max_size", "TEND_LOG_MAX_SIZE"),
+    ("containment", "TEND_CONTAINMENT"),
+    ("listen", "TEND_LISTEN"),
+    ("alert_long_running_after", "TEND_ALERT_LONG_RUNNING_AFTER"),
+    ("alert_long_running_count", "TEND_ALERT_LONG_RUNNING_COUNT"),
+    ("reconcile_every", "TEND_RECONCILE_EVERY"),
+    ("allowed_hosts", "TEND_ALLOWED_HOSTS"),
+    ("header_timeout", "TEND_HEADER_TIMEOUT"),
+    ("body_timeout", "TEND_BODY_TIMEOUT"),
+    ("max_connections", "TEND_MAX_CONNECTIONS"),
+];
+
+/// One setting's value, and where it came from, so that a bad value is
+/// reported where the user wrote it: `TEND_KILL_GRACE`, or `kill_grace in
+/// ~/.config/tend/config.toml`.
+struct Setting {
+    value: String,
+    from: String,
+}
+
+impl Setting {
+    /// The one sentence for a value that cannot be used (exit 2).
+    fn bad(&self, why: impl std::fmt::Display) -> anyhow::Error {
+        crate::usage(format!("bad {}: {why}", self.from))
+    }
+}
+
+/// The configuration file (if any) and the environment: a variable
+/// overrides the file's key.
+struct Sources {
+    table: toml::Table,
+    path: Option<PathBuf>,
+}
+
+impl Sources {
+    fn read() -> Result<Sources> {
+        let (path, must_exist) = config_path();
+        let Some(path) = path else {
+            return Ok(Sources {
+                table: toml::Table::new(),
+                path: None,
+            });
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(Sources {
+                    table: toml::Table::new(),
+                    path: None,
+                })
+            }
+            Err(e) => {
+                return Err(crate::usage(format!(
+                    "cannot read the configuration file {} (TEND_CONFIG): {}",
+                    path.display(),
+                    e.to_string().split(" (os error").next().unwrap_or_default()
+                )))
+            }
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            let why = e.message().trim_end_matches('.').to_string();
+            crate::usage(format!(
+                "the configuration file {} is not valid TOML: {why}",
+                path.display()
+            ))
+        })?;
+        if let Some(k) = table.keys().find(|k| !KEYS.iter().any(|(key, _)| key == k)) {
+            return Err(crate::usage(format!(
+                "the configuration file {} has an unknown key '{k}'; known keys: {}",
+                path.display(),
+                KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(Sources {
+            table,
+            path: Some(path),
+        })
+    }
+
+    /// The value of `key`: its variable if set, else the file's.
+    fn get(&self, key: &str) -> Option<Setting> {
+        let env = KEYS.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)?;
+        if let Some(value) = var(env) {
+            return Some(Setting {
+                value,
+                from: format!("{env} setting"),
+            });
+        }
+        let from = || match &self.path {
+            Some(p) => format!("setting '{key}' in {}", p.display()),
+            None => format!("setting '{key}'"),
+        };
+        let value = match self.table.get(key)? {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Array(a) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map_or_else(|| format!("<{}>", v.type_str()), str::to_string)
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => format!("<a {}>", other.type_str()),
+        };
+        Some(Setting {
+            value,
+            from: from(),
+        })
+    }
+
+    /// A duration setting.
+    fn duration(&self, key: &str) -> Result<Option<Duration>> {
+        self.get(key)
+            .map(|s| tend_model::parse_duration(&s.value).map_err(|e| s.bad(e)))
+            .transpose()
+    }
+
+    /// A whole-number setting.
+    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {
+        self.get(key)
+            .map(|s| {
+                s.value
+                    .trim()
+                    .parse()
+                    .map_err(|_| s.bad(format!("'{}' is not a whole number", s.value)))
+            })
+            .transpose()
+    }
+
+    /// A path setting, `~` expanded and made absolute once, so that every
+    /// directory a command is started from means the same home.
+    fn path(&self, key: &str) -> Result<Option<PathBuf>> {
+        self.get(key)
+            .map(|s| {
+                let p = expand_tilde(&s.value).map_err(|e| s.bad(e))?;
+                std::path::absolute(&p).map_err(|e| s.bad(e))
+            })
+            .transpose()
+    }
+}
+
+/// `~` and `~/…` as the shell means them (the user's `HOME`); other text
+/// as it is. `~user` is not expanded: say so rather than guess.
+pub fn expand_tilde(text: &str) -> Result<PathBuf, String> {
+    let rest = match text.strip_prefix('~') {
+        None => return Ok(PathBuf::from(text)),
+        Some(r) if r.is_empty() || r.starts_with('/') => r.trim_start_matches('/'),
+        Some(_) => return Err(format!("'{text}': only ~ and ~/ are expanded, not ~user")),
+    };
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(rest)),
+        None => Err(format!("'{text}' starts with ~ but HOME is not set")),
+    }
 }
 
 impl Config {
     /// Reads the configuration file (if any) and the environment.
     pub fn load() -> Result<Config> {
-        let path = config_path();
-        let file: File = match path.as_deref().map(std::fs::read_to_string) {
-            Some(Ok(text)) => toml::from_str(&text).with_context(|| {
-                format!(
-                    "the configuration file {} is not valid",
-                    path.as_ref().expect("read above").display()
-                )
-            })?,
-            Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e)
-                    .with_context(|| format!("cannot read {}", path.expect("set above").display()))
-            }
-            _ => File::default(),
-        };
-        let daemon = DaemonSettings::load(&file)?;
-        let home = match var("TEND_HOME").map(PathBuf::from).or(file.home) {
+        let src = Sources::read()?;
+        let daemon = DaemonSettings::load(&src)?;
+        let home = match src.path("home")? {
             Some(h) => h,
             None => default_home()?,
         };
-        let log_max_size = match var("TEND_LOG_MAX_SIZE").or(file.log_max_size) {
-            Some(s) => tend_model::parse_size(&s)
-                .map_err(|e| crate::usage(format!("bad TEND_LOG_MAX_SIZE setting: {e}")))?,
+        let log_max_size = match src.get("log_max_size") {
+            Some(s) => tend_model::parse_size(&s.value).map_err(|e| s.bad(e))?,
             None => 64 << 20,
         };
         if log_max_size == 0 {
-            return Err(crate::usage(
-                "TEND_LOG_MAX_SIZE must be more than zero: a log needs room for its output",
-            ));
+            let from = src.get("log_max_size").map_or(String::new(), |s| s.from);
+            return Err(crate::usage(format!(
+                "bad {from}: it must be more than zero, a log needs room for its output"
+            )));
         }
         check_busy_timeout()?;
-        let kill_grace =
-            duration("TEND_KILL_GRACE", &file.kill_grace)?.unwrap_or(Duration::from_secs(5));
-        tend_model::limits::check_kill_grace(kill_grace)
-            .map_err(|e| crate::usage(format!("TEND_KILL_GRACE: {e}")))?;
-        let max_timeout =
-            duration("TEND_MAX_TIMEOUT", &file.max_timeout)?.unwrap_or(Duration::from_secs(86_400));
-        let default_timeout = duration("TEND_DEFAULT_TIMEOUT", &file.default_timeout)?;
+        let kill_grace = src
+            .duration("kill_grace")?
+            .unwrap_or(Duration::from_secs(5));
+        if let Err(e) = tend_model::limits::check_kill_grace(kill_grace) {
+            return Err(src.get("kill_grace").expect("set when too long").bad(e));
+        }
+        let max_timeout = src
+            .duration("max_timeout")?
+            .unwrap_or(Duration::from_secs(86_400));
+        let default_timeout = src.duration("default_timeout")?;
         if default_timeout.is_some_and(|t| t > max_timeout) {
             bail!("the default timeout is longer than the maximum timeout; raise TEND_MAX_TIMEOUT or lower it");
         }
+        let store = match src.get("store") {
+            Some(s) if !s.value.contains(':') => Some(
+                expand_tilde(&s.value)
+                    .map_err(|e| s.bad(e))?
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            other => other.map(|s| s.value),
+        };
         Ok(Config {
             home,
-            store: var("TEND_STORE").or(file.store),
+            store,
             kill_grace,
             default_timeout,
             max_timeout,
             log_max_size,
-            containment: var("TEND_CONTAINMENT")
-                .or(file.containment)
-                .map(|c| {
-                    c.parse()
-                        .map_err(|e| crate::usage(format!("bad TEND_CONTAINMENT setting: {e}")))
-                })
+            containment: src
+                .get("containment")
+                .map(|s| s.value.parse().map_err(|e| s.bad(e)))
                 .transpose()?,
-            listen: match var("TEND_LISTEN").or(file.listen) {
-                Some(a) => a.parse().with_context(|| {
-                    format!("bad listen address '{a}': write it like 127.0.0.1:7757")
-                })?,
+            listen: match src.get("listen") {
+                Some(s) => parse_listen(&s.value).map_err(|e| s.bad(e))?,
                 None => std::net::SocketAddr::from(([127, 0, 0, 1], 7757)),
             },
-            alert_long_running_after: duration(
-                "TEND_ALERT_LONG_RUNNING_AFTER",
-                &file.alert_long_running_after,
-            )?
-            .unwrap_or(Duration::from_secs(3600)),
-            alert_long_running_count: match var("TEND_ALERT_LONG_RUNNING_COUNT") {
-                Some(v) => v
-                    .parse()
-                    .context("bad TEND_ALERT_LONG_RUNNING_COUNT: give a whole number")?,
-                None => file.alert_long_running_count.unwrap_or(5),
-            },
-            reconcile_every: duration("TEND_RECONCILE_EVERY", &file.reconcile_every)?
+            alert_long_running_after: src
+                .duration("alert_long_running_after")?
+                .unwrap_or(Duration::from_secs(3600)),
+            alert_long_running_count: src.number("alert_long_running_count")?.unwrap_or(5),
+            reconcile_every: src
+                .duration("reconcile_every")?
                 .unwrap_or(Duration::from_secs(30)),
             daemon,
         })
     }
 
-    /// The ledger to open, from `--store`/`TEND_STORE` or the home.
     /// The defaults and maxima that runs are resolved against, by `tend
     /// run` and by the daemon alike.
     pub fn policy(&self) -> Result<tend_model::run::Policy> {
@@ -165,6 +296,7 @@ impl Config {
         })
     }
 
+    /// The ledger to open, from `--store`/`TEND_STORE` or the home.
     pub fn store(&self) -> Result<tend_ledger::Store> {
         match self.store.as_deref() {
             None => Ok(tend_ledger::Store::Sqlite(std::path::absolute(
@@ -175,36 +307,60 @@ impl Config {
     }
 }
 
+/// A listen address as people write it: `127.0.0.1:7757`, `localhost:7762`
+/// (resolved, loopback first), or a bare port `7763` (loopback).
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let t = text.trim();
+    if let Ok(port) = t.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(a) = t.parse() {
+        return Ok(a);
+    }
+    let why = || {
+        format!("'{t}' is not an address to listen on: write it like 127.0.0.1:7757, localhost:7757 or 7757")
+    };
+    if !t.contains(':') {
+        return Err(why());
+    }
+    let mut addrs: Vec<_> = t.to_socket_addrs().map_err(|_| why())?.collect();
+    addrs.sort_by_key(|a| !a.ip().is_loopback());
+    addrs.into_iter().next().ok_or_else(why)
+}
+
 impl DaemonSettings {
     /// From the environment, else the configuration file.
-    fn load(file: &File) -> Result<DaemonSettings> {
-        let positive = |name: &str, from_file: &Option<String>| -> Result<Duration> {
-            let d = duration(name, from_file)?.unwrap_or(Duration::from_secs(10));
+    fn load(src: &Sources) -> Result<DaemonSettings> {
+        let positive = |key: &str| -> Result<Duration> {
+            let d = src.duration(key)?.unwrap_or(Duration::from_secs(10));
             if d.is_zero() {
-                bail!("bad {name} setting: it must be more than 0");
+                return Err(src
+                    .get(key)
+                    .expect("zero is set")
+                    .bad("it must be more than 0"));
             }
             Ok(d)
         };
-        let max_connections = match var("TEND_MAX_CONNECTIONS") {
-            Some(v) => v
-                .parse()
-                .context("bad TEND_MAX_CONNECTIONS: give a whole number")?,
-            None => file.max_connections.unwrap_or(256),
-        };
+        let max_connections = src.number("max_connections")?.unwrap_or(256);
         if max_connections == 0 {
-            bail!("bad TEND_MAX_CONNECTIONS setting: it must be at least 1");
+            return Err(src
+                .get("max_connections")
+                .expect("zero is set")
+                .bad("it must be at least 1"));
         }
-        let allowed_hosts = match var("TEND_ALLOWED_HOSTS") {
-            Some(v) => v.split(',').map(|h| h.trim().to_string()).collect(),
-            None => file.allowed_hosts.clone().unwrap_or_default(),
-        };
+        let allowed_hosts = src
+            .get("allowed_hosts")
+            .map(|s| s.value)
+            .unwrap_or_default();
         Ok(DaemonSettings {
             allowed_hosts: allowed_hosts
-                .into_iter()
+                .split(',')
+                .map(|h| h.trim().to_string())
                 .filter(|h| !h.is_empty())
                 .collect(),
-            header_timeout: positive("TEND_HEADER_TIMEOUT", &file.header_timeout)?,
-            body_timeout: positive("TEND_BODY_TIMEOUT", &file.body_timeout)?,
+            header_timeout: positive("header_timeout")?,
+            body_timeout: positive("body_timeout")?,
             max_connections,
         })
     }
@@ -231,28 +387,19 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// A duration from the variable `name`, else from the file.
-fn duration(name: &str, from_file: &Option<String>) -> Result<Option<Duration>> {
-    // A setting that cannot be used is the user's mistake: exit 2.
-    match var(name).or_else(|| from_file.clone()) {
-        Some(s) => {
-            Ok(Some(tend_model::parse_duration(&s).map_err(|e| {
-                crate::usage(format!("bad {name} setting: {e}"))
-            })?))
-        }
-        None => Ok(None),
-    }
-}
-
-fn config_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("TEND_CONFIG") {
-        return Some(PathBuf::from(p));
+/// The configuration file: `TEND_CONFIG` (which must then exist), else
+/// `$XDG_CONFIG_HOME/tend/config.toml` or `~/.config/tend/config.toml` (if
+/// it exists).
+fn config_path() -> (Option<PathBuf>, bool) {
+    if let Some(p) = std::env::var_os("TEND_CONFIG").filter(|p| !p.is_empty()) {
+        let p = expand_tilde(&p.to_string_lossy()).unwrap_or_else(|_| PathBuf::from(p));
+        return (Some(p), true);
     }
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("tend").join("config.toml"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    (base.map(|b| b.join("tend").join("config.toml")), false)
 }
 
 fn default_home() -> Result<PathBuf> {

@@ -15,8 +15,11 @@ mod openapi;
 mod reap;
 mod wait;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header::ALLOW;
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -30,6 +33,14 @@ pub(crate) const MAX_BODY: usize = 64 * 1024;
 /// limit: see `guard.rs`), the token check, and a bounded read of its body;
 /// only then a handler.
 pub fn router(state: AppState) -> Router {
+    // axum adds `Allow` outside every layer of a route: one router around
+    // the whole API reads it (see `name_allowed`).
+    Router::new()
+        .fallback_service(routes(state))
+        .layer(axum::middleware::from_fn(name_allowed))
+}
+
+fn routes(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/health", get(health::health))
         .route(
@@ -79,4 +90,26 @@ async fn method_not_allowed(method: Method) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not served at this path"),
     )
+}
+
+/// A 405 says in its body what the path does serve: axum sets the `Allow`
+/// header after the fallback ran, so this layer, around the whole routed
+/// API, reads it back into the sentence.
+async fn name_allowed(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let res = next.run(req).await;
+    if res.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return res;
+    }
+    let Some(allow) = res.headers().get(ALLOW).cloned() else {
+        return res;
+    };
+    let served = allow.to_str().unwrap_or_default().replace(',', ", ");
+    let mut out = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not served at this path; it serves {served}"),
+    )
+    .into_response();
+    out.headers_mut().insert(ALLOW, allow);
+    out
 }

@@ -17,7 +17,11 @@ use crate::output;
 /// The absolute working directory, byte for byte (it need not be UTF-8).
 fn working_dir(given: Option<&Path>) -> Result<PathBuf> {
     let dir = match given {
-        Some(c) => c.to_path_buf(),
+        // `--cwd=~/x` reaches tend unexpanded; mean what the shell would.
+        Some(c) => match c.to_str().filter(|t| t.starts_with('~')) {
+            Some(t) => crate::config::expand_tilde(t).map_err(crate::usage)?,
+            None => c.to_path_buf(),
+        },
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     let why = match std::fs::canonicalize(&dir) {

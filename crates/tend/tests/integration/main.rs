@@ -49,3 +49,5 @@ mod pipes;
 mod hostile;
 // A home is its owner's: other users' homes and tokens, hostile small files.
 mod home_owner;
+// Configuration: paths, `~`, the file and its errors.
+mod config;

@@ -373,3 +373,61 @@ fn load_100_clients_launching_and_killing() {
 }
 
 use tend_ledger::Ledger;
+
+/// The first minute with the daemon (issue 10): it says where it listens
+/// and where the token is; `--listen` takes a name or a bare port; a taken
+/// port is one sentence naming it and the way out; a 405 names what is
+/// served.
+#[test]
+fn serve_introduces_itself_and_explains_a_taken_port_and_a_wrong_method() {
+    use std::io::{Read, Write};
+    let env = TestEnv::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mut c = env.cmd();
+    c.args(["serve", "--listen", &port]);
+    let out = finish(c, Duration::from_secs(20));
+    let e = assert_one_sentence(&out, 1);
+    assert!(
+        e.contains(&format!("cannot listen on 127.0.0.1:{port}")) && e.contains("--listen"),
+        "{e}"
+    );
+    drop(taken);
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let log = env.dir.path().join("serve.err");
+    let mut cmd = env.cmd();
+    cmd.args(["serve", "--listen", &format!("localhost:{port}")])
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let up = eventually(Duration::from_secs(20), || {
+        env.home().join("daemon.json").is_file()
+    });
+    let said = std::fs::read_to_string(&log).unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port));
+    let mut answer = String::new();
+    if let Ok(s) = s.as_mut() {
+        let token = std::fs::read_to_string(env.home().join("token")).unwrap();
+        let req = format!(
+            "DELETE /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            token.trim()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        s.read_to_string(&mut answer).unwrap();
+    }
+    sigkill(child.id());
+    let _ = child.wait();
+    assert!(up, "the daemon came up on localhost:{port}: {said}");
+    assert!(
+        said.contains(&format!("listens on http://127.0.0.1:{port}/")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&env.home().join("token").display().to_string()),
+        "{said}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(answer.contains("it serves GET, HEAD, POST"), "{answer}");
+}

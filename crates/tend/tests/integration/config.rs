@@ -1,0 +1,99 @@
+//! Where tend finds its home, its ledger and its settings (issue 10).
+
+use crate::support::*;
+
+/// `tend` run from `dir` with `TEND_HOME` (and `HOME`) as given.
+fn tend_in(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    home: &str,
+    args: &[&str],
+) -> std::process::Output {
+    env.cmd()
+        .current_dir(dir)
+        .env("HOME", env.dir.path())
+        .env("TEND_HOME", home)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_relative_or_tilde_home_is_one_absolute_home() {
+    let env = TestEnv::new();
+    let work = env.dir.path().join("work");
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    // A relative home: a detached run (whose supervisor runs in /) and
+    // its command use the same ledger as the tend that started them.
+    let out = tend_in(&env, &work, "rel-home", &["run", "-d", "--", "true"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = tend_in(&env, &work, "rel-home", &["wait", &id]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(work.join("rel-home/tend.db").is_file());
+    // `~` means HOME, in TEND_HOME and in --cwd.
+    let out = tend_in(
+        &env,
+        &work,
+        "~/tilde-home",
+        &["run", "--cwd=~/work/sub", "--", "pwd"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let sub = std::fs::canonicalize(work.join("sub")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        sub.to_str().unwrap()
+    );
+    assert!(env.dir.path().join("tilde-home/tend.db").is_file());
+    assert!(!work.join("~").exists(), "no folder named ~ was made");
+}
+
+#[test]
+fn a_bad_configuration_names_the_file_and_the_key() {
+    let env = TestEnv::new();
+    let file = env.dir.path().join("tend.toml");
+    let path = file.to_str().unwrap();
+    let with_config = |text: Option<&str>| {
+        if let Some(t) = text {
+            std::fs::write(&file, t).unwrap();
+        }
+        let out = env
+            .cmd()
+            .env("TEND_CONFIG", &file)
+            .args(["list"])
+            .output()
+            .unwrap();
+        assert_one_sentence(&out, 2)
+    };
+    let e = with_config(None);
+    assert!(
+        e.contains(path) && e.contains("No such file"),
+        "a missing TEND_CONFIG is an error: {e}"
+    );
+    let e = with_config(Some("kill_grace = \"forever\"\n"));
+    assert!(
+        e.contains("'kill_grace'") && e.contains(path) && !e.contains("TEND_KILL_GRACE"),
+        "{e}"
+    );
+    let e = with_config(Some("max_conections = 3\n"));
+    assert!(
+        e.contains("unknown key 'max_conections'") && e.contains("max_connections"),
+        "{e}"
+    );
+    let e = with_config(Some("kill_grace = \n"));
+    assert!(e.contains(path) && e.contains("not valid TOML"), "{e}");
+    let e = with_config(Some("max_connections = \"many\"\n"));
+    assert!(
+        e.contains("'max_connections'") && e.contains("whole number"),
+        "{e}"
+    );
+    std::fs::write(&file, "kill_grace = \"2s\"\nmax_connections = 3\n").unwrap();
+    let out = env
+        .cmd()
+        .env("TEND_CONFIG", &file)
+        .args(["run", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(env.json(&["list"])[0]["kill_grace_ms"], 2000);
+}
