@@ -70,6 +70,9 @@ pub enum LimitError {
     /// A size limit of zero (the option left out means "no limit").
     #[error("the {0} must be more than zero; leave it out for no limit")]
     ZeroSize(&'static str),
+    /// An empty value where leaving the option out is the way to say "none".
+    #[error("the {0} is empty; leave the option out instead")]
+    Empty(&'static str),
     /// No program to run.
     #[error("the command is empty: name a program to run")]
     EmptyCommand,

@@ -175,11 +175,15 @@ impl RunOptions {
             let shown = crate::text::escape(&cwd.to_string_lossy()).into_owned();
             return Err(at("cwd")(LimitError::RelativeDir(shown)));
         }
-        if let Some(name) = &self.name {
-            check_text("name", name, MAX_NAME_BYTES).map_err(at("name"))?;
-        }
-        if let Some(key) = &self.key {
-            check_text("key", key, MAX_KEY_BYTES).map_err(at("key"))?;
+        for (field, value, max) in [
+            ("name", &self.name, MAX_NAME_BYTES),
+            ("key", &self.key, MAX_KEY_BYTES),
+        ] {
+            match value.as_deref() {
+                Some("") => return Err(at(field)(LimitError::Empty(field))),
+                Some(v) => check_text(field, v, max).map_err(at(field))?,
+                None => {}
+            }
         }
         check_labels(&self.labels).map_err(at("labels"))?;
         check_env(&self.env).map_err(at("env"))?;

@@ -26,6 +26,8 @@ fn every_rule_refuses_with_its_field_and_sentence() {
         (with(|o| o.command = vec![String::new()]), "command", "the command is empty: name a program to run"),
         (with(|o| o.command.push("a\0b".into())), "command", "an argument of the command holds a NUL byte"),
         (with(|o| o.cwd = Some("rel/dir".into())), "cwd", "the working directory 'rel/dir' is not an absolute path"),
+        (with(|o| o.name = Some(String::new())), "name", "the name is empty; leave the option out instead"),
+        (with(|o| o.key = Some(String::new())), "key", "the key is empty; leave the option out instead"),
         (with(|o| o.name = Some("n".repeat(257))), "name", "the name is 257 bytes long; at most 256 bytes are allowed"),
         (with(|o| o.key = Some("k".repeat(257))), "key", "the key is 257 bytes long; at most 256 bytes are allowed"),
         (

@@ -202,6 +202,8 @@ fn run_options_are_refused_alike_by_the_cli_and_the_api() {
             "name",
         ),
         (vec!["--key", &key], json!({"key": "k".repeat(257)}), "key"),
+        (vec!["--name", ""], json!({"name": ""}), "name"),
+        (vec!["--key", ""], json!({"key": ""}), "key"),
         (
             vec!["--label", &label],
             json!({"labels": {"k": "v".repeat(1025)}}),
