@@ -87,6 +87,10 @@ pub trait Ledger: Send {
     /// Executions matching a filter, newest first.
     fn list(&self, filter: &Filter) -> Result<Vec<Execution>>;
 
+    /// How many executions match `filter`, paging aside: what `list`
+    /// would show without a limit, so a cut list can say how many more.
+    fn count(&self, filter: &Filter) -> Result<u64>;
+
     /// Every `queued` or `running` execution, oldest first; this is what
     /// reconciling reads, so backends keep it cheap (an index on live rows).
     fn live(&self) -> Result<Vec<Execution>>;
@@ -170,6 +174,9 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
     }
     fn list(&self, filter: &Filter) -> Result<Vec<Execution>> {
         (**self).list(filter)
+    }
+    fn count(&self, filter: &Filter) -> Result<u64> {
+        (**self).count(filter)
     }
     fn live(&self) -> Result<Vec<Execution>> {
         (**self).live()

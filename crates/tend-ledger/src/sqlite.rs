@@ -916,36 +916,8 @@ impl Ledger for SqliteLedger {
     }
 
     fn list(&self, f: &Filter) -> Result<Vec<Execution>> {
-        let mut sql = format!("SELECT {COLS} FROM executions WHERE 1");
-        let mut args: Vec<Value> = Vec::new();
-        if !f.statuses.is_empty() {
-            let marks: Vec<String> = f
-                .statuses
-                .iter()
-                .map(|s| {
-                    args.push(Value::Text(s.as_str().to_string()));
-                    format!("?{}", args.len())
-                })
-                .collect();
-            sql += &format!(" AND status IN ({})", marks.join(","));
-        }
-        if let Some(name) = &f.name {
-            args.push(Value::Text(name.clone()));
-            sql += &format!(" AND name GLOB ?{}", args.len());
-        }
-        for (k, v) in &f.labels {
-            args.push(Value::Text(k.clone()));
-            args.push(Value::Text(v.clone()));
-            sql += &format!(
-                " AND EXISTS (SELECT 1 FROM json_each(labels) WHERE key = ?{} AND value = ?{})",
-                args.len() - 1,
-                args.len()
-            );
-        }
-        if let Some(since) = f.since_ms {
-            args.push(Value::Integer(since));
-            sql += &format!(" AND created_at >= ?{}", args.len());
-        }
+        let (filter, args) = where_clause(f);
+        let mut sql = format!("SELECT {COLS} FROM executions WHERE {filter}");
         sql += " ORDER BY created_at DESC, rowid DESC";
         match (f.limit, f.offset) {
             (Some(limit), Some(offset)) => sql += &format!(" LIMIT {limit} OFFSET {offset}"),
@@ -960,6 +932,17 @@ impl Ledger for SqliteLedger {
         stmt.query_map(rusqlite::params_from_iter(args), row_to_execution)
             .and_then(|rows| rows.collect())
             .map_err(Error::storage("listing executions"))
+    }
+
+    fn count(&self, f: &Filter) -> Result<u64> {
+        let (filter, args) = where_clause(f);
+        let sql = format!("SELECT COUNT(*) FROM executions WHERE {filter}");
+        self.conn
+            .query_row(&sql, rusqlite::params_from_iter(args), |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(Error::storage("counting executions"))
     }
 
     fn live(&self) -> Result<Vec<Execution>> {
@@ -1103,6 +1086,42 @@ impl std::fmt::Debug for SqliteLedger {
             .field("ledger_id", &self.ledger_id)
             .finish()
     }
+}
+
+/// The `WHERE` of a [`Filter`] (paging aside) and its arguments, shared by
+/// `list` and `count` so that a count is of exactly what a list shows.
+fn where_clause(f: &Filter) -> (String, Vec<Value>) {
+    let mut sql = String::from("1");
+    let mut args: Vec<Value> = Vec::new();
+    if !f.statuses.is_empty() {
+        let marks: Vec<String> = f
+            .statuses
+            .iter()
+            .map(|s| {
+                args.push(Value::Text(s.as_str().to_string()));
+                format!("?{}", args.len())
+            })
+            .collect();
+        sql += &format!(" AND status IN ({})", marks.join(","));
+    }
+    if let Some(name) = &f.name {
+        args.push(Value::Text(name.clone()));
+        sql += &format!(" AND name GLOB ?{}", args.len());
+    }
+    for (k, v) in &f.labels {
+        args.push(Value::Text(k.clone()));
+        args.push(Value::Text(v.clone()));
+        sql += &format!(
+            " AND EXISTS (SELECT 1 FROM json_each(labels) WHERE key = ?{} AND value = ?{})",
+            args.len() - 1,
+            args.len()
+        );
+    }
+    if let Some(since) = f.since_ms {
+        args.push(Value::Integer(since));
+        sql += &format!(" AND created_at >= ?{}", args.len());
+    }
+    (sql, args)
 }
 
 #[cfg(test)]

@@ -292,6 +292,25 @@ fn filters_select_by_status_name_label_and_limit<L: Ledger + ?Sized>(l: &L) {
         1
     );
     assert_eq!(l.live().unwrap().len(), 2);
+    let one = Filter {
+        statuses: vec![Status::Running],
+        limit: Some(1),
+        ..Default::default()
+    };
+    assert_eq!(
+        l.count(&one).unwrap(),
+        1,
+        "a count is of what the filter selects"
+    );
+    assert_eq!(
+        l.count(&Filter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .unwrap(),
+        2,
+        "paging aside"
+    );
     let _ = a;
 }
 
@@ -507,6 +526,9 @@ mod sqlite_backend {
             p: Option<&str>,
         ) -> tend_ledger::Result<Execution> {
             self.l().heartbeat(id, p)
+        }
+        fn count(&self, f: &tend_ledger::Filter) -> tend_ledger::Result<u64> {
+            self.l().count(f)
         }
         fn summary(
             &self,

@@ -174,6 +174,19 @@ impl Cgroup {
         Some(format!("/{}", rel.display()))
     }
 
+    /// CPU time used by every process that was ever in it, exited ones
+    /// too (`usage_usec` in `cpu.stat`, which needs no controller).
+    pub fn cpu_usage(&self) -> Option<std::time::Duration> {
+        let text = std::fs::read_to_string(self.path.join("cpu.stat")).ok()?;
+        let usec = text
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(std::time::Duration::from_micros(usec))
+    }
+
     /// True while any process is in it (`populated 1` in `cgroup.events`).
     pub fn populated(&self) -> bool {
         fs::read_to_string(self.path.join("cgroup.events"))

@@ -20,6 +20,9 @@ pub struct Stat {
     pub utime: u64,
     /// Kernel-mode CPU time in clock ticks.
     pub stime: u64,
+    /// CPU time of its children that it waited for (and of theirs), in
+    /// clock ticks: what exited processes of a tree leave behind.
+    pub children_ticks: u64,
     /// Start time in clock ticks after boot.
     pub start_time: u64,
     /// Resident set size in pages.
@@ -49,6 +52,7 @@ pub fn parse_stat(text: &str) -> io::Result<Stat> {
         session: int(3)?,
         utime: num(11)?,
         stime: num(12)?,
+        children_ticks: num(13)? + num(14)?,
         start_time: num(19)?,
         rss_pages: num(21)?,
     })

@@ -242,3 +242,55 @@ mod cut_tests {
         assert_eq!(escape_boundary("abcdef", 3), 3);
     }
 }
+
+/// argv written so that it could be pasted into a shell: bare when that is
+/// safe, in single quotes, or — when it holds a control character — in
+/// bash's `$'…'`, whose escapes leave nothing for the terminal to act on.
+pub fn command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+            {
+                a.clone()
+            } else if !a.chars().any(tend_model::text::needs_escape) {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                ansi_c_quoted(a)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `a` as bash's `$'…'` reads it back.
+fn ansi_c_quoted(a: &str) -> String {
+    let mut out = String::from("$'");
+    for c in a.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '\'' => out.push_str(r"\'"),
+            '\n' => out.push_str(r"\n"),
+            '\t' => out.push_str(r"\t"),
+            '\r' => out.push_str(r"\r"),
+            c if !tend_model::text::needs_escape(c) => out.push(c),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{:04x}", c as u32)),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_with_controls_are_quoted_for_bash_and_hold_no_control() {
+        let argv = ["echo".to_string(), "a b".into(), "x\x1b[31m\n'".into()];
+        assert_eq!(command_line(&argv), r"echo 'a b' $'x\x1b[31m\n\''");
+        assert_eq!(command_line(&["\u{202e}".into()]), r"$'\u202e'");
+    }
+}

@@ -22,20 +22,40 @@ struct PsRow {
     rss_bytes: Option<u64>,
 }
 
-/// CPU time and RSS summed over the supervisor's descendants (the tree),
-/// from one snapshot of the process table shared by every row.
-fn usage(snapshot: &tree::Snapshot, e: &Execution) -> (Option<u64>, Option<u64>) {
+/// CPU time and RSS of an execution's tree, from one snapshot of the
+/// process table shared by every row. CPU counts the exited processes too:
+/// the cgroup's own account where there is one, else what the supervisor
+/// (the subreaper every process of the tree is reaped by) and the live
+/// processes accumulated from the children they waited for.
+pub(super) fn usage(snapshot: &tree::Snapshot, e: &Execution) -> (Option<u64>, Option<u64>) {
     let Ok(Verified::Alive(_pin)) = Pidfd::open_verified(&e.supervisor) else {
         return (None, None);
     };
     let tick_ms = 1000 / rustix::param::clock_ticks_per_second().max(1);
     let page = procfs::page_size();
-    let (mut cpu, mut rss) = (0u64, 0u64);
+    let reaped = procfs::stat(e.supervisor.pid).map_or(0, |s| s.children_ticks);
+    let (mut ticks, mut rss) = (reaped, 0u64);
     for (_, st) in snapshot.descendants(e.supervisor.pid) {
-        cpu += (st.utime + st.stime) * tick_ms;
+        ticks += st.utime + st.stime + st.children_ticks;
         rss += st.rss_pages * page;
     }
+    let cgroup = e.cgroup.as_deref().map(tend_proc::cgroup::Cgroup::at);
+    let cpu = match cgroup.and_then(|c| c.cpu_usage()) {
+        Some(d) => d.as_millis() as u64,
+        None => ticks * tick_ms,
+    };
     (Some(cpu), Some(rss))
+}
+
+/// The HEARTBEAT cell: how long ago the last one came and its progress
+/// text; "none yet" when one is expected and none came.
+fn heartbeat(e: &Execution) -> Cell {
+    match (e.last_heartbeat_at, &e.progress) {
+        (Some(at), Some(p)) => Cell::text(&format!("{} {p}", ago(at))),
+        (Some(at), None) => ago(at).into(),
+        (None, _) if e.heartbeat_timeout_ms.is_some() => "none yet".into(),
+        (None, _) => "-".into(),
+    }
 }
 
 /// `tend ps`.
@@ -74,7 +94,7 @@ pub fn ps(ctx: &Context) -> Result<i32> {
                 Cell::status(e.status, c),
                 e.pid.map_or("-".into(), |p| p.to_string()).into(),
                 ago(e.created_at).trim_end_matches(" ago").into(),
-                "-".into(),
+                heartbeat(e),
                 e.cpu_ms
                     .map_or("-".into(), |ms| {
                         tend_model::format_duration(std::time::Duration::from_millis(ms))
@@ -119,6 +139,11 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<i32> {
         output::json(&rows)?;
         return Ok(0);
     }
+    // Only a full page can have been cut: only then is a count worth it.
+    let more = match rows.len() as u32 == args.limit {
+        true => ctx.ledger.count(&filter)?.saturating_sub(rows.len() as u64),
+        false => 0,
+    };
     if rows.is_empty() {
         ctx.note("no executions match");
         return Ok(0);
@@ -134,15 +159,22 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<i32> {
                 exit(e).into(),
                 ago(e.created_at).into(),
                 ran_for(e).into(),
+                Cell::text(&output::command_line(&e.command)),
                 Cell::text(e.reason.as_deref().unwrap_or_default()),
             ]
         })
         .collect();
     table(
         &[
-            "ID", "NAME", "STATUS", "EXIT", "CREATED", "DURATION", "REASON",
+            "ID", "NAME", "STATUS", "EXIT", "CREATED", "DURATION", "COMMAND", "REASON",
         ],
         cells,
     )?;
+    if more > 0 {
+        ctx.note(format!(
+            "{more} more not shown; see them with --limit {}",
+            args.limit as u64 + more
+        ));
+    }
     Ok(0)
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 use tend_ledger::Ledger;
-use tend_model::text::needs_escape;
 use tend_model::{format_rfc3339, Execution};
 
 use super::Context;
@@ -16,7 +15,12 @@ use crate::output::{self, ago, bytes, colour, ran_for, table, Cell};
 /// `tend show`.
 pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
     ctx.reconcile_for_read()?;
-    let e = ctx.resolve(&args.id)?;
+    let mut e = ctx.resolve(&args.id)?;
+    if !e.status.is_terminal() {
+        // What the tree has used so far, as `tend ps` shows it.
+        let snapshot = tend_proc::tree::Snapshot::take();
+        e.cpu_ms = super::query::usage(&snapshot, &e).0.or(e.cpu_ms);
+    }
     let events = ctx.ledger.events(&e.id)?;
     if ctx.global.json {
         #[derive(Serialize)]
@@ -69,7 +73,7 @@ fn fields(e: &Execution) -> Vec<(&'static str, Cell)> {
                 .signal
                 .map(|s| format!("{s} ({})", tend_supervisor::signal_name(s)))),
         ),
-        ("command", shell_words(&e.command).into()),
+        ("command", output::command_line(&e.command).into()),
         ("cwd", Cell::path(&e.cwd)),
         ("key", opt(e.key.clone())),
         ("labels", join_map(&e.labels).into()),
@@ -145,56 +149,4 @@ fn join_map(m: &std::collections::BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// argv written so that it could be pasted into a shell: bare when that is
-/// safe, in single quotes, or — when it holds a control character — in
-/// bash's `$'…'`, whose escapes leave nothing for the terminal to act on.
-fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-            {
-                a.clone()
-            } else if !a.chars().any(needs_escape) {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            } else {
-                ansi_c_quoted(a)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `a` as bash's `$'…'` reads it back.
-fn ansi_c_quoted(a: &str) -> String {
-    let mut out = String::from("$'");
-    for c in a.chars() {
-        match c {
-            '\\' => out.push_str(r"\\"),
-            '\'' => out.push_str(r"\'"),
-            '\n' => out.push_str(r"\n"),
-            '\t' => out.push_str(r"\t"),
-            '\r' => out.push_str(r"\r"),
-            c if !needs_escape(c) => out.push(c),
-            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push_str(&format!("\\u{:04x}", c as u32)),
-        }
-    }
-    out.push('\'');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arguments_with_controls_are_quoted_for_bash_and_hold_no_control() {
-        let argv = ["echo".to_string(), "a b".into(), "x\x1b[31m\n'".into()];
-        assert_eq!(shell_words(&argv), r"echo 'a b' $'x\x1b[31m\n\''");
-        assert_eq!(shell_words(&["\u{202e}".into()]), r"$'\u202e'");
-    }
 }

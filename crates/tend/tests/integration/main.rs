@@ -51,3 +51,5 @@ mod hostile;
 mod home_owner;
 // Configuration: paths, `~`, the file and its errors.
 mod config;
+// What ps, list and show say about executions.
+mod views;
