@@ -294,3 +294,30 @@ mod tests {
         assert_eq!(command_line(&["\u{202e}".into()]), r"$'\u202e'");
     }
 }
+
+/// The one line a person is owed when tend, not the command, ended an
+/// execution: why, and what the kill took (`timed out after 1s; killed 3
+/// processes gracefully in 4ms`). `None` when the command ended by itself.
+pub fn ending(e: &Execution) -> Option<String> {
+    let why = esc(e.reason.as_deref().unwrap_or("ended by tend")).into_owned();
+    let kill = match (e.kill_method, e.processes_signalled) {
+        (Some(m), Some(n)) if n > 0 => {
+            let how = match m {
+                tend_model::KillMethod::Forced => "with SIGKILL after the grace",
+                _ => "gracefully",
+            };
+            let took = e
+                .kill_duration_ms
+                .map(|ms| format!(" in {}", short(Duration::from_millis(ms))))
+                .unwrap_or_default();
+            let s = if n == 1 { "" } else { "es" };
+            format!("; killed {n} process{s} {how}{took}")
+        }
+        _ => String::new(),
+    };
+    match e.status {
+        Status::TimedOut | Status::Killed => Some(format!("{why}{kill}")),
+        Status::Lost => Some(format!("execution {} was lost: {why}", e.id)),
+        _ => None,
+    }
+}

@@ -129,6 +129,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         RunResult::Finished(e) => {
             if e.started_at.is_none() {
                 cannot_start(&e);
+            } else if let Some(line) = output::ending(&e) {
+                ctx.note(line);
             }
             e
         }
@@ -177,6 +179,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
             )?
             .and_then(|mut v| v.pop())
             .expect("a wait without a timeout ends with the row");
+            if let Some(line) = output::ending(&done) {
+                ctx.note(line);
+            }
             done
         }
     };

@@ -4,6 +4,7 @@ use anyhow::Result;
 use rustix::io::Errno;
 use rustix::process::{getrlimit, setrlimit, Resource};
 use tend_ledger::Ledger;
+use tend_model::Status;
 
 use super::Context;
 use crate::cli::WaitArgs;
@@ -74,12 +75,13 @@ pub fn wait(ctx: &Context, args: &WaitArgs) -> Result<i32> {
         return Ok(WAIT_TIMED_OUT);
     };
     if ctx.global.json {
-        if done.len() == 1 {
-            output::json(&done[0])?;
-        } else {
-            output::json(&done)?;
+        // One schema, whatever the number of ids: an array.
+        output::json(&done)?;
+    } else if done.len() == 1 {
+        if let Some(line) = output::ending(&done[0]).filter(|_| done[0].status == Status::Lost) {
+            ctx.note(line);
         }
-    } else if !ctx.global.quiet && done.len() > 1 {
+    } else if !ctx.global.quiet {
         for e in &done {
             note!(
                 "{} {} ({})",

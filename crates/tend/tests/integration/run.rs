@@ -187,3 +187,50 @@ fn kill_grace_comes_from_the_environment() {
     env.ok(&["run", "--", "true"]);
     assert_eq!(env.json(&["list"])[0]["kill_grace_ms"], 2000);
 }
+
+/// Issue 10: when tend ends a command it says so in one line on stderr —
+/// a limit, a kill from elsewhere — and a wait on a lost execution says it
+/// was lost and why.
+#[test]
+fn tend_says_in_one_line_why_it_ended_a_command() {
+    let env = TestEnv::new();
+    let out = env.tend(&["run", "--timeout", "300ms", "--", "sleep", "30"]);
+    assert_eq!(code(&out), 124);
+    let e = assert_one_sentence(&out, 124);
+    assert!(
+        e.contains("timed out after") && e.contains("killed 1 process gracefully in"),
+        "{e}"
+    );
+    let out = env.tend(&["run", "--idle-timeout", "300ms", "--", "sleep", "30"]);
+    let e = assert_one_sentence(&out, 124);
+    assert!(e.contains("idle") || e.contains("no output"), "{e}");
+
+    let mut fg = env.cmd();
+    fg.args(["run", "--name", "victim", "--", "sleep", "30"]);
+    let fg = std::thread::spawn(move || finish(fg, Duration::from_secs(30)));
+    assert!(eventually(Duration::from_secs(10), || env
+        .json(&["ps"])
+        .as_array()
+        .is_some_and(|a| a.len() == 1)));
+    env.ok(&["kill", "--name", "victim", "--yes", "--reason", "enough"]);
+    let out = fg.join().unwrap();
+    let e = assert_one_sentence(&out, 143);
+    assert!(
+        e.contains("enough") && e.contains("killed 1 process"),
+        "{e}"
+    );
+
+    let id = env.detach(&["sleep", "100"]);
+    let sup = env.show(&id)["supervisor"]["pid"].as_i64().unwrap() as u32;
+    sigkill(sup);
+    let out = env.tend(&["wait", &id]);
+    let e = assert_one_sentence(&out, 1);
+    assert!(e.contains(&format!("execution {id} was lost")), "{e}");
+    let out = env.tend(&["--json", "wait", &id]);
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        all.is_array(),
+        "wait --json is an array even for one id: {all}"
+    );
+    env.assert_no_marked(Some(&id), Duration::from_secs(10));
+}
