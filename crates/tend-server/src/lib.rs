@@ -15,8 +15,9 @@
 //!   requires the token on every request;
 //! - before it answers anything, reconciles the whole ledger and ends stray
 //!   processes of this ledger ([`run`]);
-//! - then watches: inotify on the ledger's `notify/` folder (every
-//!   transition, whoever made it) and a pidfd on every live supervisor, so it
+//! - then watches: a subscription to the home's notifier (every transition,
+//!   whoever made it; today inotify on `notify/`, see
+//!   [`tend_supervisor::Notifier`]) and a pidfd on every live supervisor, so it
 //!   reconciles the moment a supervisor dies and streams every transition to
 //!   server-sent-event clients and long-poll waiters; a slow timer (every
 //!   30 s) is only a backstop.

@@ -1,14 +1,14 @@
-//! The daemon's eyes: inotify on `notify/` for every transition, a pidfd
-//! per live supervisor for deaths, and a slow backstop timer.
+//! The daemon's eyes: a subscription to the home's notifier for every
+//! transition, a pidfd per live supervisor for deaths, a timer per overdue
+//! timeout, and a slow backstop timer.
 
 use std::collections::HashMap;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 
-use rustix::fs::inotify;
 use tend_ledger::Ledger;
 use tend_model::{Execution, ExecutionId};
 use tend_proc::{Pidfd, Verified};
+use tend_supervisor::Subscription;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -17,10 +17,10 @@ use crate::AppState;
 
 /// Runs until aborted.
 pub async fn watch(state: AppState) {
-    let notify = match notify_fd(&state) {
-        Ok(fd) => fd,
+    let (mut sub, notify) = match subscribe(&state) {
+        Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cannot watch the notify folder; transitions will only be seen by the backstop timer");
+            tracing::error!(error = %e, "cannot subscribe to transitions; they will only be seen by the backstop timer");
             return backstop_only(state).await;
         }
     };
@@ -36,7 +36,7 @@ pub async fn watch(state: AppState) {
     tick.tick().await;
     loop {
         tokio::select! {
-            ready = notify.read_with(read_names) => {
+            ready = notify.read_with(|_| sub.take()) => {
                 let Ok(ids) = ready else { continue };
                 for id in ids {
                     let s = state.clone();
@@ -97,6 +97,10 @@ fn backstop(state: &AppState) -> Option<Vec<Execution>> {
     l.live().ok()
 }
 
+/// Reconciles `id` after its supervisor's pidfd fired or its timeout became
+/// overdue. The whole reconcile, not `verify_or_reconcile`: an overdue
+/// execution's supervisor is alive (stopped, maybe), and only the reconcile
+/// ends it then.
 fn reconcile_one(state: &AppState, id: &ExecutionId) {
     let Ok(l) = state.ledger() else { return };
     let Ok(e) = l.get(id) else { return };
@@ -165,32 +169,18 @@ fn watch_supervisor(
     }
 }
 
-fn notify_fd(state: &AppState) -> std::io::Result<Readable> {
-    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
-    inotify::add_watch(
-        &fd,
-        state.config().home.notify_dir(),
-        // Notification files are renamed into place; the temp file's own
-        // events would only wake the daemon for nothing.
-        inotify::WatchFlags::MOVED_TO,
-    )?;
-    Readable::new(fd)
-}
-
-/// Execution ids named by the queued inotify events (each once).
-fn read_names(fd: BorrowedFd<'_>) -> Vec<ExecutionId> {
-    let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
-    let mut reader = inotify::Reader::new(fd, &mut buf);
-    let mut out: Vec<ExecutionId> = Vec::new();
-    while let Ok(ev) = reader.next() {
-        let Some(name) = ev.file_name().and_then(|n| n.to_str().ok()) else {
-            continue;
-        };
-        if let Ok(id) = ExecutionId::parse(name) {
-            if !out.contains(&id) {
-                out.push(id);
-            }
-        }
-    }
-    out
+/// A subscription to every transition, and its descriptor registered with
+/// the reactor (a duplicate: one system call, and the subscription keeps
+/// its own). Reading through either takes the same queue.
+fn subscribe(state: &AppState) -> Result<(Box<dyn Subscription>, Readable), crate::Error> {
+    let sub = state.config().home.notifier().subscribe()?;
+    let fd = sub
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(Readable::new)
+        .map_err(|source| crate::Error::Io {
+            doing: "registering the transitions' subscription",
+            source,
+        })?;
+    Ok((sub, fd))
 }

@@ -2,21 +2,22 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use rustix::event::{poll, PollFd, PollFlags};
 use tend_ledger::Ledger;
 use tend_model::Execution;
-use tend_proc::{procfs, Pidfd, Verified};
 
-use crate::notify::{add, drain, watch_dir};
-use crate::{reaper, Error, Home};
+use crate::notify::wait_any;
+use crate::reaper::{verify_or_reconcile, Supervision};
+use crate::{Error, Home};
 
 /// Copies `path` to `out` from the start and keeps copying as it grows
-/// (following rotation), woken by inotify on the log and exit folders and by
-/// the supervisor's pidfd. Returns once the execution is terminal and the
-/// file is read to its end.
+/// (following rotation), woken by the home's [`Notifier`](crate::Notifier)
+/// (transitions and, in the same subscription, new output in `logs/`) and
+/// by the supervisor's pidfd. Returns once the execution is terminal and
+/// the file is read to its end.
 pub fn follow<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
@@ -24,40 +25,27 @@ pub fn follow<L: Ledger + ?Sized>(
     path: &Path,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let watch = watch_dir(&home.notify_dir())?;
-    add(&watch, &home.logs_dir())?;
-    let host = procfs::hostname();
+    // Transitions too, not only the pidfd: a foreground supervisor stays
+    // alive after its terminal commit while its reader takes the output.
+    let mut wake = home.notifier().subscribe_with_output(&home.logs_dir())?;
     let mut file: Option<(File, u64)> = None;
     loop {
         // Read the state before the file: if it is terminal now, everything
         // it wrote is already in the file and one last read gets it all.
         let row = ledger.get(&e.id)?;
-        let supervisor = if row.status.is_terminal() || !crate::is_local(&row, &host) {
-            None
-        } else {
-            match Pidfd::open_verified(&row.supervisor)
-                .map_err(Error::io("checking the supervisor"))?
-            {
-                Verified::Alive(fd) => Some(fd),
-                _ => {
-                    reaper::reconcile_one(ledger, home, &row, &host)?;
-                    continue;
-                }
-            }
+        let supervisor = match verify_or_reconcile(ledger, home, &row)? {
+            Supervision::Alive(fd) => Some(fd),
+            Supervision::Gone(_) => continue,
+            Supervision::NotHere => None,
         };
         copy_new(path, &mut file, out).map_err(Error::io("reading the log"))?;
         if row.status.is_terminal() {
             return Ok(());
         }
-        let mut fds: Vec<PollFd<'_>> = vec![PollFd::new(&watch, PollFlags::IN)];
-        if let Some(s) = &supervisor {
-            fds.push(PollFd::new(s, PollFlags::IN));
-        }
-        match poll(&mut fds, None) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Error::io("waiting for output")(e.into())),
-        }
-        drain(&watch);
+        let mut fds: Vec<BorrowedFd<'_>> = vec![wake.as_fd()];
+        fds.extend(supervisor.iter().map(|s| s.as_fd()));
+        wait_any(&fds, None)?;
+        wake.take();
     }
 }
 

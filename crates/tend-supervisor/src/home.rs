@@ -1,12 +1,15 @@
-//! Where one ledger's files live: the database, the logs, and the exit
+//! Where one ledger's files live: the database, the logs, and the notify
 //! files that wake waiters.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
-use tend_model::{ExecutionId, Status};
+
+use crate::notify::{FileNotifier, Notifier};
 
 /// This home's agent, as [`Home::agent`] found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,24 +32,27 @@ struct AgentFile {
     home: String,
 }
 
-/// The folder of a ledger's files (`TEND_HOME`). Notification files go in
-/// `notify/`: whoever commits a transition (created, started, terminal)
-/// writes `notify/<id>` right after, and waiters and the daemon watch that
-/// folder with inotify instead of polling the database (SQLite has no
-/// cross-process notification).
+/// The folder of a ledger's files (`TEND_HOME`), and the [`Notifier`]
+/// through which its transitions are announced and waited for: whoever
+/// commits a transition (created, started, terminal) announces it right
+/// after, and waiters and the daemon subscribe instead of polling the
+/// database. Today that is [`FileNotifier`] on the home's `notify/`.
 #[derive(Clone, Debug)]
 pub struct Home {
     root: PathBuf,
     /// The agent, once this process has read it (it cannot change while
     /// the process runs: a copy is recognised by the first look).
-    agent: std::sync::Arc<std::sync::OnceLock<Agent>>,
+    agent: Arc<std::sync::OnceLock<Agent>>,
+    notifier: Arc<dyn Notifier>,
 }
 
 impl Home {
     /// A home at `root`; nothing is created until [`Home::ensure`].
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
         Home {
-            root: root.into(),
+            notifier: Arc::new(FileNotifier::new(root.join("notify"))),
+            root,
             agent: Default::default(),
         }
     }
@@ -188,21 +194,16 @@ impl Home {
         self.root.join("logs")
     }
 
-    /// Folder of notification files.
+    /// Folder of notification files ([`FileNotifier`]'s).
     pub fn notify_dir(&self) -> PathBuf {
         self.root.join("notify")
     }
 
-    /// Announces that `id` changed status. Written atomically (temp file +
-    /// rename, which raises one `IN_MOVED_TO`) so a watcher never reads half
-    /// a file; failure is harmless to correctness (waiters also watch the
-    /// supervisor's pidfd, and the daemon reconciles on a slow timer).
-    pub fn announce(&self, id: &ExecutionId, status: Status) {
-        let dir = self.notify_dir();
-        let tmp = dir.join(format!(".{id}.tmp"));
-        if fs::write(&tmp, status.as_str()).is_ok() {
-            let _ = fs::rename(&tmp, dir.join(id.as_str()));
-        }
+    /// Where this home's transitions are announced and waited for: every
+    /// committer, waiter and watcher goes through it, so that another
+    /// ledger backend changes only what this returns.
+    pub fn notifier(&self) -> &dyn Notifier {
+        &*self.notifier
     }
 }
 

@@ -21,7 +21,8 @@ use tend_model::{Actor, EventKind};
 use tend_model::{Execution, KillMethod, Status};
 use tend_proc::{procfs, tree, Pidfd, Sig, Verified};
 
-use crate::{reaper, wait_until_done, Error, Home};
+use crate::reaper::{self, Supervision};
+use crate::{wait_until_done, Error, Home};
 
 /// How long a running supervisor has, beyond the kill's grace, to carry a
 /// kill out before the asker does it itself.
@@ -45,7 +46,6 @@ pub fn request<L: Ledger + ?Sized>(
     targets: &[Execution],
     req: &KillRequest,
 ) -> Result<Vec<bool>, Error> {
-    let host = procfs::hostname();
     let ours = home.agent().ok().map(|a| a.id);
     let mut finished = Vec::with_capacity(targets.len());
     for e in targets {
@@ -67,21 +67,17 @@ pub fn request<L: Ledger + ?Sized>(
             continue;
         }
         finished.push(false);
-        if crate::is_local(&row, &host) {
-            match Pidfd::open_verified(&row.supervisor)
-                .map_err(Error::io("checking the supervisor"))?
-            {
-                Verified::Alive(fd) if fd.is_stopped() => {
-                    take_over(ledger, home, &row, fd, req, "its supervisor is stopped")?;
-                }
-                Verified::Alive(fd) => {
-                    fd.signal(Sig::Usr1)
-                        .map_err(Error::io("nudging the supervisor"))?;
-                }
-                _ => {
-                    reaper::reconcile_one(ledger, home, &row, &host)?;
-                }
+        match reaper::verify_or_reconcile(ledger, home, &row)? {
+            Supervision::Alive(fd) if fd.is_stopped() => {
+                take_over(ledger, home, &row, fd, req, "its supervisor is stopped")?;
             }
+            Supervision::Alive(fd) => {
+                fd.signal(Sig::Usr1)
+                    .map_err(Error::io("nudging the supervisor"))?;
+            }
+            // Reconciled on the spot, or supervised on another host (the
+            // request is stored on the row for it).
+            Supervision::Gone(_) | Supervision::NotHere => {}
         }
     }
     Ok(finished)
@@ -146,7 +142,9 @@ fn grace_of(e: &Execution, req: &KillRequest) -> Duration {
 }
 
 /// For an execution still live after `waited`: if its supervisor has not
-/// carried the kill out (stopped, or stuck), ends the tree without it.
+/// carried the kill out (stopped, or stuck), ends the tree without it. A
+/// supervisor that is gone is left to the wait that follows, which
+/// reconciles the row ([`verify_or_reconcile`](crate::verify_or_reconcile)).
 pub fn enforce<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
@@ -265,7 +263,7 @@ pub(crate) fn end_without_supervisor<L: Ledger + ?Sized>(
         details: json!({ "supervisor_pid": sup.pid(), "taken_over": why }),
     };
     if let Transition::Won(e) = ledger.transition(&row.id, row.status, &outcome)? {
-        home.announce(&e.id, e.status);
+        home.notifier().announce(&e.id, e.status);
     }
     let _ = sup.signal(Sig::Kill);
     tree::wait_all(std::slice::from_ref(&sup), Duration::from_secs(5));

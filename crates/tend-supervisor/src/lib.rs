@@ -13,8 +13,11 @@
 //!   report that the CLI and the daemon share.
 //! - [`kill()`]: asks an execution's supervisor to end it, or ends it itself
 //!   when the supervisor is dead.
-//! - [`wait_until_done`] and [`follow`]: block on inotify and pidfds, never
-//!   on a sleep loop.
+//! - [`Notifier`]: the one seam through which transitions are announced
+//!   and waited for ([`Home::notifier`]; today files and inotify).
+//!   [`wait_until_done`] and [`follow`] block on it and on supervisors'
+//!   pidfds, never on a sleep loop; [`verify_or_reconcile`] is the check
+//!   they make before they trust a live row.
 //!
 //! What it does not do: it holds no state between calls and speaks no HTTP;
 //! the daemon and the CLI are built on these functions.
@@ -44,10 +47,11 @@ pub mod watchdog;
 pub use follow::follow;
 pub use home::{open_small, read_small, Agent, Home, SMALL_FILE_MAX};
 pub use kill::{kill, request as request_kill, KillResult};
+pub use notify::{wait_any, FileNotifier, Notifier, Subscription, Wake};
 pub use reap::reap;
 pub use reaper::{
     end_marked, overdue_at, reconcile, reconcile_dry_run, reconcile_execution, sweep_stragglers,
-    Reconciled, Straggler,
+    verify_or_reconcile, Reconciled, Straggler, Supervision,
 };
 pub use supervisor::{run, signal_name, Mode, Report, RunResult};
 pub use tend_model::run::{OnDuplicate, RunSpec};

@@ -68,22 +68,56 @@ pub(crate) fn supervision_gone(e: &Execution, host: &str) -> Result<Option<LostR
 }
 
 /// Reconciles one execution: marks it `lost` (ending what is left of it) if
-/// its supervision is gone. Returns what changed, if anything.
+/// its supervision is gone, and ends it if its supervisor is stopped past
+/// its timeout. Returns what changed, if anything.
 pub fn reconcile_execution<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     e: &Execution,
 ) -> Result<Option<Reconciled>, Error> {
-    reconcile_one(ledger, home, e, &procfs::hostname())
+    reconcile_with(ledger, home, e, &procfs::hostname(), &mut Marks::of(home))
 }
 
-pub(crate) fn reconcile_one<L: Ledger + ?Sized>(
+/// What [`verify_or_reconcile`] found about a row's supervisor.
+#[derive(Debug)]
+pub enum Supervision {
+    /// Nothing for this host to check: the row is terminal, or supervised
+    /// on another host (only that host's kernel, or its lease, can tell).
+    NotHere,
+    /// The recorded supervisor is alive; the pidfd pins it, to be polled
+    /// for its exit (right after it commits the outcome) or signalled.
+    Alive(Pidfd),
+    /// The supervisor was gone, and the row was reconciled: `Some` when this
+    /// call marked it `lost`; `None` when another process got there first
+    /// (re-read the row: it is terminal now) or the row is another agent's
+    /// to judge (it stays live until that agent does). Boxed: a row is
+    /// large, and this is the rare answer.
+    Gone(Option<Box<Reconciled>>),
+}
+
+/// The step every waiter and asker takes before it trusts a live row: on
+/// this host, pin the recorded supervisor with a verified pidfd; if it is
+/// gone (or its PID is another process now), reconcile the row on the
+/// spot, so that nobody waits for a supervisor that will never commit.
+///
+/// Unlike [`reconcile_execution`], an alive supervisor is not looked at
+/// further (an overdue timeout is the caller's to act on, as `wait` does).
+pub fn verify_or_reconcile<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     e: &Execution,
-    host: &str,
-) -> Result<Option<Reconciled>, Error> {
-    reconcile_with(ledger, home, e, host, &mut Marks::of(home))
+) -> Result<Supervision, Error> {
+    let host = procfs::hostname();
+    if e.status.is_terminal() || !crate::is_local(e, &host) {
+        return Ok(Supervision::NotHere);
+    }
+    match Pidfd::open_verified(&e.supervisor).map_err(Error::io("checking a supervisor"))? {
+        Verified::Alive(fd) => Ok(Supervision::Alive(fd)),
+        Verified::Gone | Verified::Mismatch(_) => {
+            let r = reconcile_with(ledger, home, e, &host, &mut Marks::of(home))?;
+            Ok(Supervision::Gone(r.map(Box::new)))
+        }
+    }
 }
 
 /// Marked processes of this ledger (and agent, when known) by execution
@@ -168,7 +202,7 @@ fn reconcile_with<L: Ledger + ?Sized>(
     };
     match ledger.transition(&e.id, e.status, &outcome)? {
         Transition::Won(row) => {
-            home.announce(&row.id, row.status);
+            home.notifier().announce(&row.id, row.status);
             Ok(Some(Reconciled {
                 execution: row,
                 was: e.status,
@@ -386,4 +420,98 @@ pub fn reconcile_dry_run<L: Ledger + ?Sized>(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tend_ledger::{Created, NewExecution, SqliteLedger};
+    use tend_model::ProcessIdentity;
+
+    use super::*;
+
+    fn queued(ledger: &SqliteLedger, home: &Home, supervisor: ProcessIdentity) -> Execution {
+        let new = NewExecution {
+            name: "job".into(),
+            command: vec!["true".into()],
+            cwd: "/".into(),
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            key: None,
+            dedup: false,
+            host: procfs::hostname(),
+            tier: tend_model::Containment::Session,
+            agent_id: Some(home.agent().expect("an agent id").id),
+            supervisor,
+            timeout_ms: None,
+            kill_grace_ms: 100,
+            log_dir: home.logs_dir(),
+            cgroup: None,
+            heartbeat_timeout_ms: None,
+            idle_timeout_ms: None,
+            max_memory_bytes: None,
+        };
+        match ledger.create(&new).expect("created") {
+            Created::New(e) => e,
+            Created::Existing(e) => panic!("{} already holds no key", e.id),
+        }
+    }
+
+    /// The identity a process had, once it has exited and been waited for.
+    fn dead_identity() -> ProcessIdentity {
+        let mut child = std::process::Command::new("cat")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("cat starts");
+        let id = tend_proc::identify(child.id() as i32).expect("identified");
+        drop(child.stdin.take());
+        child.wait().expect("cat ends");
+        id
+    }
+
+    #[test]
+    fn verify_or_reconcile_pins_a_live_supervisor_and_reconciles_a_dead_one() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let home = Home::new(dir.path());
+        home.ensure().expect("the home");
+        let ledger = SqliteLedger::open(&home.default_db()).expect("the ledger");
+        let me = tend_proc::identify(std::process::id() as i32).expect("identified");
+
+        let alive = queued(&ledger, &home, me.clone());
+        let found = verify_or_reconcile(&ledger, &home, &alive).expect("checked");
+        assert!(matches!(&found, Supervision::Alive(fd) if fd.pid() == me.pid));
+        assert_eq!(ledger.get(&alive.id).expect("read").status, Status::Queued);
+
+        let dead = queued(&ledger, &home, dead_identity());
+        let Supervision::Gone(Some(r)) =
+            verify_or_reconcile(&ledger, &home, &dead).expect("checked")
+        else {
+            panic!("a dead supervisor's row is reconciled");
+        };
+        assert_eq!((r.was, r.execution.status), (Status::Queued, Status::Lost));
+        let lost = ledger.get(&dead.id).expect("read");
+        assert_eq!(lost.status, Status::Lost);
+        // Terminal now: nothing left to check, and nothing done twice.
+        let again = verify_or_reconcile(&ledger, &home, &lost).expect("checked");
+        assert!(matches!(again, Supervision::NotHere));
+        // A stale copy of the row loses the race: reconciled, by another.
+        let stale = verify_or_reconcile(&ledger, &home, &dead).expect("checked");
+        assert!(matches!(stale, Supervision::Gone(None)));
+    }
+
+    #[test]
+    fn verify_or_reconcile_leaves_another_hosts_row_alone() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let home = Home::new(dir.path());
+        home.ensure().expect("the home");
+        let ledger = SqliteLedger::open(&home.default_db()).expect("the ledger");
+        let mut elsewhere = dead_identity();
+        elsewhere.boot_id = "another-boot".into();
+        let mut row = queued(&ledger, &home, elsewhere);
+        row.host = "another-host".into();
+        let found = verify_or_reconcile(&ledger, &home, &row).expect("checked");
+        assert!(matches!(found, Supervision::NotHere));
+        assert_eq!(ledger.get(&row.id).expect("read").status, Status::Queued);
+    }
 }

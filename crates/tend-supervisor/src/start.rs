@@ -185,7 +185,7 @@ pub(crate) fn failed_to_start<L: Ledger + ?Sized>(
         details: json!({}),
     };
     let t = ledger.transition(&exec.id, Status::Queued, &outcome)?;
-    home.announce(&exec.id, t.execution().status);
+    home.notifier().announce(&exec.id, t.execution().status);
     let e = match t {
         Transition::Won(e) | Transition::Lost(e) => e,
     };

@@ -119,7 +119,7 @@ pub fn run<L: Ledger + ?Sized>(
             return Ok(RunResult::Existing(e, spec.on_duplicate));
         }
     };
-    home.announce(&exec.id, exec.status);
+    home.notifier().announce(&exec.id, exec.status);
     failpoint("after-queued-commit");
     let (mut out, mut err) = match open_logs(&exec, spec.log_max_bytes) {
         Ok(l) => l,
@@ -169,7 +169,7 @@ pub fn run<L: Ledger + ?Sized>(
             return Ok(RunResult::Finished(current));
         }
     };
-    home.announce(&exec.id, exec.status);
+    home.notifier().announce(&exec.id, exec.status);
     if launched.stderr.is_none() {
         let _ = ledger.record(
             &exec.id,
@@ -377,7 +377,7 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         let t = self.outbox.commit("record the outcome", || {
             ledger.transition(&id, Status::Running, &outcome)
         })?;
-        home.announce(&id, t.execution().status);
+        home.notifier().announce(&id, t.execution().status);
         self.term.flush();
         failpoint("after-terminal-commit");
         let e = match t {

@@ -1,6 +1,7 @@
 //! Waiting for an execution to end: the long poll
 //! (`GET /api/v1/executions/{id}/wait`), and the wait behind an API kill.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use tend_model::{Execution, ExecutionId};
+use tend_supervisor::Supervision;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use utoipa::ToSchema;
@@ -69,51 +71,45 @@ pub(super) async fn wait_terminal(
     // The supervisor's pidfd is a second wake-up that needs no watcher: it
     // exits right after committing the outcome (or dies without one, and
     // then this wait reconciles the row itself).
-    let local = tend_supervisor::is_local(e, &tend_proc::procfs::hostname());
-    let mut supervisor = local.then(|| supervisor_fd(e)).flatten();
-    let mut supervisor_gone = local && supervisor.is_none();
+    let mut supervisor: Option<Readable> = None;
     loop {
-        let current = reread(s, &e.id, supervisor_gone).await?;
+        let (current, fd) = reread(s, &e.id, supervisor.is_none()).await?;
         if current.status.is_terminal() {
             return Ok(current);
         }
+        if let Some(fd) = fd {
+            supervisor = Readable::new(fd).ok();
+        }
         match next_wake(s, rx, &current, supervisor.as_ref(), deadline).await? {
             Woken::Ended(done) => return Ok((*done).clone()),
-            Woken::SupervisorGone => {
-                supervisor = None;
-                supervisor_gone = true;
-            }
+            Woken::SupervisorGone => supervisor = None,
             Woken::Missed => {}
         }
     }
 }
 
-/// A pidfd on `e`'s recorded supervisor, if it is still that process.
-fn supervisor_fd(e: &Execution) -> Option<Readable> {
-    match tend_proc::Pidfd::open_verified(&e.supervisor) {
-        Ok(tend_proc::Verified::Alive(fd)) => {
-            use std::os::fd::AsFd;
-            fd.as_fd().try_clone_to_owned().and_then(Readable::new).ok()
-        }
-        _ => None,
-    }
-}
-
-/// The row as it is now; once its supervisor is gone, reconciled first.
+/// The row as it is now. With `verify` (no pidfd held on its supervisor
+/// yet, or it fired), the supervisor is checked first
+/// ([`tend_supervisor::verify_or_reconcile`]): a live one's pidfd is
+/// returned (a duplicate, for the reactor), a gone one's row reconciled.
 async fn reread(
     s: &AppState,
     id: &ExecutionId,
-    supervisor_gone: bool,
-) -> Result<Execution, ApiError> {
+    verify: bool,
+) -> Result<(Execution, Option<OwnedFd>), ApiError> {
     let id = id.clone();
     s.blocking(move |s, l| {
         let row = l.get(&id)?;
-        if supervisor_gone && !row.status.is_terminal() {
-            if let Some(r) = tend_supervisor::reconcile_execution(l, &s.config().home, &row)? {
-                return Ok(r.execution);
-            }
+        if !verify {
+            return Ok((row, None));
         }
-        Ok(row)
+        Ok(
+            match tend_supervisor::verify_or_reconcile(l, &s.config().home, &row)? {
+                Supervision::Alive(fd) => (row, fd.as_fd().try_clone_to_owned().ok()),
+                Supervision::Gone(Some(r)) => (r.execution, None),
+                Supervision::Gone(None) | Supervision::NotHere => (row, None),
+            },
+        )
     })
     .await
 }
