@@ -17,6 +17,9 @@ use tend_proc::{procfs, Pidfd};
 use crate::reaper::{self, verify_or_reconcile, Supervision};
 use crate::{notify, Error, Home};
 
+/// How often a wait looks again at a row only another agent can end.
+const FOREIGN_RECHECK: Duration = Duration::from_secs(1);
+
 /// Blocks until every execution in `ids` is terminal, and returns their
 /// rows in the same order; `Ok(None)` if `timeout` passed first.
 pub fn wait_until_done<L: Ledger + ?Sized>(
@@ -57,7 +60,10 @@ pub fn wait_until_done<L: Ledger + ?Sized>(
             let left = (at - tend_ledger::now_ms()).max(0) as u64;
             Instant::now().checked_add(Duration::from_millis(left))
         });
-        let until = deadline.into_iter().chain(overdue).min();
+        // Another agent announces in its own home, not ours: its ending
+        // of a foreign row is looked for once a second.
+        let backstop = pass.foreign.then(|| Instant::now() + FOREIGN_RECHECK);
+        let until = deadline.into_iter().chain(overdue).chain(backstop).min();
         let mut fds: Vec<BorrowedFd<'_>> = transitions.iter().map(|t| t.as_fd()).collect();
         fds.extend(pass.supervisors.iter().map(Pidfd::as_fd));
         notify::wait_any(&fds, until)?;
@@ -75,6 +81,8 @@ struct Pass {
     supervisors: Vec<Pidfd>,
     /// The earliest moment a running execution becomes overdue (ms).
     wake_at: Option<i64>,
+    /// A live row whose supervisor is gone is another agent's to end.
+    foreign: bool,
 }
 
 /// Reads every execution in `ids` and pins each live one's supervisor;
@@ -90,6 +98,7 @@ fn look<L: Ledger + ?Sized>(
         rows: Vec::with_capacity(ids.len()),
         supervisors: Vec::new(),
         wake_at: None,
+        foreign: false,
     };
     let mut rechecked = false;
     for id in ids {
@@ -106,7 +115,11 @@ fn look<L: Ledger + ?Sized>(
         }
         match verify_or_reconcile(ledger, home, &e)? {
             Supervision::Alive(fd) => pass.supervisors.push(fd),
-            Supervision::Gone(_) => rechecked = true,
+            Supervision::Gone(Some(_)) => rechecked = true,
+            // Its supervisor is gone but the row is another agent's to
+            // reconcile (another home on a shared store): looking again at
+            // once would spin; that agent's reaper will end it.
+            Supervision::Gone(None) => pass.foreign = true,
             Supervision::NotHere => {}
         }
         pass.rows.push(e);

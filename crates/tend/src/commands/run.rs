@@ -118,6 +118,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         return detached(ctx, spec);
     }
     let verbose = ctx.global.verbose && !ctx.global.quiet;
+    let aside = StdoutAside::new(ctx.global.json)?;
     let result = tend_supervisor::run(&ctx.ledger, &ctx.home, &spec, Mode::Foreground, &mut |r| {
         if let Report::Started(e) = r {
             if verbose {
@@ -125,6 +126,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
             }
         }
     })?;
+    drop(aside);
     let e = match result {
         RunResult::Finished(e) => {
             if e.started_at.is_none() {
@@ -189,6 +191,35 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         output::json(&e)?;
     }
     Ok(e.shell_code())
+}
+
+/// With `--json`, tend's stdout carries the JSON and nothing else: while
+/// the command runs its stdout goes to tend's stderr (one file then, so
+/// the two streams keep the order they were written in), and the real
+/// stdout comes back for the JSON when this is dropped.
+struct StdoutAside(Option<std::os::fd::OwnedFd>);
+
+impl StdoutAside {
+    fn new(json: bool) -> Result<StdoutAside> {
+        use std::os::fd::AsFd;
+        if !json {
+            return Ok(StdoutAside(None));
+        }
+        let out = std::io::stdout();
+        let saved = rustix::io::fcntl_dupfd_cloexec(out.as_fd(), 3)
+            .context("cannot set stdout aside for the JSON")?;
+        rustix::stdio::dup2_stdout(std::io::stderr().as_fd())
+            .context("cannot send the command's stdout to stderr")?;
+        Ok(StdoutAside(Some(saved)))
+    }
+}
+
+impl Drop for StdoutAside {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            let _ = rustix::stdio::dup2_stdout(&fd);
+        }
+    }
 }
 
 fn detached(ctx: &Context, spec: RunSpec) -> Result<i32> {

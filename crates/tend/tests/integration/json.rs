@@ -87,3 +87,27 @@ fn ps_json_has_one_key_per_field() {
     assert!(rows[0]["cpu_ms"].is_u64(), "the live value: {raw}");
     assert_eq!(raw.matches("\"rss_bytes\"").count(), 1, "{raw}");
 }
+
+/// `run --json` in the foreground: stdout carries the JSON and nothing
+/// else; the command's output goes to stderr, in the order it was written.
+#[test]
+fn run_json_keeps_the_commands_output_out_of_stdout() {
+    let env = TestEnv::new();
+    let out = env.tend(&[
+        "--json",
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo out1; echo err1 >&2; echo out2",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is one JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(stderr(&out), "out1\nerr1\nout2\n");
+}

@@ -101,3 +101,61 @@ fn reap_dry_run_reports_without_acting() {
     assert_eq!(done["lost"][0]["id"], id.as_str());
     assert_eq!(env.status(&id), "lost");
 }
+
+/// Two homes on one store: a wait from home B on an execution of home A
+/// whose supervisor died cannot reconcile it (it is A's), and must not
+/// spin trying: it looks again once a second until its timeout.
+#[test]
+fn a_wait_on_another_homes_dead_execution_does_not_spin() {
+    let a = TestEnv::new();
+    let b = TestEnv::new();
+    let store = a.dir.path().join("shared.db");
+    let store = store.to_str().unwrap();
+    let out = a
+        .cmd()
+        .env("TEND_STORE", store)
+        .args(["run", "-d", "--", "sleep", "100"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let show = a
+        .cmd()
+        .env("TEND_STORE", store)
+        .args(["--json", "show", &id])
+        .output()
+        .unwrap();
+    let e: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let sup = e["supervisor"]["pid"].as_i64().unwrap() as u32;
+    sigkill(sup);
+    let script = r#""$0" wait --timeout 2s "$1"; echo "rc=$?"; cat /proc/$$/stat"#;
+    let out = std::process::Command::new("sh")
+        .env("TEND_HOME", b.home())
+        .env("XDG_CONFIG_HOME", b.dir.path().join("config"))
+        .env("TEND_STORE", store)
+        .args(["-c", script, env!("CARGO_BIN_EXE_tend"), &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("rc="), "{text} {}", stderr(&out));
+    let stat = text.lines().last().unwrap();
+    let f: Vec<u64> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .skip(13)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let ticks = f[0] + f[1];
+    assert!(
+        ticks < 60,
+        "the wait spun: {ticks} clock ticks of CPU in 2s"
+    );
+    // Home A's own read reconciles it and ends the tree.
+    let out = a
+        .cmd()
+        .env("TEND_STORE", store)
+        .args(["wait", &id])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+}
