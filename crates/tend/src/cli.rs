@@ -14,7 +14,8 @@ use tend_model::Status;
     version,
     about,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "Examples:\n  tend run -- ./train.sh\n  tend run -d --name train --timeout 2h -- ./train.sh\n  tend ps\n  tend logs -f <id>\n  tend wait <id>; echo $?\n  tend kill <id>\n\nSee 'tend <command> --help' for each command's options and examples."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -27,44 +28,96 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Ledger to use: a SQLite file path or sqlite:// URL [default: $TEND_HOME/tend.db]
-    #[arg(long, global = true, env = "TEND_STORE", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "TEND_STORE",
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
     pub store: Option<String>,
     /// Print machine-readable JSON (one stable schema; see README)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Print less: no notes on stderr
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
     /// Print more detail
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run a command as an execution (in the foreground, or detached with -d)
+    #[command(after_help = "Examples:
+  tend run -- ./train.sh                      run in the foreground, exit with its code
+  tend run -d --name train -- ./train.sh      detached: prints the id
+  tend run --timeout 2h --kill-grace 30s -- ./backup.sh
+  tend run --key nightly-report -- ./report.sh   at most one live execution per key
+  tend --json run -- make test                JSON on stdout, the command's output on stderr")]
     Run(RunArgs),
     /// Show the executions that are queued or running
+    #[command(after_help = "Examples:
+  tend ps
+  tend --json ps | jq '.[].id'")]
     Ps,
     /// List recent executions
+    #[command(after_help = "Examples:
+  tend list
+  tend list --status failed,lost --since 1d
+  tend list --name 'backup-*' --label team=infra --limit 100")]
     List(ListArgs),
     /// Show every field of one execution and its events
+    #[command(after_help = "Examples:
+  tend show k3x9          any unique prefix of 4+ characters
+  tend --json show k3x9q2ab")]
     Show(ShowArgs),
     /// Print an execution's output
+    #[command(after_help = "Examples:
+  tend logs k3x9
+  tend logs -f k3x9       follow until it ends
+  tend logs --stderr k3x9")]
     Logs(LogsArgs),
     /// Block until executions end; exit with the execution's code
+    #[command(after_help = "Examples:
+  tend wait k3x9; echo $?          exits with the execution's code
+  tend wait --timeout 10m a1b2 c3d4   exit 75 if they are not all done by then
+  tend wait --key nightly-report")]
     Wait(WaitArgs),
     /// Kill executions: SIGTERM to the whole tree, a grace period, then SIGKILL
+    #[command(after_help = "Examples:
+  tend kill k3x9 --reason \"wrong data\"
+  tend kill --label team=ml          lists what it would kill ...
+  tend kill --label team=ml --yes    ... and kills with --yes
+  tend kill --older-than 12h --yes --grace 1m")]
     Kill(KillArgs),
     /// Reconcile now: mark executions whose supervisor is gone lost, end stray processes
+    #[command(after_help = "Examples:
+  tend reap --dry-run
+  tend reap")]
     Reap(ReapArgs),
     /// Run the daemon: HTTP API, event stream, metrics, and the host's reaper
+    #[command(after_help = "Examples:
+  tend serve
+  tend serve --listen 7763
+  TEND_LISTEN=0.0.0.0:7757 TEND_ALLOWED_HOSTS=tend.example.com tend serve   (behind TLS; see docs/serve.md)")]
     Serve(ServeArgs),
     /// Check health: exit 0 healthy, 1 degraded, 2 unhealthy
+    #[command(after_help = "Examples:
+  tend health && echo ok
+  tend --json health")]
     Health,
     /// Tell tend the execution this runs in is alive (for --heartbeat-timeout)
+    #[command(
+        after_help = "Examples:
+  tend heartbeat                          inside a command run with --heartbeat-timeout
+  tend heartbeat --progress \"epoch 3/10\""
+    )]
     Heartbeat(HeartbeatArgs),
     /// Check this host: kernel features, containment tiers, the ledger
+    #[command(after_help = "Examples:
+  tend doctor")]
     Doctor,
     /// Supervise one execution described on stdin (used by `run -d`)
     #[command(name = "__supervise", hide = true)]

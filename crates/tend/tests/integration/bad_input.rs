@@ -383,3 +383,43 @@ fn huge_ages_and_waits_never_wrap_or_panic() {
     let out = wait.wait_with_output().unwrap();
     assert_eq!(code(&out), 143, "{}", stderr(&out));
 }
+
+/// Issue 10: every command's help shows examples, and the options every
+/// command takes are grouped apart from its own.
+#[test]
+fn every_command_has_examples_and_groups_the_global_options() {
+    let env = TestEnv::new();
+    let top = env.ok(&["--help"]);
+    assert!(top.contains("Examples:"), "{top}");
+    for cmd in [
+        "run",
+        "ps",
+        "list",
+        "show",
+        "logs",
+        "wait",
+        "kill",
+        "reap",
+        "serve",
+        "health",
+        "heartbeat",
+        "doctor",
+    ] {
+        let help = env.ok(&[cmd, "--help"]);
+        assert!(
+            help.contains("Examples:\n  tend"),
+            "tend {cmd} --help: {help}"
+        );
+        let global = help
+            .find("Global options:")
+            .unwrap_or_else(|| panic!("{cmd}: {help}"));
+        assert!(
+            help[global..].contains("--json"),
+            "{cmd}: --json is a global option"
+        );
+        assert!(
+            !help[..global].contains("--json "),
+            "{cmd}: --json only under Global options"
+        );
+    }
+}
