@@ -109,11 +109,9 @@ pub enum Cmd {
   tend --json health")]
     Health,
     /// Tell tend the execution this runs in is alive (for --heartbeat-timeout)
-    #[command(
-        after_help = "Examples:
+    #[command(after_help = "Examples:
   tend heartbeat                          inside a command run with --heartbeat-timeout
-  tend heartbeat --progress \"epoch 3/10\""
-    )]
+  tend heartbeat --progress \"epoch 3/10\"")]
     Heartbeat(HeartbeatArgs),
     /// Check this host: kernel features, containment tiers, the ledger
     #[command(after_help = "Examples:

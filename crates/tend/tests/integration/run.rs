@@ -234,3 +234,48 @@ fn tend_says_in_one_line_why_it_ended_a_command() {
     );
     env.assert_no_marked(Some(&id), Duration::from_secs(10));
 }
+
+/// The README tour's scripts exist and behave as the tour says: train.sh
+/// reports heartbeats and leaves a helper behind, which tend ends with it;
+/// report.sh under a key.
+#[test]
+fn the_tours_example_scripts_run_under_tend() {
+    let env = TestEnv::new();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_tend"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = env
+        .cmd()
+        .current_dir(&examples)
+        .env("PATH", &path)
+        .env("EPOCHS", "2")
+        .env("EPOCH_SECONDS", "0.2")
+        .args(["run", "--heartbeat-timeout", "1m", "--", "./train.sh"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("epoch 2/2: loss 500\ndone"));
+    let e = &env.json(&["list"])[0];
+    assert_eq!(
+        (&e["status"], &e["progress"]),
+        (&"succeeded".into(), &"epoch 2/2".into()),
+        "{e}"
+    );
+    env.assert_no_marked(Some(e["id"].as_str().unwrap()), Duration::from_secs(10));
+    let out = env
+        .cmd()
+        .current_dir(&examples)
+        .env("REPORT_SECONDS", "0")
+        .args(["run", "--key", "nightly-report", "--", "./report.sh"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("report for "));
+}
