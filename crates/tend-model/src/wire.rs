@@ -102,44 +102,32 @@ impl HealthReport {
 }
 
 /// What a kill did to one execution (`tend kill --json`, one per
-/// execution; `POST /api/v1/executions/{id}/kill`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+/// execution; `POST /api/v1/executions/{id}/kill`): the execution as it is
+/// after the kill, whose `kill_method`, `kill_duration_ms` and
+/// `processes_signalled` say what this kill did, and whether it had already
+/// finished.
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Killed {
-    /// Execution id.
-    pub id: String,
-    /// Final status.
-    pub status: Status,
-    /// `graceful`, `forced`, or `none` when it had already finished.
-    pub kill_method: KillMethod,
-    /// Request to empty tree.
-    pub kill_duration_ms: u64,
-    /// Processes signalled.
-    pub processes_signalled: u32,
+    /// The execution after the kill.
+    #[serde(flatten)]
+    pub execution: Execution,
     /// True when nothing was done because it had already ended.
     pub already_finished: bool,
 }
 
 impl Killed {
     /// The result for `e` as it is after the kill. An execution that had
-    /// already finished reports no method, no duration and no process, even
-    /// if an earlier kill recorded some.
+    /// already finished reports method `none`, no duration and no process,
+    /// even if an earlier kill recorded some.
     pub fn new(e: &Execution, already_finished: bool) -> Killed {
-        if already_finished {
-            return Killed {
-                id: e.id.to_string(),
-                status: e.status,
-                kill_method: KillMethod::None,
-                kill_duration_ms: 0,
-                processes_signalled: 0,
-                already_finished,
-            };
+        let mut execution = e.clone();
+        if already_finished || execution.kill_method.is_none() {
+            execution.kill_method = Some(KillMethod::None);
+            execution.kill_duration_ms = Some(0);
+            execution.processes_signalled = Some(0);
         }
         Killed {
-            id: e.id.to_string(),
-            status: e.status,
-            kill_method: e.kill_method.unwrap_or(KillMethod::None),
-            kill_duration_ms: e.kill_duration_ms.unwrap_or(0),
-            processes_signalled: e.processes_signalled.unwrap_or(0),
+            execution,
             already_finished,
         }
     }

@@ -46,6 +46,10 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         checks.push(check(&format!("tier {tier}"), r));
     }
     let chosen = tend_supervisor::choose_tier(ctx.ledger.ledger_id(), ctx.config.containment);
+    if let Some(parent) = chosen.as_ref().ok().and_then(|t| t.cgroup_parent()) {
+        // Only a look: leave no empty folder behind (one in use stays).
+        let _ = std::fs::remove_dir(parent);
+    }
     checks.push(check(
         "containment",
         chosen

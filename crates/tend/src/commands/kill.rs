@@ -104,16 +104,20 @@ fn would_kill(ctx: &Context, targets: &[Execution]) -> Result<i32> {
 }
 
 fn print_killed(k: &Killed) -> Result<()> {
+    let e = &k.execution;
     if k.already_finished {
-        return say!("{}  already finished ({}); nothing to kill", k.id, k.status);
+        return say!("{}  already finished ({}); nothing to kill", e.id, e.status);
     }
+    let n = e.processes_signalled.unwrap_or(0);
     say!(
         "{}  {}  {}  {}ms  {} process{} signalled",
-        k.id,
-        k.status,
-        k.kill_method.as_str(),
-        k.kill_duration_ms,
-        k.processes_signalled,
-        if k.processes_signalled == 1 { "" } else { "es" }
+        e.id,
+        e.status,
+        e.kill_method
+            .unwrap_or(tend_model::KillMethod::None)
+            .as_str(),
+        e.kill_duration_ms.unwrap_or(0),
+        n,
+        if n == 1 { "" } else { "es" }
     )
 }

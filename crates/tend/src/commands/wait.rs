@@ -48,7 +48,7 @@ pub fn wait(ctx: &Context, args: &WaitArgs) -> Result<i32> {
     let targets = match &args.key {
         Some(key) => match ctx.ledger.by_key(key)? {
             Some(e) => vec![e],
-            None => return Err(crate::usage(format!("no execution holds the key '{key}'"))),
+            None => anyhow::bail!("no execution holds the key '{key}'"),
         },
         None => args
             .ids

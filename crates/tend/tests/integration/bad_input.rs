@@ -3,10 +3,12 @@ use std::time::Duration;
 use crate::support::*;
 
 #[test]
-fn unknown_and_malformed_ids_are_usage_errors() {
+/// Issue 10, per SPEC: an id that matches nothing is "not found" (exit 1);
+/// a malformed one is a usage error (exit 2).
+fn unknown_ids_are_not_found_and_malformed_ids_are_usage_errors() {
     let env = TestEnv::new();
     env.ok(&["run", "--", "true"]);
-    let e = assert_one_sentence(&env.tend(&["show", "zzzzzzzz"]), 2);
+    let e = assert_one_sentence(&env.tend(&["show", "zzzzzzzz"]), 1);
     assert!(e.contains("no execution matches 'zzzzzzzz'"), "{e}");
     let e = assert_one_sentence(&env.tend(&["show", "ab"]), 2);
     assert!(e.contains("prefix needs at least 4"), "{e}");

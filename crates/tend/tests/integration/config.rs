@@ -97,3 +97,23 @@ fn a_bad_configuration_names_the_file_and_the_key() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(env.json(&["list"])[0]["kill_grace_ms"], 2000);
 }
+
+/// `tend doctor` only looks: the per-ledger cgroup folder its probe made is
+/// gone afterwards (issue 10).
+#[test]
+fn doctor_leaves_nothing_behind() {
+    let env = TestEnv::new();
+    let out = env.ok(&["doctor"]);
+    let Some(line) = out
+        .lines()
+        .find(|l| l.contains("tier cgroup") && l.contains("cgroup v2 at "))
+    else {
+        eprintln!("skipped: no cgroup tier here: {out}");
+        return;
+    };
+    let path = line.split("cgroup v2 at ").nth(1).unwrap().trim();
+    assert!(
+        !std::path::Path::new(path).exists(),
+        "doctor left {path} behind"
+    );
+}

@@ -50,6 +50,8 @@ fn every_command_speaks_the_same_execution_schema() {
     assert_eq!(show["events"][0]["kind"], "created");
     let killed = env.json(&["kill", id]);
     let k = &killed[0];
+    // The execution itself, with this kill's fields (issue 10).
+    assert_execution(k);
     for f in [
         "id",
         "status",
