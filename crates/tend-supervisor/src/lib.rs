@@ -33,6 +33,7 @@ pub mod kill;
 mod logs;
 mod notify;
 mod outbox;
+pub mod output;
 mod reap;
 mod reaper;
 mod signals;

@@ -149,10 +149,14 @@ pub(crate) fn libc_eacces() -> i32 {
     13
 }
 
+/// The two log files, noting their writes in one output index.
 pub(crate) fn open_logs(exec: &Execution, cap: u64) -> io::Result<(LogFile, LogFile)> {
+    let stdout: std::path::PathBuf = exec.stdout_path.clone().into();
+    let index = crate::logs::OutputIndex::create(&crate::logs::OutputIndex::path_for(&stdout))?;
+    let index = std::rc::Rc::new(std::cell::RefCell::new(index));
     Ok((
-        LogFile::create(exec.stdout_path.clone().into(), cap)?,
-        LogFile::create(exec.stderr_path.clone().into(), cap)?,
+        LogFile::create(stdout, cap)?.indexed(0, index.clone()),
+        LogFile::create(exec.stderr_path.clone().into(), cap)?.indexed(1, index),
     ))
 }
 

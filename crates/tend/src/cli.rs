@@ -75,9 +75,10 @@ pub enum Cmd {
     Show(ShowArgs),
     /// Print an execution's output
     #[command(after_help = "Examples:
-  tend logs k3x9
-  tend logs -f k3x9       follow until it ends
-  tend logs --stderr k3x9")]
+  tend logs k3x9           both streams, in the order written
+  tend logs -f k3x9        follow until it ends
+  tend logs -n 20 -t       the last 20 lines of the latest execution, with times
+  tend logs --stderr --since 10m k3x9")]
     Logs(LogsArgs),
     /// Block until executions end; exit with the execution's code
     #[command(after_help = "Examples:
@@ -204,14 +205,26 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// Execution id or a unique prefix
-    pub id: String,
+    /// Execution id or a unique prefix [default: the most recent execution]
+    pub id: Option<String>,
     /// Keep printing as it writes, until it ends
     #[arg(short, long)]
     pub follow: bool,
-    /// Standard error instead of standard output
+    /// Standard output only [default: both streams, in the order written]
+    #[arg(long, conflicts_with = "stderr")]
+    pub stdout: bool,
+    /// Standard error only
     #[arg(long)]
     pub stderr: bool,
+    /// Only the last N lines
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Only what was written within this long (e.g. 10m)
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Begin each line with the time it was written
+    #[arg(short, long)]
+    pub timestamps: bool,
 }
 
 #[derive(Debug, Args)]

@@ -55,9 +55,10 @@ fn wait_timeout_gives_up_with_75() {
 fn logs_follow_until_the_end() {
     let env = TestEnv::new();
     let id = env.detach(&["sh", "-c", "echo one; sleep 0.5; echo two; echo bad >&2"]);
-    let out = env.ok(&["logs", "-f", &id]);
+    let out = env.ok(&["logs", "-f", "--stdout", &id]);
     assert_eq!(out, "one\ntwo\n");
     assert_eq!(env.ok(&["logs", "--stderr", &id]), "bad\n");
+    assert_eq!(env.ok(&["logs", &id]), "one\ntwo\nbad\n", "both, by default");
     assert_eq!(env.status(&id), "succeeded");
 }
 

@@ -63,3 +63,45 @@ fn list_shows_the_command_and_how_many_more_there_are() {
     let all = env.tend(&["list", "--limit", "3"]);
     assert!(!stderr(&all).contains("more"), "{}", stderr(&all));
 }
+
+/// `tend logs` (issue 10): both streams in the order written by default,
+/// one with --stdout/--stderr, the last lines, the recent part, times,
+/// records in JSON, the latest execution without an id, and -f of both.
+#[test]
+fn logs_interleave_tail_since_timestamps_and_json() {
+    let env = TestEnv::new();
+    let script = "echo o1; sleep 0.2; echo e1 >&2; sleep 0.2; echo o2; sleep 0.2; echo e2 >&2";
+    env.ok(&["run", "--", "sh", "-c", script]);
+    assert_eq!(
+        env.ok(&["logs"]),
+        "o1\ne1\no2\ne2\n",
+        "the latest, interleaved"
+    );
+    assert_eq!(env.ok(&["logs", "--stdout"]), "o1\no2\n");
+    assert_eq!(env.ok(&["logs", "--stderr"]), "e1\ne2\n");
+    assert_eq!(env.ok(&["logs", "-n", "3"]), "e1\no2\ne2\n");
+    assert_eq!(env.ok(&["logs", "--tail", "1", "--stdout"]), "o2\n");
+    assert_eq!(env.ok(&["logs", "--since", "1h"]), "o1\ne1\no2\ne2\n");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(env.ok(&["logs", "--since", "1s"]), "", "all of it is older");
+    let stamped = env.ok(&["logs", "-t"]);
+    for (line, text) in stamped.lines().zip(["o1", "e1", "o2", "e2"]) {
+        let (stamp, rest) = line.split_once(' ').unwrap();
+        assert!(stamp.starts_with("20") && stamp.ends_with('Z'), "{line}");
+        assert_eq!(rest, text);
+    }
+    let records = env.json(&["logs"]);
+    assert_eq!(records[1]["stream"], "stderr", "{records}");
+    assert_eq!(records[1]["text"], "e1\n");
+    assert!(records[1]["at"].is_string() && records[1]["offset"] == 0);
+    let e = assert_one_sentence(&env.tend(&["--json", "logs", "-f"]), 2);
+    assert!(e.contains("cannot follow"), "{e}");
+
+    let id = env.detach(&[
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo out $i; sleep 0.2; echo err $i >&2; sleep 0.2; done",
+    ]);
+    let followed = env.ok(&["logs", "-f", &id]);
+    assert_eq!(followed, "out 1\nerr 1\nout 2\nerr 2\nout 3\nerr 3\n");
+}
