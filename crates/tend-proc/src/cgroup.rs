@@ -74,6 +74,14 @@ pub fn ledger_parent(ledger: &str) -> Result<PathBuf, Unavailable> {
             "this kernel has no cgroup.kill (needs Linux 5.14)".into(),
         ));
     }
+    // Executions get the memory controller where it is delegated, so that
+    // the kernel can enforce `--max-memory`; where it is not, nothing
+    // changes (the limit is sampled).
+    for dir in [base.parent().unwrap_or(&base), base.as_path()] {
+        if offers(dir, "memory") && !enabled(dir, "memory") {
+            let _ = fs::write(dir.join("cgroup.subtree_control"), "+memory");
+        }
+    }
     Ok(base)
 }
 
@@ -187,6 +195,35 @@ impl Cgroup {
         Some(std::time::Duration::from_micros(usec))
     }
 
+    /// Lets the kernel enforce a memory limit on the whole tree
+    /// (`memory.max`), when this cgroup has the memory controller. Returns
+    /// whether it does; without it, the caller samples instead.
+    pub fn limit_memory(&self, bytes: u64) -> io::Result<bool> {
+        let max = self.path.join("memory.max");
+        if !max.exists() {
+            return Ok(false);
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .open(max)?
+            .write_all(bytes.to_string().as_bytes())?;
+        Ok(true)
+    }
+
+    /// How many processes the kernel's OOM killer ended in it for its
+    /// `memory.max` (`oom_kill` in `memory.events`); 0 without the
+    /// controller.
+    pub fn oom_kills(&self) -> u64 {
+        fs::read_to_string(self.path.join("memory.events"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// True while any process is in it (`populated 1` in `cgroup.events`).
     pub fn populated(&self) -> bool {
         fs::read_to_string(self.path.join("cgroup.events"))
@@ -220,6 +257,18 @@ impl Cgroup {
             }
         }
     }
+}
+
+/// Whether `dir`'s cgroup has `controller` available.
+fn offers(dir: &Path, controller: &str) -> bool {
+    fs::read_to_string(dir.join("cgroup.controllers"))
+        .is_ok_and(|t| t.split_whitespace().any(|c| c == controller))
+}
+
+/// Whether `dir` hands `controller` down to its children.
+fn enabled(dir: &Path, controller: &str) -> bool {
+    fs::read_to_string(dir.join("cgroup.subtree_control"))
+        .is_ok_and(|t| t.split_whitespace().any(|c| c == controller))
 }
 
 fn collect(dir: &Path, out: &mut Vec<i32>) {
