@@ -15,11 +15,15 @@
 //! 6. commit the terminal status only when the tree is empty, then announce
 //!    it with an exit file.
 //!
-//! This file holds [`run`] and the event loop; its parts live beside it:
-//! `start.rs` starts the command, `ending` ends the tree (kills and the
-//! clean-up of leftovers), `limits` fires the timeouts and the memory limit,
-//! `pipes` keeps the command's output, and `outcome` maps what happened to
-//! the outcome committed, as a pure function.
+//! This file holds [`run`] and the event loop; its parts are its child
+//! modules, in `supervisor/`: `start` starts the command (step 3), `ending`
+//! ends the tree (kills, and what the command left behind), `limits` fires
+//! the timeouts and the memory limit, `pipes` keeps the command's output in
+//! the logs (`terminal` and `streams` copy it in the foreground), `outbox`
+//! holds the events a busy ledger did not take, and `outcome` maps what
+//! happened to the outcome committed, as a pure function. `ending`,
+//! `limits` and `pipes` are methods on the loop's state (`Supervision`);
+//! `outcome` sees only a plain `Happened`.
 
 mod ending;
 mod limits;
