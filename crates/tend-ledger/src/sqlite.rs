@@ -359,63 +359,72 @@ fn adopt_if_copied(conn: &Connection, path: &Path) -> Result<Option<String>> {
         })
         .optional()
         .map_err(Error::storage("reading the ledger's file identity"))?;
-    let set = |k: &str, v: &str| {
-        tx.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-            [k, v],
-        )
-        .map(drop)
-        .map_err(Error::storage("recording the ledger's identity"))
-    };
+    let set = |k: &str, v: &str| set_meta(&tx, k, v);
     let copied_from = match recorded {
         Some(r) if r == me => None,
         // First open since file identities were recorded: this is the file.
         None => None,
         // Replaced in place: still this ledger.
         Some(_) if recorded_path.as_deref() == Some(here.as_str()) => None,
-        Some(_) => {
-            let old: String = tx
-                .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
-                    r.get(0)
-                })
-                .map_err(Error::storage("reading the ledger id"))?;
-            set("ledger_id", &random_ledger_id())?;
-            let live: Vec<String> = {
-                let mut q = tx
-                    .prepare("SELECT id FROM executions WHERE status IN ('queued','running')")
-                    .map_err(Error::storage("listing live executions"))?;
-                let ids = q
-                    .query_map([], |r| r.get(0))
-                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
-                    .map_err(Error::storage("listing live executions"))?;
-                ids
-            };
-            let reason =
-                format!("copied from ledger {old}: its supervision stayed with the original");
-            for id in &live {
-                tx.execute(
-                    "UPDATE executions SET status = 'lost', reason = ?2, finished_at = ?3, \
-                     live_key = NULL, version = version + 1 WHERE id = ?1",
-                    params![id, reason, now_ms()],
-                )
-                .map_err(Error::storage("ending a copied execution"))?;
-                insert_event(
-                    &tx,
-                    id,
-                    EventKind::MarkedLost,
-                    &Actor::Ledger,
-                    &json!({ "reason": reason, "copied_from": old,
-                    "note": "no process was signalled: it belongs to the original ledger" }),
-                )?;
-            }
-            Some(old)
-        }
+        Some(_) => Some(become_a_ledger_of_its_own(&tx)?),
     };
     set("file_id", &me)?;
     set("file_path", &here)?;
     tx.commit()
         .map_err(Error::storage("committing the ledger's identity"))?;
     Ok(copied_from)
+}
+
+/// Sets one `meta` value, as part of the ledger's identity.
+fn set_meta(tx: &Transaction<'_>, key: &str, value: &str) -> Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+        [key, value],
+    )
+    .map(drop)
+    .map_err(Error::storage("recording the ledger's identity"))
+}
+
+/// Makes a copied ledger file a ledger of its own, inside `tx`: a new
+/// ledger id (so it never claims the original's marked processes or
+/// cgroups), and every live execution `lost` without touching a process,
+/// since their supervision stayed with the original. Returns the
+/// original's ledger id.
+fn become_a_ledger_of_its_own(tx: &Transaction<'_>) -> Result<String> {
+    let old: String = tx
+        .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
+            r.get(0)
+        })
+        .map_err(Error::storage("reading the ledger id"))?;
+    set_meta(tx, "ledger_id", &random_ledger_id())?;
+    let live: Vec<String> = {
+        let mut q = tx
+            .prepare("SELECT id FROM executions WHERE status IN ('queued','running')")
+            .map_err(Error::storage("listing live executions"))?;
+        let ids = q
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(Error::storage("listing live executions"))?;
+        ids
+    };
+    let reason = format!("copied from ledger {old}: its supervision stayed with the original");
+    for id in &live {
+        tx.execute(
+            "UPDATE executions SET status = 'lost', reason = ?2, finished_at = ?3, \
+             live_key = NULL, version = version + 1 WHERE id = ?1",
+            params![id, reason, now_ms()],
+        )
+        .map_err(Error::storage("ending a copied execution"))?;
+        insert_event(
+            tx,
+            id,
+            EventKind::MarkedLost,
+            &Actor::Ledger,
+            &json!({ "reason": reason, "copied_from": old,
+            "note": "no process was signalled: it belongs to the original ledger" }),
+        )?;
+    }
+    Ok(old)
 }
 
 fn random_u64() -> u64 {
@@ -444,26 +453,8 @@ fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
     let command: String = r.get(9)?;
     let sup_boot: String = r.get(17)?;
     let pid: Option<i32> = r.get(6)?;
-    let pid_start: Option<i64> = r.get(21)?;
-    let process = match (pid, pid_start) {
-        (Some(pid), Some(st)) => Some(ProcessIdentity {
-            boot_id: sup_boot.clone(),
-            pid,
-            start_time: st as u64,
-            pidfd_ino: r.get::<_, Option<i64>>(22)?.map(|v| v as u64),
-        }),
-        _ => None,
-    };
-    let kill_request = match r.get::<_, Option<i64>>(25)? {
-        Some(at) => Some(KillRequested {
-            at,
-            by: r.get::<_, Option<String>>(26)?.unwrap_or_default(),
-            reason: r.get(27)?,
-            force: r.get::<_, Option<i64>>(28)?.unwrap_or(0) != 0,
-            grace_ms: r.get::<_, Option<i64>>(29)?.map(|v| v as u64),
-        }),
-        None => None,
-    };
+    let process = process_of(r, pid, &sup_boot)?;
+    let kill_request = kill_request_of(r)?;
     Ok(Execution {
         id: ExecutionId::parse(&id).map_err(|e| bad(0, e.to_string()))?,
         name: r.get(1)?,
@@ -516,6 +507,39 @@ fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
     })
 }
 
+/// The command's identity, once it started (`pid` is column 6): it runs on
+/// the supervisor's boot.
+fn process_of(
+    r: &Row<'_>,
+    pid: Option<i32>,
+    boot_id: &str,
+) -> rusqlite::Result<Option<ProcessIdentity>> {
+    let pid_start: Option<i64> = r.get(21)?;
+    Ok(match (pid, pid_start) {
+        (Some(pid), Some(st)) => Some(ProcessIdentity {
+            boot_id: boot_id.to_string(),
+            pid,
+            start_time: st as u64,
+            pidfd_ino: r.get::<_, Option<i64>>(22)?.map(|v| v as u64),
+        }),
+        _ => None,
+    })
+}
+
+/// The kill asked for, if one was (columns 25 to 29).
+fn kill_request_of(r: &Row<'_>) -> rusqlite::Result<Option<KillRequested>> {
+    Ok(match r.get::<_, Option<i64>>(25)? {
+        Some(at) => Some(KillRequested {
+            at,
+            by: r.get::<_, Option<String>>(26)?.unwrap_or_default(),
+            reason: r.get(27)?,
+            force: r.get::<_, Option<i64>>(28)?.unwrap_or(0) != 0,
+            grace_ms: r.get::<_, Option<i64>>(29)?.map(|v| v as u64),
+        }),
+        None => None,
+    })
+}
+
 /// A working directory as its two columns hold it: `cwd` its text (escaped
 /// when it is not UTF-8, so that SQL readers see something sensible), and
 /// `cwd_bytes` its exact bytes only when that text is not exact.
@@ -546,6 +570,77 @@ fn get_in(conn: &Connection, id: &str) -> Result<Option<Execution>> {
     )
     .optional()
     .map_err(Error::storage("reading an execution"))
+}
+
+/// The live key a new execution may hold: its key, unless a live
+/// execution holds it already (then the new one runs without one).
+fn live_key_for(conn: &Connection, key: Option<&str>) -> Result<Option<String>> {
+    let Some(key) = key else { return Ok(None) };
+    let held: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM executions WHERE live_key = ?1)",
+            [key],
+            |r| r.get(0),
+        )
+        .map_err(Error::storage("looking up a key"))?;
+    Ok((!held).then(|| key.to_string()))
+}
+
+/// Inserts `new` as `queued` with the id `id`. `None` when the id is
+/// taken already (the caller tries another).
+fn insert_queued(
+    conn: &Connection,
+    new: &NewExecution,
+    id: &ExecutionId,
+    live_key: Option<String>,
+) -> Result<Option<Execution>> {
+    let log = |ext: &str| {
+        new.log_dir
+            .join(format!("{id}.{ext}"))
+            .display()
+            .to_string()
+    };
+    let (cwd_text, cwd_bytes) = path_columns(&new.cwd);
+    conn.query_row(
+            &format!(
+                "INSERT INTO executions (id, name, command, cwd, env, labels, key, live_key, status, \
+                 created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
+                 timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
+                 idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
+            ),
+            params![
+                id.as_str(),
+                new.name,
+                serde_json::to_string(&new.command).expect("a list of strings serialises"),
+                cwd_text,
+                serde_json::to_string(&new.env).expect("a string map serialises"),
+                serde_json::to_string(&new.labels).expect("a string map serialises"),
+                new.key,
+                live_key,
+                now_ms(),
+                new.host,
+                new.tier.as_str(),
+                new.supervisor.boot_id,
+                new.supervisor.pid,
+                new.supervisor.start_time as i64,
+                new.supervisor.pidfd_ino.map(|v| v as i64),
+                new.timeout_ms.map(|v| v as i64),
+                new.kill_grace_ms as i64,
+                log("out"),
+                log("err"),
+                new.cgroup.as_ref().map(|c| c.join(id.as_str()).display().to_string()),
+                new.heartbeat_timeout_ms.map(|v| v as i64),
+                new.idle_timeout_ms.map(|v| v as i64),
+                new.max_memory_bytes.map(|v| v as i64),
+                cwd_bytes,
+                new.agent_id,
+            ],
+            row_to_execution,
+        )
+        .optional()
+        .map_err(Error::storage("recording a new execution"))
 }
 
 fn by_key_in(conn: &Connection, key: &str) -> Result<Option<Execution>> {
@@ -630,68 +725,9 @@ impl Ledger for SqliteLedger {
                     return Ok(Created::Existing(existing));
                 }
             }
-            let live_key = match &new.key {
-                Some(key) => {
-                    let held: bool = tx
-                        .query_row(
-                            "SELECT EXISTS (SELECT 1 FROM executions WHERE live_key = ?1)",
-                            [key],
-                            |r| r.get(0),
-                        )
-                        .map_err(Error::storage("looking up a key"))?;
-                    (!held).then(|| key.clone())
-                }
-                None => None,
-            };
+            let live_key = live_key_for(&tx, new.key.as_deref())?;
             let id = ExecutionId::from_random(random_u64());
-            let log = |ext: &str| {
-                new.log_dir
-                    .join(format!("{id}.{ext}"))
-                    .display()
-                    .to_string()
-            };
-            let (cwd_text, cwd_bytes) = path_columns(&new.cwd);
-            let row = tx
-                .query_row(
-                    &format!(
-                        "INSERT INTO executions (id, name, command, cwd, env, labels, key, live_key, status, \
-                         created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
-                         timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
-                         idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                         ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
-                    ),
-                    params![
-                        id.as_str(),
-                        new.name,
-                        serde_json::to_string(&new.command).expect("a list of strings serialises"),
-                        cwd_text,
-                        serde_json::to_string(&new.env).expect("a string map serialises"),
-                        serde_json::to_string(&new.labels).expect("a string map serialises"),
-                        new.key,
-                        live_key,
-                        now_ms(),
-                        new.host,
-                        new.tier.as_str(),
-                        new.supervisor.boot_id,
-                        new.supervisor.pid,
-                        new.supervisor.start_time as i64,
-                        new.supervisor.pidfd_ino.map(|v| v as i64),
-                        new.timeout_ms.map(|v| v as i64),
-                        new.kill_grace_ms as i64,
-                        log("out"),
-                        log("err"),
-                        new.cgroup.as_ref().map(|c| c.join(id.as_str()).display().to_string()),
-                        new.heartbeat_timeout_ms.map(|v| v as i64),
-                        new.idle_timeout_ms.map(|v| v as i64),
-                        new.max_memory_bytes.map(|v| v as i64),
-                        cwd_bytes,
-                        new.agent_id,
-                    ],
-                    row_to_execution,
-                )
-                .optional()
-                .map_err(Error::storage("recording a new execution"))?;
+            let row = insert_queued(&tx, new, &id, live_key)?;
             let Some(row) = row else { continue };
             insert_event(
                 &tx,

@@ -157,30 +157,18 @@ pub fn supervise_from_stdin() -> i32 {
         return 2;
     }
     if tend_proc::spawn::fork_away().is_err() {
-        answer(
-            &Answer::Error {
-                message: "cannot fork a background supervisor".into(),
-            },
-            None,
-        );
+        let message = "cannot fork a background supervisor".into();
+        answer(&Answer::Error { message }, None);
         return 1;
     }
     say_hello();
-    let devnull = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .ok();
-    if let Some(null) = &devnull {
-        let _ = rustix::stdio::dup2_stdin(null);
-    }
-    // Pin no mount point and no deleted directory while it runs.
-    let _ = std::env::set_current_dir("/");
+    let devnull = let_go_of_surroundings();
+    let devnull = devnull.as_ref();
     let env: Envelope = match serde_json::from_str(&text) {
         Ok(e) => e,
         Err(e) => {
             let message = format!("the supervisor got an unreadable run description: {e}");
-            answer(&Answer::Error { message }, devnull.as_ref());
+            answer(&Answer::Error { message }, devnull);
             return 2;
         }
     };
@@ -189,13 +177,8 @@ pub fn supervise_from_stdin() -> i32 {
         .and_then(|s| tend_ledger::open(&s).map_err(|e| e.to_string()))
     {
         Ok(l) => l,
-        Err(e) => {
-            answer(
-                &Answer::Error {
-                    message: e.to_string(),
-                },
-                devnull.as_ref(),
-            );
+        Err(message) => {
+            answer(&Answer::Error { message }, devnull);
             return 1;
         }
     };
@@ -203,33 +186,50 @@ pub fn supervise_from_stdin() -> i32 {
     let mut answered = false;
     let result = crate::run(&*ledger, &home, &env.spec, Mode::Detached, &mut |r| {
         answered = true;
-        let a = match r {
-            Report::Started(e) => Answer::Started {
-                id: e.id.to_string(),
-            },
-            Report::Existing(e, _) => Answer::Existing {
-                id: e.id.to_string(),
-            },
-            Report::FailedToStart(e) => Answer::FailedToStart {
-                id: e.id.to_string(),
-            },
-        };
-        answer(&a, devnull.as_ref());
+        answer(&answer_for(r), devnull);
     });
     match result {
         Ok(RunResult::Finished(e) | RunResult::Undelivered(e, _)) => e.shell_code(),
         Ok(RunResult::Existing(..)) => 0,
         Err(e) => {
             if !answered {
-                answer(
-                    &Answer::Error {
-                        message: e.to_string(),
-                    },
-                    devnull.as_ref(),
-                );
+                let message = e.to_string();
+                answer(&Answer::Error { message }, devnull);
             }
             1
         }
+    }
+}
+
+/// Takes stdin from `/dev/null` and leaves the launcher's working
+/// directory, so that the supervisor pins no mount point and no deleted
+/// directory while it runs. Returns `/dev/null`, which stdout and stderr
+/// become once the answer is written.
+fn let_go_of_surroundings() -> Option<std::fs::File> {
+    let devnull = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .ok();
+    if let Some(null) = &devnull {
+        let _ = rustix::stdio::dup2_stdin(null);
+    }
+    let _ = std::env::set_current_dir("/");
+    devnull
+}
+
+/// The answer for what the supervisor reports once the start is decided.
+fn answer_for(r: Report<'_>) -> Answer {
+    match r {
+        Report::Started(e) => Answer::Started {
+            id: e.id.to_string(),
+        },
+        Report::Existing(e, _) => Answer::Existing {
+            id: e.id.to_string(),
+        },
+        Report::FailedToStart(e) => Answer::FailedToStart {
+            id: e.id.to_string(),
+        },
     }
 }
 

@@ -30,17 +30,15 @@ mod follow;
 pub mod health;
 mod home;
 pub mod kill;
+mod leftovers;
 mod logs;
 mod notify;
-mod outbox;
 pub mod output;
 mod reap;
 mod reaper;
 mod signals;
-mod start;
-mod streams;
 mod supervisor;
-mod terminal;
+mod takeover;
 mod tier;
 mod wait;
 pub mod watchdog;
@@ -48,10 +46,11 @@ pub mod watchdog;
 pub use follow::follow;
 pub use home::{open_small, read_small, Agent, Home, SMALL_FILE_MAX};
 pub use kill::{kill, request as request_kill, KillResult};
+pub use leftovers::end_marked;
 pub use notify::{wait_any, FileNotifier, Notifier, Subscription, Wake};
 pub use reap::reap;
 pub use reaper::{
-    end_marked, overdue_at, reconcile, reconcile_dry_run, reconcile_execution, sweep_stragglers,
+    overdue_at, reconcile, reconcile_dry_run, reconcile_execution, sweep_stragglers,
     verify_or_reconcile, Reconciled, Straggler, Supervision,
 };
 pub use supervisor::{run, signal_name, Mode, Report, RunResult};

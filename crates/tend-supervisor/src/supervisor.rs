@@ -14,8 +14,26 @@
 //!    re-parented to us, so they are still our descendants);
 //! 6. commit the terminal status only when the tree is empty, then announce
 //!    it with an exit file.
+//!
+//! This file holds [`run`] and the event loop; its parts are its child
+//! modules, in `supervisor/`: `start` starts the command (step 3), `ending`
+//! ends the tree (kills, and what the command left behind), `limits` fires
+//! the timeouts and the memory limit, `pipes` keeps the command's output in
+//! the logs (`terminal` and `streams` copy it in the foreground), `outbox`
+//! holds the events a busy ledger did not take, and `outcome` maps what
+//! happened to the outcome committed, as a pure function. `ending`,
+//! `limits` and `pipes` are methods on the loop's state (`Supervision`);
+//! `outcome` sees only a plain `Happened`.
 
-use std::collections::HashSet;
+mod ending;
+mod limits;
+mod outbox;
+mod outcome;
+mod pipes;
+mod start;
+mod streams;
+mod terminal;
+
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,20 +41,26 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{wait, WaitOptions, WaitStatus};
 use serde_json::json;
-use tend_ledger::{Created, KillReport, Ledger, NewExecution, Outcome, Transition};
+use tend_ledger::{Created, Ledger, NewExecution, Outcome, Transition, Usage};
 use tend_model::{Actor, EventKind};
-use tend_model::{Execution, KillMethod, Status, MARKER_AGENT, MARKER_EXECUTION, MARKER_LEDGER};
+use tend_model::{Execution, Status, MARKER_AGENT, MARKER_EXECUTION, MARKER_LEDGER};
 use tend_proc::cgroup::Cgroup;
 use tend_proc::{procfs, spawn, tree, Pidfd, Sig};
 
-use crate::logs::LogFile;
-use crate::outbox::Outbox;
-use crate::signals::Signals;
-use crate::start::{
+pub use outcome::signal_name;
+
+use ending::{Cause, Kill};
+use limits::MEMORY_SAMPLE;
+use outbox::Outbox;
+use outcome::{outcome, Happened};
+use start::{
     failed_to_start, kill_tree_now, launch, nonblocking, open_logs, persist, remove_cgroup,
     Launched,
 };
-use crate::terminal::{self, Terminal, Wrote};
+use terminal::{Terminal, Wrote};
+
+use crate::logs::LogFile;
+use crate::signals::Signals;
 use crate::{failpoint, Error, Home, OnDuplicate, RunSpec};
 
 /// Where the supervisor's own output goes.
@@ -74,14 +98,6 @@ pub enum RunResult {
     /// stream and the error); all of it is in the log.
     Undelivered(Execution, String),
 }
-
-/// How long a tree may resist SIGKILL (uninterruptible sleep) before the
-/// supervisor records that it is stuck. It keeps waiting afterwards.
-const STUCK_REPORT_AFTER: Duration = Duration::from_secs(5);
-const READ_CHUNK: usize = 64 * 1024;
-/// How often the tree's memory is sampled, only when `--max-memory` is set
-/// (the cgroup's memory controller is not delegated on every host).
-const MEMORY_SAMPLE: Duration = Duration::from_millis(250);
 
 /// Runs one execution to its end. Blocks until the command and every
 /// process it started are gone and the outcome is committed.
@@ -121,22 +137,9 @@ pub fn run<L: Ledger + ?Sized>(
     };
     home.notifier().announce(&exec.id, exec.status);
     failpoint("after-queued-commit");
-    let (mut out, mut err) = match open_logs(&exec, spec.log_max_bytes) {
-        Ok(l) => l,
-        Err(e) => {
-            let why = format!("cannot create its log files: {e}");
-            return failed_to_start(ledger, home, exec, 1, why, report);
-        }
-    };
-    let cgroup = match tier.cgroup_parent() {
-        Some(parent) => match Cgroup::create(parent, exec.id.as_str()) {
-            Ok(cg) => Some(cg),
-            Err(e) => {
-                let why = format!("cannot create its cgroup in {}: {e}", parent.display());
-                return failed_to_start(ledger, home, exec, 1, why, report);
-            }
-        },
-        None => None,
+    let (mut out, mut err, cgroup) = match prepare(&exec, spec, &tier) {
+        Ok(made) => made,
+        Err(why) => return failed_to_start(ledger, home, exec, 1, why, report),
     };
     let markers = [
         (MARKER_EXECUTION, exec.id.as_str()),
@@ -153,21 +156,9 @@ pub fn run<L: Ledger + ?Sized>(
         }
     };
     failpoint("after-spawn");
-    let exec = match persist(mode, &exec.id, "the start", || {
-        ledger.start(&exec.id, &launched.identity)
-    })? {
+    let exec = match commit_start(ledger, mode, &exec, &launched, me, cgroup.as_ref())? {
         Transition::Won(e) => e,
-        Transition::Lost(current) => {
-            // Somebody ended it while it was queued (a cancel): honour that,
-            // and take everything the command may have forked meanwhile.
-            let _ = launched.child.signal(Sig::Kill);
-            kill_tree_now(me, cgroup.as_ref());
-            while let Ok(Some(_)) = wait(WaitOptions::NOHANG) {}
-            if let Some(cg) = &cgroup {
-                remove_cgroup(cg);
-            }
-            return Ok(RunResult::Finished(current));
-        }
+        Transition::Lost(current) => return Ok(RunResult::Finished(current)),
     };
     home.notifier().announce(&exec.id, exec.status);
     if launched.stderr.is_none() {
@@ -187,6 +178,52 @@ pub fn run<L: Ledger + ?Sized>(
         sup.on_nudge()?;
     }
     sup.finish(home)
+}
+
+/// The command's log files and, in the cgroup tier, its cgroup: what must
+/// exist before it starts. Or why they cannot be made, for the `failed`
+/// outcome.
+fn prepare(
+    exec: &Execution,
+    spec: &RunSpec,
+    tier: &crate::Tier,
+) -> Result<(LogFile, LogFile, Option<Cgroup>), String> {
+    let (out, err) = open_logs(exec, spec.log_max_bytes)
+        .map_err(|e| format!("cannot create its log files: {e}"))?;
+    let cgroup = match tier.cgroup_parent() {
+        Some(parent) => Some(
+            Cgroup::create(parent, exec.id.as_str())
+                .map_err(|e| format!("cannot create its cgroup in {}: {e}", parent.display()))?,
+        ),
+        None => None,
+    };
+    Ok((out, err, cgroup))
+}
+
+/// Commits `running` with the command's identity, retried while the ledger
+/// is busy. When somebody ended the execution while it was queued (a
+/// cancel), honours that: ends everything the command may have forked
+/// meanwhile, and hands back the row as it is.
+fn commit_start<L: Ledger + ?Sized>(
+    ledger: &L,
+    mode: Mode,
+    exec: &Execution,
+    launched: &Launched,
+    me: i32,
+    cgroup: Option<&Cgroup>,
+) -> Result<Transition, Error> {
+    let t = persist(mode, &exec.id, "the start", || {
+        ledger.start(&exec.id, &launched.identity)
+    })?;
+    if let Transition::Lost(_) = &t {
+        let _ = launched.child.signal(Sig::Kill);
+        kill_tree_now(me, cgroup);
+        while let Ok(Some(_)) = wait(WaitOptions::NOHANG) {}
+        if let Some(cg) = cgroup {
+            remove_cgroup(cg);
+        }
+    }
+    Ok(t)
 }
 
 /// What the execution records, from what was asked and where it runs.
@@ -216,49 +253,6 @@ fn new_execution(
         heartbeat_timeout_ms: spec.heartbeat_timeout_ms,
         idle_timeout_ms: spec.idle_timeout_ms,
         max_memory_bytes: spec.max_memory_bytes,
-    }
-}
-
-/// Why the supervisor is ending the tree.
-#[derive(Debug, Clone)]
-enum Cause {
-    Timeout(u64),
-    Heartbeat(u64),
-    Idle(u64),
-    Memory {
-        used: u64,
-        limit: u64,
-    },
-    Request {
-        by: Actor,
-        reason: Option<String>,
-    },
-    Signal(&'static str),
-    /// The command exited and left processes behind.
-    Cleanup,
-}
-
-#[derive(Debug)]
-struct Kill {
-    cause: Cause,
-    started: Instant,
-    grace_deadline: Instant,
-    forced: bool,
-    sigkilled: bool,
-    signalled: HashSet<i32>,
-    sigkill_sent: HashSet<i32>,
-    watch: Vec<Pidfd>,
-    stuck_reported: bool,
-    /// When this process was last continued after being stopped: a stopped
-    /// supervisor saw nothing die, so the tree is not stuck until
-    /// [`STUCK_REPORT_AFTER`] after both the SIGKILL and this.
-    resumed_at: Instant,
-}
-
-impl Kill {
-    /// When the tree counts as stuck, if it is still there then.
-    fn stuck_at(&self) -> Instant {
-        self.started.max(self.grace_deadline).max(self.resumed_at) + STUCK_REPORT_AFTER
     }
 }
 
@@ -418,136 +412,32 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
                 json!({ "signal": "SIGKILL", "note": "the command exited; the kernel ended the rest of its PID namespace" }),
             );
         }
-        Ok(self.outcome())
+        Ok(outcome(self.happened()))
     }
 
-    /// Looks at the tree and pushes the kill (if any) forward. Returns true
-    /// when the execution is over: command reaped and no descendant left.
-    fn step_tree(&mut self) -> Result<bool, Error> {
-        // In the cgroup tier the cgroup is the tree: exact, and far cheaper
-        // than walking every process of the host. Otherwise walk /proc from
-        // the supervisor, which every orphan of the command re-parents to.
-        let tree = self.tree();
-        let populated = self.cgroup.as_ref().is_some_and(Cgroup::populated);
-        if self.status.is_some() && tree.is_empty() && !populated && !spawn::has_children() {
-            return Ok(true);
+    /// What happened, for [`outcome`]: how the command ended, the kill's
+    /// cause and facts, and what the tree used (the reaped children's usage,
+    /// or what was sampled from live processes when that is more).
+    fn happened(&self) -> Happened {
+        let st = self
+            .status
+            .expect("the loop ends only after the command is reaped");
+        let request = self.exec.kill_request.as_ref();
+        let kill = self
+            .kill
+            .as_ref()
+            .map(|k| (k.cause.clone(), k.report(request)));
+        let (cpu_ms, max_rss) = tend_proc::children_usage();
+        Happened {
+            exit_code: st.exit_status(),
+            signal: st.terminating_signal(),
+            pid: self.exec.pid,
+            kill,
+            usage: Usage {
+                cpu_ms: cpu_ms.max(self.sampled_cpu_ms),
+                max_rss_bytes: max_rss.max(self.peak_rss),
+            },
         }
-        if self.status.is_some() && self.kill.is_none() {
-            self.begin_kill(
-                Cause::Cleanup,
-                Duration::from_millis(self.exec.kill_grace_ms),
-                false,
-            );
-        }
-        let Some(kill) = self.kill.as_mut() else {
-            return Ok(false);
-        };
-        if !kill.forced && Instant::now() >= kill.grace_deadline {
-            kill.forced = true;
-        }
-        let sig = if kill.forced { Sig::Kill } else { Sig::Term };
-        if kill.forced && self.leftovers.is_some() {
-            // pidns: what SIGKILL takes now is reaped by the kernel, and
-            // its usage would reach no one; read it while it is there.
-            let pids: Vec<i32> = tree.iter().map(Pidfd::pid).collect();
-            let (cpu, peak) = tend_proc::live_usage(&pids);
-            self.sampled_cpu_ms = self.sampled_cpu_ms.max(cpu);
-            self.peak_rss = self.peak_rss.max(peak);
-        }
-        let mut sent = 0u32;
-        let mut newly: Vec<i32> = Vec::new();
-        let mut refused: Vec<(i32, String)> = Vec::new();
-        for fd in &tree {
-            // Each process gets each signal once: a rescan (every exit in a
-            // dying tree causes one) re-signals only processes it has not seen.
-            let seen = if kill.forced {
-                &mut kill.sigkill_sent
-            } else {
-                &mut kill.signalled
-            };
-            if seen.contains(&fd.pid()) {
-                continue;
-            }
-            match fd.signal(sig) {
-                Ok(true) => {
-                    if sig == Sig::Term {
-                        let _ = fd.signal(Sig::Cont);
-                    }
-                    seen.insert(fd.pid());
-                    kill.signalled.insert(fd.pid());
-                    newly.push(fd.pid());
-                    sent += 1;
-                }
-                Ok(false) => {}
-                // Not ours to signal (another user's process, e.g. under
-                // sudo): say so instead of waiting on it in silence.
-                Err(e) => {
-                    seen.insert(fd.pid());
-                    refused.push((fd.pid(), e.to_string()));
-                }
-            }
-        }
-        if !refused.is_empty() {
-            self.outbox.record(
-                self.ledger,
-                EventKind::SignalRefused,
-                Actor::Supervisor,
-                json!({ "signal": if kill.forced { "SIGKILL" } else { "SIGTERM" }, "refused": refused,
-                        "note": "tend may not signal these processes; the execution ends when they do" }),
-            );
-        }
-        if kill.forced {
-            if let Some(cg) = &self.cgroup {
-                // Also takes whatever forked after the walk above.
-                if populated && cg.kill().is_ok() && sent == 0 {
-                    kill.sigkilled = true;
-                }
-            }
-        }
-        if sent > 0 {
-            if kill.forced {
-                kill.sigkilled = true;
-            }
-            let name = if kill.forced { "SIGKILL" } else { "SIGTERM" };
-            // Audit events are best-effort here: failing to write one must
-            // never stop the kill half-way.
-            self.outbox.record(
-                self.ledger,
-                EventKind::SignalSent,
-                Actor::Supervisor,
-                json!({ "signal": name, "processes": sent, "pids": newly }),
-            );
-        }
-        let kill = self.kill.as_mut().expect("checked above");
-        kill.watch = tree;
-        Ok(false)
-    }
-
-    /// Ends the whole tree at once (SIGKILL, and `cgroup.kill`), for a
-    /// supervisor that has to stop on an error.
-    fn abandon(&mut self) {
-        kill_tree_now(self.me, self.cgroup.as_ref());
-        self.reap();
-        if let Some(cg) = &self.cgroup {
-            remove_cgroup(cg);
-        }
-    }
-
-    fn begin_kill(&mut self, cause: Cause, grace: Duration, force: bool) {
-        let now = Instant::now();
-        self.kill = Some(Kill {
-            cause,
-            started: now,
-            grace_deadline: if force { now } else { now + grace },
-            forced: false,
-            sigkilled: false,
-            signalled: HashSet::new(),
-            sigkill_sent: HashSet::new(),
-            watch: Vec::new(),
-            stuck_reported: false,
-            resumed_at: now,
-        });
-        self.rescan = true;
     }
 
     /// Ctrl-Z: stops the whole execution like a shell job — its tree, then
@@ -582,14 +472,8 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         }
     }
 
-    /// Escalates a kill in progress: a second Ctrl-C or a `--force` request.
-    fn hurry(&mut self) {
-        if let Some(k) = self.kill.as_mut() {
-            k.grace_deadline = Instant::now();
-            self.rescan = true;
-        }
-    }
-
+    /// Someone asked for a kill (SIGUSR1): read the request from the row
+    /// and carry it out. A busy ledger only postpones the reading.
     fn on_nudge(&mut self) -> Result<(), Error> {
         let row = match self.ledger.get(&self.exec.id) {
             Ok(row) => row,
@@ -605,35 +489,7 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             return Ok(());
         };
         self.exec = row;
-        match &self.kill {
-            // The command already exited (Cleanup) or a kill is under way:
-            // keep its cause and counts; a forced request only hurries it.
-            Some(k) if matches!(k.cause, Cause::Cleanup) => self.hurry(),
-            Some(_) => {
-                if req.force {
-                    self.hurry();
-                } else if let Some(ms) = req.grace_ms {
-                    // A later, shorter grace shortens the kill under way
-                    // (a longer one never lengthens it).
-                    let k = self.kill.as_mut().expect("matched above");
-                    k.grace_deadline = k
-                        .grace_deadline
-                        .min(Instant::now() + Duration::from_millis(ms));
-                    self.rescan = true;
-                }
-            }
-            _ => {
-                let grace = Duration::from_millis(req.grace_ms.unwrap_or(self.exec.kill_grace_ms));
-                self.begin_kill(
-                    Cause::Request {
-                        by: req.by.parse().unwrap_or(Actor::User(Some(req.by))),
-                        reason: req.reason,
-                    },
-                    grace,
-                    req.force,
-                );
-            }
-        }
+        self.on_request(req);
         Ok(())
     }
 
@@ -793,36 +649,6 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         Ok(())
     }
 
-    /// Pushes a kill on when its grace is over, and records a tree that is
-    /// still there well after SIGKILL (uninterruptible sleep).
-    fn check_kill(&mut self, now: Instant) {
-        let Some(k) = self.kill.as_mut() else { return };
-        if !k.forced && now >= k.grace_deadline {
-            self.rescan = true;
-            return;
-        }
-        if !k.forced || k.stuck_reported || now < k.stuck_at() {
-            return;
-        }
-        k.stuck_reported = true;
-        let pids: Vec<i32> = k.watch.iter().map(Pidfd::pid).collect();
-        let states: Vec<String> = pids
-            .iter()
-            .map(|p| {
-                procfs::stat(*p)
-                    .map(|s| format!("{p}:{}", s.state))
-                    .unwrap_or_default()
-            })
-            .collect();
-        self.outbox.record(
-            self.ledger,
-            EventKind::Unkillable,
-            Actor::Supervisor,
-            json!({ "pids": pids, "states": states,
-                    "note": "still present after SIGKILL (uninterruptible sleep?); still waiting" }),
-        );
-    }
-
     /// The ledger was busy: record what waits, and read a kill request
     /// that could not be read.
     fn retry_ledger(&mut self) -> Result<(), Error> {
@@ -835,82 +661,6 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         Ok(())
     }
 
-    /// Fires the timeouts and limits whose time has come.
-    fn check_limits(&mut self, now: Instant) -> Result<(), Error> {
-        let grace = Duration::from_millis(self.exec.kill_grace_ms);
-        if self.deadline.is_some_and(|d| now >= d) {
-            self.begin_kill(
-                Cause::Timeout(self.exec.timeout_ms.unwrap_or(0)),
-                grace,
-                false,
-            );
-            return Ok(());
-        }
-        if let Some(ms) = self
-            .exec
-            .idle_timeout_ms
-            .filter(|_| !self.term.behind_reader())
-        {
-            if now >= self.last_output + Duration::from_millis(ms) {
-                self.begin_kill(Cause::Idle(ms), grace, false);
-                return Ok(());
-            }
-        }
-        if let (Some(due), Some(ms)) = (self.heartbeat_due, self.exec.heartbeat_timeout_ms) {
-            if now >= due {
-                // The heartbeat is in the ledger; look only when it is due.
-                let row = match self.ledger.get(&self.exec.id) {
-                    Ok(row) => row,
-                    Err(e) if e.is_transient() => {
-                        // Not knowing is no reason to end it: look again.
-                        self.outbox.defer("read the last heartbeat", &e);
-                        self.heartbeat_due = Some(now + self.outbox.pause());
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let last = row
-                    .last_heartbeat_at
-                    .or(row.started_at)
-                    .unwrap_or(row.created_at);
-                let left = last + ms as i64 - tend_ledger::now_ms();
-                if left > 0 {
-                    self.heartbeat_due = Some(now + Duration::from_millis(left as u64));
-                } else {
-                    self.heartbeat_due = None;
-                    self.outbox.record(
-                        self.ledger,
-                        EventKind::HeartbeatMissed,
-                        Actor::Supervisor,
-                        json!({ "timeout_ms": ms, "last_heartbeat_at": row.last_heartbeat_at }),
-                    );
-                    self.begin_kill(Cause::Heartbeat(ms), grace, false);
-                    return Ok(());
-                }
-            }
-        }
-        if let (Some(at), Some(limit)) = (self.next_sample, self.exec.max_memory_bytes) {
-            if now >= at {
-                let used = self.tree_rss();
-                self.peak_rss = self.peak_rss.max(used);
-                self.next_sample = Some(now + MEMORY_SAMPLE);
-                if used > limit {
-                    self.begin_kill(Cause::Memory { used, limit }, grace, false);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn tree_rss(&self) -> u64 {
-        let page = procfs::page_size();
-        tree::descendants(self.me)
-            .into_iter()
-            .filter_map(|p| procfs::stat(p).ok())
-            .map(|s| s.rss_pages * page)
-            .sum()
-    }
-
     /// Reaps every child that has exited: the command (whose status we
     /// keep) and any orphan re-parented to us.
     fn reap(&mut self) {
@@ -921,221 +671,5 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             }
             self.rescan = true;
         }
-    }
-
-    fn read_pipe(&mut self, i: usize, to_end: bool) {
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let Some(fd) = self.pipes[i].as_ref() else {
-                return;
-            };
-            match rustix::io::read(fd, &mut buf) {
-                Ok(0) => {
-                    self.pipes[i] = None;
-                    return;
-                }
-                Ok(n) => {
-                    self.copy_out(i, &buf[..n]);
-                    if !to_end {
-                        return;
-                    }
-                }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(_) => {
-                    // EAGAIN: nothing more now. When draining at the end
-                    // the whole tree is gone, so no writer is left.
-                    if to_end {
-                        self.pipes[i] = None;
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    fn copy_out(&mut self, i: usize, data: &[u8]) {
-        self.last_output = Instant::now();
-        if self.mode == Mode::Foreground {
-            self.term.push(i, data);
-        }
-        if let Some(e) = self.logs[i].write(data) {
-            let stream = if i == 0 { "stdout" } else { "stderr" };
-            self.outbox.record(
-                self.ledger,
-                EventKind::LogWriteFailed,
-                Actor::Supervisor,
-                json!({ "stream": stream, "error": e.to_string(),
-                        "note": "output is no longer saved; the command keeps running" }),
-            );
-        }
-    }
-
-    /// Makes the logs durable before the status that points at them is
-    /// committed (an fsync per stream that has new output, and one of the
-    /// folder). A failure is recorded, not fatal: the outcome still counts.
-    fn make_logs_durable(&mut self, home: &Home) {
-        let mut synced = false;
-        for i in 0..2 {
-            match self.logs[i].make_durable() {
-                Ok(s) => synced |= s,
-                Err(e) => {
-                    self.outbox.record(
-                        self.ledger,
-                        EventKind::LogSyncFailed,
-                        Actor::Supervisor,
-                        json!({ "stream": if i == 0 { "stdout" } else { "stderr" }, "error": e.to_string() }),
-                    );
-                }
-            }
-        }
-        if synced {
-            let _ = crate::logs::sync_dir(&home.logs_dir());
-        }
-    }
-
-    /// Audits (once per stream) that output could not be written to tend's
-    /// own stdout or stderr; the command runs on, its output kept in the log.
-    fn record_undelivered(&mut self) {
-        if let Some((stream, e)) = self.term.failure() {
-            self.outbox.record(
-                self.ledger,
-                EventKind::OutputUndelivered,
-                Actor::Supervisor,
-                json!({ "stream": stream, "error": e.to_string(),
-                        "note": "the rest of this stream is only in the log" }),
-            );
-        }
-    }
-
-    /// The reader of our stream `i` went away: keep in the log what the
-    /// command already wrote, then close its pipe, as a plain pipeline
-    /// would (its next write gets SIGPIPE or EPIPE).
-    fn close_stream(&mut self, i: usize) {
-        self.read_pipe(i, true);
-        self.pipes[i] = None;
-    }
-
-    fn drain_pipes(&mut self) {
-        for i in 0..2 {
-            self.read_pipe(i, true);
-        }
-    }
-
-    fn outcome(&self) -> Outcome {
-        let st = self
-            .status
-            .expect("the loop ends only after the command is reaped");
-        let (exit_code, signal) = (st.exit_status(), st.terminating_signal());
-        let exited = match (exit_code, signal) {
-            (Some(c), _) => format!("exited with code {c}"),
-            (None, Some(s)) => format!("killed by signal {s} ({})", signal_name(s)),
-            _ => "ended".to_string(),
-        };
-        let kill = self.kill.as_ref().map(|k| KillReport {
-            method: if k.sigkilled {
-                KillMethod::Forced
-            } else {
-                KillMethod::Graceful
-            },
-            duration_ms: match (&k.cause, &self.exec.kill_request) {
-                // From the moment it was asked for: a supervisor that was
-                // stopped or busy must not make the kill look quick.
-                (Cause::Request { .. }, Some(r)) => (tend_ledger::now_ms() - r.at).max(0) as u64,
-                _ => k.started.elapsed().as_millis() as u64,
-            },
-            processes_signalled: k.signalled.len() as u32,
-        });
-        let mut details = json!({ "pid": self.exec.pid });
-        let (status, reason, event, actor) = match self.kill.as_ref().map(|k| &k.cause) {
-            Some(Cause::Timeout(ms)) => timed_out("timed out after", *ms),
-            Some(Cause::Heartbeat(ms)) => timed_out("no heartbeat within", *ms),
-            Some(Cause::Idle(ms)) => timed_out("no output for", *ms),
-            Some(Cause::Memory { used, limit }) => (
-                Status::Killed,
-                format!("memory limit exceeded ({} > {})", mib(*used), mib(*limit)),
-                EventKind::Killed,
-                Actor::Supervisor,
-            ),
-            Some(Cause::Request { by, reason }) => (
-                Status::Killed,
-                match reason {
-                    Some(r) => format!("killed by {by}: {r}"),
-                    None => format!("killed by {by}"),
-                },
-                EventKind::Killed,
-                by.clone(),
-            ),
-            Some(Cause::Signal(name)) => (
-                Status::Killed,
-                format!("interrupted ({name} to the supervisor)"),
-                EventKind::Killed,
-                Actor::User(None),
-            ),
-            Some(Cause::Cleanup) | None => {
-                if let Some(k) = self.kill.as_ref() {
-                    details["stragglers_ended"] = json!(k.signalled.len());
-                }
-                let status = if exit_code == Some(0) {
-                    Status::Succeeded
-                } else {
-                    Status::Failed
-                };
-                (status, exited, EventKind::Exited, Actor::Supervisor)
-            }
-        };
-        let (cpu_ms, max_rss) = tend_proc::children_usage();
-        let usage = Some(tend_ledger::Usage {
-            cpu_ms: cpu_ms.max(self.sampled_cpu_ms),
-            max_rss_bytes: max_rss.max(self.peak_rss),
-        });
-        Outcome {
-            status,
-            reason,
-            exit_code,
-            signal,
-            kill,
-            usage,
-            event,
-            actor,
-            details,
-        }
-    }
-}
-
-/// The outcome parts of a timeout of any kind.
-fn timed_out(what: &str, ms: u64) -> (Status, String, EventKind, Actor) {
-    let after = tend_model::format_duration(Duration::from_millis(ms));
-    (
-        Status::TimedOut,
-        format!("{what} {after}"),
-        EventKind::TimedOut,
-        Actor::Supervisor,
-    )
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1}M", bytes as f64 / 1_048_576.0)
-}
-
-/// `SIGTERM` for 15, and so on, for reasons people read.
-pub fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        _ => "signal",
     }
 }

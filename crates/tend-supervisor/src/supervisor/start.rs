@@ -15,8 +15,8 @@ use tend_model::{Actor, EventKind, Execution, ProcessIdentity, Status};
 use tend_proc::cgroup::Cgroup;
 use tend_proc::{procfs, tree, Pidfd, Sig};
 
+use super::{Mode, Report, RunResult};
 use crate::logs::LogFile;
-use crate::supervisor::{Mode, Report, RunResult};
 use crate::{Error, Home};
 
 /// The identity to record for the command. In the pidns tier the direct
@@ -319,8 +319,8 @@ fn command(spec: &crate::RunSpec, mode: Mode, markers: &[(&str, &str)]) -> Comma
 /// would give it, so that its order is kept (see streams.rs); its read end
 /// is returned. Should that pipe fail, two are made.
 fn output_pipes(cmd: &mut Command, mode: Mode) -> Option<OwnedFd> {
-    let merged = (mode == Mode::Foreground && crate::streams::stdout_is_stderr())
-        .then(crate::streams::one_pipe)
+    let merged = (mode == Mode::Foreground && super::streams::stdout_is_stderr())
+        .then(super::streams::one_pipe)
         .and_then(Result::ok);
     match merged {
         Some((read, out, err)) => {

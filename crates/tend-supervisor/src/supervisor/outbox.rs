@@ -19,7 +19,7 @@ use serde_json::Value;
 use tend_ledger::Ledger;
 use tend_model::{Actor, EventKind, ExecutionId};
 
-use crate::Mode;
+use super::Mode;
 
 /// First pause before a retry; doubled up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
