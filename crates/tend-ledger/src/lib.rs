@@ -51,9 +51,11 @@ pub trait Ledger: Send {
     /// process's marker so that ledgers never touch each other's processes.
     fn ledger_id(&self) -> &str;
 
-    /// Records a new `queued` execution with a fresh unique id. With a key
-    /// and `dedup`, an execution already holding the key is returned instead
-    /// ([`Created::Existing`]); see [`NewExecution::dedup`].
+    /// Records a new `queued` execution with a fresh unique id, holding its
+    /// key if it has one. When a live execution holds the key already (or,
+    /// with [`NewExecution::reuse_finished_ms`], a recent `succeeded` one
+    /// has it), that one is returned instead ([`Created::Existing`]) and
+    /// nothing is recorded: a key names at most one live execution.
     fn create(&self, new: &NewExecution) -> Result<Created>;
 
     /// `queued → running`, recording the command's process identity.

@@ -572,20 +572,6 @@ fn get_in(conn: &Connection, id: &str) -> Result<Option<Execution>> {
     .map_err(Error::storage("reading an execution"))
 }
 
-/// The live key a new execution may hold: its key, unless a live
-/// execution holds it already (then the new one runs without one).
-fn live_key_for(conn: &Connection, key: Option<&str>) -> Result<Option<String>> {
-    let Some(key) = key else { return Ok(None) };
-    let held: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM executions WHERE live_key = ?1)",
-            [key],
-            |r| r.get(0),
-        )
-        .map_err(Error::storage("looking up a key"))?;
-    Ok((!held).then(|| key.to_string()))
-}
-
 /// Inserts `new` as `queued` with the id `id`. `None` when the id is
 /// taken already (the caller tries another).
 fn insert_queued(
@@ -641,6 +627,33 @@ fn insert_queued(
         )
         .optional()
         .map_err(Error::storage("recording a new execution"))
+}
+
+/// What stands for `key` when a new execution wants it: the live holder,
+/// else (with `reuse_ms`) the newest `succeeded` one that finished within
+/// that long.
+fn holder(conn: &Connection, key: &str, reuse_ms: Option<u64>) -> Result<Option<Execution>> {
+    let live = conn
+        .query_row(
+            &format!("SELECT {COLS} FROM executions WHERE live_key = ?1"),
+            [key],
+            row_to_execution,
+        )
+        .optional()
+        .map_err(Error::storage("looking up a key"))?;
+    let Some(ms) = reuse_ms.filter(|_| live.is_none()) else {
+        return Ok(live);
+    };
+    conn.query_row(
+        &format!(
+            "SELECT {COLS} FROM executions WHERE key = ?1 AND status = 'succeeded' \
+             AND finished_at >= ?2 ORDER BY finished_at DESC, rowid DESC LIMIT 1"
+        ),
+        params![key, crate::ms_ago(std::time::Duration::from_millis(ms))],
+        row_to_execution,
+    )
+    .optional()
+    .map_err(Error::storage("looking up a key"))
 }
 
 fn by_key_in(conn: &Connection, key: &str) -> Result<Option<Execution>> {
@@ -720,12 +733,12 @@ impl Ledger for SqliteLedger {
         // unlikely without looping forever on a broken random source.
         for _ in 0..8 {
             let tx = self.write()?;
-            if let (Some(key), true) = (&new.key, new.dedup) {
-                if let Some(existing) = by_key_in(&tx, key)? {
+            if let Some(key) = &new.key {
+                if let Some(existing) = holder(&tx, key, new.reuse_finished_ms)? {
                     return Ok(Created::Existing(existing));
                 }
             }
-            let live_key = live_key_for(&tx, new.key.as_deref())?;
+            let live_key = new.key.clone();
             let id = ExecutionId::from_random(random_u64());
             let row = insert_queued(&tx, new, &id, live_key)?;
             let Some(row) = row else { continue };

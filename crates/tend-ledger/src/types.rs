@@ -16,12 +16,13 @@ pub struct NewExecution {
     pub env: BTreeMap<String, String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Deduplication key.
+    /// Deduplication key: at most one live execution holds it.
     pub key: Option<String>,
-    /// With a key: return the execution that already stands for it instead
-    /// of creating one (`--on-duplicate wait|skip`). Without dedup a new
-    /// execution is created and takes the key only if no live one holds it.
-    pub dedup: bool,
+    /// With a key: a `succeeded` execution with it that finished at most
+    /// this long ago stands for it too (`--reuse-finished`), so it is
+    /// returned instead of a new one. Without it a finished execution frees
+    /// its key.
+    pub reuse_finished_ms: Option<u64>,
     /// Host name.
     pub host: String,
     /// Containment tier chosen for it.

@@ -13,7 +13,7 @@ use tend_ledger::{
 };
 use tend_model::{Execution, ProcessIdentity, Status};
 
-fn new_exec(key: Option<&str>, dedup: bool) -> NewExecution {
+fn new_exec(key: Option<&str>, reuse_finished_ms: Option<u64>) -> NewExecution {
     NewExecution {
         name: "job".into(),
         command: vec!["true".into()],
@@ -21,7 +21,7 @@ fn new_exec(key: Option<&str>, dedup: bool) -> NewExecution {
         env: BTreeMap::new(),
         labels: BTreeMap::from([("team".to_string(), "infra".to_string())]),
         key: key.map(str::to_string),
-        dedup,
+        reuse_finished_ms,
         host: "h".into(),
         tier: tend_model::Containment::Session,
         agent_id: Some("agent".into()),
@@ -42,7 +42,7 @@ fn new_exec(key: Option<&str>, dedup: bool) -> NewExecution {
 }
 
 fn created<L: Ledger + ?Sized>(l: &L, key: Option<&str>) -> Execution {
-    match l.create(&new_exec(key, true)).unwrap() {
+    match l.create(&new_exec(key, None)).unwrap() {
         Created::New(e) => e,
         Created::Existing(e) => panic!("expected a new execution, got {}", e.id),
     }
@@ -193,34 +193,38 @@ fn racing_finishers_have_one_winner<L: Ledger + Sync + 'static>(l: Arc<L>) {
 
 fn keys_dedupe_and_are_released_on_the_terminal_write<L: Ledger + ?Sized>(l: &L) {
     let first = created(l, Some("nightly"));
-    match l.create(&new_exec(Some("nightly"), true)).unwrap() {
+    match l.create(&new_exec(Some("nightly"), None)).unwrap() {
         Created::Existing(e) => assert_eq!(e.id, first.id),
         Created::New(_) => panic!("a live key must dedupe"),
     }
-    // Without dedup a second one runs but does not take the held key.
-    let second = match l.create(&new_exec(Some("nightly"), false)).unwrap() {
-        Created::New(e) => e,
-        Created::Existing(_) => panic!("--on-duplicate run must create"),
-    };
-    assert_eq!(second.key.as_deref(), Some("nightly"));
-    l.transition(&second.id, Status::Queued, &outcome(Status::Cancelled, "x"))
-        .unwrap();
-    // A lost execution does not stand for its key: the next run starts afresh.
+    // A lost execution frees its key: the next run starts afresh.
     l.transition(&first.id, Status::Queued, &outcome(Status::Lost, "reaper"))
         .unwrap();
-    let third = created(l, Some("nightly"));
-    l.start(&third.id, &proc_id()).unwrap();
+    let second = created(l, Some("nightly"));
+    l.start(&second.id, &proc_id()).unwrap();
     l.transition(
-        &third.id,
+        &second.id,
         Status::Running,
         &outcome(Status::Succeeded, "supervisor"),
     )
     .unwrap();
-    // A finished one does: later runs attach to its result.
-    assert_eq!(l.by_key("nightly").unwrap().unwrap().id, third.id);
-    match l.create(&new_exec(Some("nightly"), true)).unwrap() {
-        Created::Existing(e) => assert_eq!(e.id, third.id),
-        Created::New(_) => panic!("a finished key must dedupe"),
+    // So does a finished one, unless a recent result may be reused.
+    assert_eq!(l.by_key("nightly").unwrap().unwrap().id, second.id);
+    match l
+        .create(&new_exec(Some("nightly"), Some(3_600_000)))
+        .unwrap()
+    {
+        Created::Existing(e) => assert_eq!(e.id, second.id, "reused"),
+        Created::New(_) => panic!("a recent success is reused when asked"),
+    }
+    let third = created(l, Some("nightly"));
+    assert_eq!(third.key.as_deref(), Some("nightly"));
+    l.transition(&third.id, Status::Queued, &outcome(Status::Cancelled, "x"))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    match l.create(&new_exec(Some("nightly"), Some(5))).unwrap() {
+        Created::New(e) => assert_ne!(e.id, second.id, "too old to reuse"),
+        Created::Existing(e) => panic!("{} is older than the window", e.id),
     }
 }
 
@@ -429,7 +433,7 @@ fn a_working_directory_is_kept_byte_for_byte<L: Ledger + ?Sized>(l: &L) {
         "/tmp/x\u{fffd}dir".as_bytes(),
         b"/plain",
     ] {
-        let mut new = new_exec(None, false);
+        let mut new = new_exec(None, None);
         new.cwd = std::ffi::OsStr::from_bytes(raw).into();
         let Created::New(e) = l.create(&new).unwrap() else {
             panic!("expected a new execution");

@@ -73,6 +73,9 @@ pub enum LimitError {
     /// An empty value where leaving the option out is the way to say "none".
     #[error("the {0} is empty; leave the option out instead")]
     Empty(&'static str),
+    /// An option that only means something with a key.
+    #[error("{0} needs a key: give one, or leave {0} out")]
+    NeedsKey(&'static str),
     /// No program to run.
     #[error("the command is empty: name a program to run")]
     EmptyCommand,

@@ -32,17 +32,20 @@ use crate::limits::{
 };
 use crate::Containment;
 
-/// What a second run with the same key does (`--on-duplicate`).
+/// What a run does when a live execution holds its key
+/// (`--on-duplicate`): a key names at most one live execution.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnDuplicate {
-    /// Attach to the execution holding the key and return its result.
+    /// Attach to the holder: follow its output, end with its result.
     #[default]
     Wait,
-    /// Report the existing execution and do nothing.
+    /// Start nothing, say so, succeed.
     Skip,
-    /// Start another one anyway.
-    Run,
+    /// Start nothing and fail, naming the holder.
+    Fail,
+    /// Kill the holder (audited) and start once its tree is gone.
+    Replace,
 }
 
 /// The options of one run as a person, a client or a stored job gives
@@ -72,10 +75,21 @@ pub struct RunOptions {
     /// Deduplication key: at most one live execution per key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// `wait` or `skip` (both answer with the execution holding the key), or `run`.
+    /// When a live execution holds the key: `wait` (attach to it), `skip`,
+    /// `fail` or `replace` (kill it, then start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, pattern = "^(wait|skip|run)$")]
+    #[schema(value_type = Option<String>, pattern = "^(wait|skip|fail|replace)$")]
     pub on_duplicate: Option<OnDuplicate>,
+    /// With a key: a `succeeded` execution with it that ended less than this
+    /// long ago stands for it (its result is reused); by default a finished
+    /// execution frees its key.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "text::duration"
+    )]
+    #[schema(value_type = Option<String>, pattern = r"^([0-9]{1,9}(ms|s|m|h|d)){1,4}$")]
+    pub reuse_finished: Option<Duration>,
     /// End it after this long (`90s`, `5m`), at most the configured maximum (24h by default).
     #[serde(
         default,
@@ -185,6 +199,17 @@ impl RunOptions {
                 None => {}
             }
         }
+        if self.key.is_none() {
+            if self.on_duplicate.is_some() {
+                return Err(at("on_duplicate")(LimitError::NeedsKey("on_duplicate")));
+            }
+            if self.reuse_finished.is_some() {
+                return Err(at("reuse_finished")(LimitError::NeedsKey("reuse_finished")));
+            }
+        }
+        if self.reuse_finished == Some(Duration::ZERO) {
+            return Err(at("reuse_finished")(LimitError::Empty("reuse window")));
+        }
         check_labels(&self.labels).map_err(at("labels"))?;
         check_env(&self.env).map_err(at("env"))?;
         let max = policy.max_timeout;
@@ -217,6 +242,7 @@ impl RunOptions {
             labels: self.labels,
             key: self.key,
             on_duplicate: self.on_duplicate.unwrap_or_default(),
+            reuse_finished_ms: self.reuse_finished.map(|d| d.as_millis() as u64),
             timeout_ms,
             kill_grace_ms: grace.as_millis() as u64,
             log_max_bytes: policy.log_max_bytes,
@@ -261,6 +287,10 @@ pub struct RunSpec {
     pub key: Option<String>,
     /// What to do when the key is taken.
     pub on_duplicate: OnDuplicate,
+    /// Reuse a `succeeded` execution with the key that ended within this
+    /// long.
+    #[serde(default)]
+    pub reuse_finished_ms: Option<u64>,
     /// End it after this long.
     pub timeout_ms: Option<u64>,
     /// SIGTERM → SIGKILL grace.

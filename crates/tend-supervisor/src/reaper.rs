@@ -316,7 +316,7 @@ mod tests {
             env: BTreeMap::new(),
             labels: BTreeMap::new(),
             key: None,
-            dedup: false,
+            reuse_finished_ms: None,
             host: procfs::hostname(),
             tier: tend_model::Containment::Session,
             agent_id: Some(home.agent().expect("an agent id").id),

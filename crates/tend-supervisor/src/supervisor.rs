@@ -116,7 +116,6 @@ pub fn run<L: Ledger + ?Sized>(
     mode: Mode,
     report: &mut dyn FnMut(Report<'_>),
 ) -> Result<RunResult, Error> {
-    let signals = Signals::install().map_err(Error::io("installing signal handlers"))?;
     spawn::become_subreaper().map_err(Error::io("becoming a child subreaper"))?;
     let me = std::process::id() as i32;
     let supervisor =
@@ -128,13 +127,24 @@ pub fn run<L: Ledger + ?Sized>(
         .id;
     let boot_id = supervisor.boot_id.clone();
     let new = new_execution(spec, home, &tier, supervisor, &agent);
-    let exec = match ledger.create(&new)? {
-        Created::New(e) => e,
-        Created::Existing(e) => {
-            report(Report::Existing(&e, spec.on_duplicate));
-            return Ok(RunResult::Existing(e, spec.on_duplicate));
+    let exec = loop {
+        match ledger.create(&new)? {
+            Created::New(e) => break e,
+            Created::Existing(holder)
+                if spec.on_duplicate == OnDuplicate::Replace && !holder.status.is_terminal() =>
+            {
+                replace(ledger, home, &holder)?;
+            }
+            Created::Existing(e) => {
+                report(Report::Existing(&e, spec.on_duplicate));
+                return Ok(RunResult::Existing(e, spec.on_duplicate));
+            }
         }
     };
+    // Only now: a run that attaches to a key's holder, skips or fails
+    // keeps the default signals (Ctrl-C ends the attaching tend, never
+    // the holder).
+    let signals = Signals::install().map_err(Error::io("installing signal handlers"))?;
     home.notifier().announce(&exec.id, exec.status);
     failpoint("after-queued-commit");
     let (mut out, mut err, cgroup) = match prepare(&exec, spec, &tier) {
@@ -178,6 +188,23 @@ pub fn run<L: Ledger + ?Sized>(
         sup.on_nudge()?;
     }
     sup.finish(home)
+}
+
+/// `--on-duplicate replace`: kills the live holder of the key (audited,
+/// graceful then certain) and returns once its tree is gone, so that the
+/// new run can take the key.
+fn replace<L: Ledger + ?Sized>(ledger: &L, home: &Home, holder: &Execution) -> Result<(), Error> {
+    let req = tend_ledger::KillRequest {
+        actor: Actor::Supervisor,
+        reason: Some(format!(
+            "replaced by a new run with the key '{}'",
+            holder.key.as_deref().unwrap_or_default()
+        )),
+        force: false,
+        grace_ms: None,
+    };
+    crate::kill(ledger, home, std::slice::from_ref(holder), &req)?;
+    Ok(())
 }
 
 /// The command's log files and, in the cgroup tier, its cgroup: what must
@@ -241,7 +268,7 @@ fn new_execution(
         env: spec.env.clone(),
         labels: spec.labels.clone(),
         key: spec.key.clone(),
-        dedup: spec.on_duplicate != OnDuplicate::Run,
+        reuse_finished_ms: spec.reuse_finished_ms,
         host: procfs::hostname(),
         tier: tier.kind(),
         agent_id: Some(agent.to_string()),

@@ -158,9 +158,12 @@ pub struct RunArgs {
     /// Deduplication key: at most one live execution per key
     #[arg(long)]
     pub key: Option<String>,
-    /// When the key is taken: wait for that execution, skip, or run another anyway
-    #[arg(long, value_enum, default_value_t = OnDuplicate::Wait, requires = "key")]
-    pub on_duplicate: OnDuplicate,
+    /// When a live execution holds the key: attach to it (wait), skip, fail, or kill it and start (replace) [default: wait]
+    #[arg(long, value_enum, requires = "key")]
+    pub on_duplicate: Option<OnDuplicate>,
+    /// Also stand for a succeeded execution with the key that ended less than this long ago (reuse its result)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "key")]
+    pub reuse_finished: Option<Duration>,
     /// The command and its arguments (after --)
     ///
     /// Everything from the first word that is not a tend option belongs to
@@ -175,7 +178,8 @@ pub struct RunArgs {
 pub enum OnDuplicate {
     Wait,
     Skip,
-    Run,
+    Fail,
+    Replace,
 }
 
 #[derive(Debug, Args)]

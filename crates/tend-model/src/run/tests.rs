@@ -61,6 +61,24 @@ fn every_rule_refuses_with_its_field_and_sentence() {
             "idle_timeout",
             "the idle timeout must be longer than zero; leave it out for no limit",
         ),
+        (
+            with(|o| o.on_duplicate = Some(OnDuplicate::Skip)),
+            "on_duplicate",
+            "on_duplicate needs a key: give one, or leave on_duplicate out",
+        ),
+        (
+            with(|o| o.reuse_finished = Some(Duration::from_secs(60))),
+            "reuse_finished",
+            "reuse_finished needs a key: give one, or leave reuse_finished out",
+        ),
+        (
+            with(|o| {
+                o.key = Some("k".into());
+                o.reuse_finished = Some(Duration::ZERO);
+            }),
+            "reuse_finished",
+            "the reuse window is empty; leave the option out instead",
+        ),
         (with(|o| o.max_memory = Some(0)), "max_memory", "the memory limit must be more than zero; leave it out for no limit"),
         (with(|o| o.kill_grace = Some(s(7200))), "kill_grace", "a kill grace of 2h00m is too long; at most 1h is allowed"),
     ];

@@ -136,13 +136,15 @@ fn spec(s: &AppState, r: RunOptions) -> Result<RunSpec, ApiError> {
 
 #[utoipa::path(post, path = "/api/v1/executions", request_body = RunOptions,
     responses((status = 201, description = "launched", body = Execution),
-              (status = 200, description = "the key matched an existing execution", body = Execution),
+              (status = 200, description = "the key named an existing execution (wait, skip, or a reused result)", body = Execution),
+              (status = 409, description = "the key is held and on_duplicate is fail"),
               (status = 400, description = "bad request")), security(("token" = [])))]
 pub(super) async fn launch(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<RunOptions>,
 ) -> Result<Response, ApiError> {
     let spec = spec(&s, req)?;
+    let refuse = spec.on_duplicate == tend_model::run::OnDuplicate::Fail;
     s.counters().launches.fetch_add(1, Ordering::Relaxed);
     s.blocking(move |s, l| {
         let c = s.config();
@@ -153,6 +155,17 @@ pub(super) async fn launch(
             Answer::Error { message } => return Err(ApiError::internal(message)),
         };
         let e = resolve(l, &id)?;
+        if code == StatusCode::OK && refuse && !e.status.is_terminal() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "key '{}' is held by execution {} ({}); not started (on_duplicate fail)",
+                    e.key.as_deref().unwrap_or_default(),
+                    e.id,
+                    e.status
+                ),
+            ));
+        }
         Ok((code, Json(e)).into_response())
     })
     .await

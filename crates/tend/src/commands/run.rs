@@ -52,11 +52,13 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
         env: args.env.iter().cloned().collect(),
         labels: args.labels.iter().cloned().collect(),
         key: args.key.clone(),
-        on_duplicate: Some(match args.on_duplicate {
+        on_duplicate: args.on_duplicate.map(|d| match d {
             cli::OnDuplicate::Wait => OnDuplicate::Wait,
             cli::OnDuplicate::Skip => OnDuplicate::Skip,
-            cli::OnDuplicate::Run => OnDuplicate::Run,
+            cli::OnDuplicate::Fail => OnDuplicate::Fail,
+            cli::OnDuplicate::Replace => OnDuplicate::Replace,
         }),
+        reuse_finished: args.reuse_finished,
         timeout: args.timeout,
         kill_grace: args.kill_grace,
         heartbeat_timeout: args.heartbeat_timeout,
@@ -153,39 +155,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
             }
             return Ok(e.shell_code().max(1));
         }
-        RunResult::Existing(e, OnDuplicate::Skip) => {
-            ctx.note(format_args!(
-                "key '{}' is held by execution {} ({}); skipped",
-                e.key.as_deref().unwrap_or(""),
-                e.id,
-                e.status
-            ));
-            if ctx.global.json {
-                output::json(&e)?;
-            }
-            return Ok(0);
-        }
-        RunResult::Existing(e, _) => {
-            if !e.status.is_terminal() {
-                ctx.note(format_args!(
-                    "key '{}' is held by execution {}; waiting for it",
-                    e.key.as_deref().unwrap_or(""),
-                    e.id
-                ));
-            }
-            let done = tend_supervisor::wait_until_done(
-                &ctx.ledger,
-                &ctx.home,
-                std::slice::from_ref(&e.id),
-                None,
-            )?
-            .and_then(|mut v| v.pop())
-            .expect("a wait without a timeout ends with the row");
-            if let Some(line) = output::ending(&done) {
-                ctx.note(line);
-            }
-            done
-        }
+        RunResult::Existing(e, mode) => return super::dedup::existing(ctx, e, mode, false),
     };
     if ctx.global.json {
         output::json(&e)?;
@@ -223,6 +193,7 @@ impl Drop for StdoutAside {
 }
 
 fn detached(ctx: &Context, spec: RunSpec) -> Result<i32> {
+    let spec_mode = spec.on_duplicate;
     let exe =
         std::env::current_exe().context("cannot find the tend executable to start a supervisor")?;
     let answer = detach::launch(&exe, &ctx.home, &ctx.config.store()?, &spec)?;
@@ -232,14 +203,7 @@ fn detached(ctx: &Context, spec: RunSpec) -> Result<i32> {
     let (e, code) = match answer {
         Answer::Started { id } => (show(&id)?, 0),
         Answer::Existing { id } => {
-            let e = show(&id)?;
-            ctx.note(format_args!(
-                "key '{}' is held by execution {} ({})",
-                e.key.as_deref().unwrap_or(""),
-                e.id,
-                e.status
-            ));
-            (e, 0)
+            return super::dedup::existing(ctx, show(&id)?, spec_mode, true);
         }
         Answer::FailedToStart { id } => {
             let e = show(&id)?;

@@ -58,7 +58,11 @@ fn logs_follow_until_the_end() {
     let out = env.ok(&["logs", "-f", "--stdout", &id]);
     assert_eq!(out, "one\ntwo\n");
     assert_eq!(env.ok(&["logs", "--stderr", &id]), "bad\n");
-    assert_eq!(env.ok(&["logs", &id]), "one\ntwo\nbad\n", "both, by default");
+    assert_eq!(
+        env.ok(&["logs", &id]),
+        "one\ntwo\nbad\n",
+        "both, by default"
+    );
     assert_eq!(env.status(&id), "succeeded");
 }
 

@@ -3,35 +3,119 @@ use std::process::Stdio;
 
 use crate::support::*;
 
+/// A key names at most one live execution (issue 10, SPEC): a second run
+/// attaches (following the holder's output, exiting with its code), skips,
+/// fails or replaces; a finished execution frees its key unless
+/// `--reuse-finished` asks for a recent success; each says so in one line.
 #[test]
-fn two_runs_with_one_key_make_one_execution() {
+fn keys_name_at_most_one_live_execution() {
     let env = TestEnv::new();
     let first = env
         .cmd()
-        .args(["run", "--key", "k1", "--", "sh", "-c", "sleep 0.7; exit 3"])
+        .args([
+            "run",
+            "--key",
+            "k1",
+            "--",
+            "sh",
+            "-c",
+            "echo from-first; sleep 0.7; exit 3",
+        ])
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    // Let the first one take the key before the second asks.
+    // Let the first one take the key before the others ask.
     assert!(eventually(std::time::Duration::from_secs(5), || !env
         .marked(None)
         .is_empty()));
-    let second = env.tend(&["run", "--key", "k1", "--", "sh", "-c", "exit 0"]);
-    let first = first.wait_with_output().unwrap();
-    assert_eq!(code(&first), 3);
-    assert_eq!(
-        code(&second),
-        3,
-        "the second waits and returns the first's code"
-    );
-    assert!(stderr(&second).contains("waiting for it"));
-    let all = env.json(&["list"]);
-    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
-    // Skip reports and exits 0; run starts another regardless.
     let skip = env.tend(&["run", "--key", "k1", "--on-duplicate", "skip", "--", "true"]);
     assert_eq!(code(&skip), 0);
-    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 1);
-    env.ok(&["run", "--key", "k1", "--on-duplicate", "run", "--", "true"]);
+    assert!(stderr(&skip).contains("skipped"), "{}", stderr(&skip));
+    let fail = env.tend(&["run", "--key", "k1", "--on-duplicate", "fail", "--", "true"]);
+    let e = assert_one_sentence(&fail, 1);
+    assert!(
+        e.contains("is held by execution") && e.contains("not started"),
+        "{e}"
+    );
+    let json = env.tend(&[
+        "--json",
+        "run",
+        "--key",
+        "k1",
+        "--on-duplicate",
+        "skip",
+        "--",
+        "true",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["dedup"], "skipped", "{v}");
+    let attached = env.tend(&["run", "--key", "k1", "--", "sh", "-c", "echo never"]);
+    assert_eq!(code(&attached), 3, "an attach exits with the holder's code");
+    assert_eq!(
+        String::from_utf8_lossy(&attached.stdout),
+        "from-first\n",
+        "it follows the holder's output"
+    );
+    assert!(
+        stderr(&attached).contains("following it"),
+        "{}",
+        stderr(&attached)
+    );
+    assert_eq!(code(&first.wait_with_output().unwrap()), 3);
+    assert_eq!(
+        env.json(&["list"]).as_array().unwrap().len(),
+        1,
+        "one execution for the key"
+    );
+
+    // Finished: the key is free, and the next run starts afresh.
+    env.ok(&["run", "--key", "k1", "--", "true"]);
     assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 2);
+    // A recent success is reused when asked, and says so.
+    let reused = env.tend(&[
+        "run",
+        "--key",
+        "k1",
+        "--reuse-finished",
+        "1h",
+        "--",
+        "sh",
+        "-c",
+        "echo ran",
+    ]);
+    assert_eq!(code(&reused), 0);
+    assert!(String::from_utf8_lossy(&reused.stdout).is_empty());
+    assert!(
+        stderr(&reused).contains("reusing execution"),
+        "{}",
+        stderr(&reused)
+    );
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 2);
+
+    // Replace: the holder is killed, audited, and the new run starts.
+    let holder = env.detach_with(&["--key", "k2"], &["sleep", "30"]);
+    let out = env.tend(&[
+        "run",
+        "--key",
+        "k2",
+        "--on-duplicate",
+        "replace",
+        "--",
+        "echo",
+        "new",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "new\n");
+    let old = env.show(&holder);
+    assert_eq!(old["status"], "killed");
+    assert!(
+        old["reason"]
+            .as_str()
+            .unwrap()
+            .contains("replaced by a new run with the key 'k2'"),
+        "{old}"
+    );
+    env.assert_no_marked(Some(&holder), std::time::Duration::from_secs(5));
 }
 
 #[test]

@@ -431,3 +431,41 @@ fn serve_introduces_itself_and_explains_a_taken_port_and_a_wrong_method() {
     assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
     assert!(answer.contains("it serves GET, HEAD, POST"), "{answer}");
 }
+
+/// The API's keys behave as the CLI's (issue 10): `skip`/`wait` answer 200
+/// with the holder, `fail` 409 naming it, `reuse_finished` a recent success.
+#[test]
+fn api_keys_skip_fail_and_reuse_like_the_cli() {
+    let env = TestEnv::new();
+    let d = Daemon::start(&env);
+    let holder = env.detach_with(&["--key", "nightly"], &["sleep", "30"]);
+    let (st, e) = d.post(
+        "/api/v1/executions",
+        json!({"command": ["true"], "key": "nightly", "on_duplicate": "skip"}),
+    );
+    assert_eq!((st, e["id"].as_str()), (200, Some(holder.as_str())), "{e}");
+    let (st, e) = d.post(
+        "/api/v1/executions",
+        json!({"command": ["true"], "key": "nightly", "on_duplicate": "fail"}),
+    );
+    assert_eq!(st, 409, "{e}");
+    assert!(e["error"].as_str().unwrap().contains(&holder), "{e}");
+    let (st, e) = d.post(
+        "/api/v1/executions",
+        json!({"command": ["true"], "on_duplicate": "skip"}),
+    );
+    assert_eq!((st, &e["field"]), (400, &json!("on_duplicate")), "{e}");
+    env.ok(&["kill", &holder]);
+    env.ok(&["run", "--key", "daily", "--", "true"]);
+    let done = env.json(&["list"])[0]["id"].as_str().unwrap().to_string();
+    let (st, e) = d.post(
+        "/api/v1/executions",
+        json!({"command": ["true"], "key": "daily", "reuse_finished": "1h"}),
+    );
+    assert_eq!((st, e["id"].as_str()), (200, Some(done.as_str())), "{e}");
+    let (st, e) = d.post(
+        "/api/v1/executions",
+        json!({"command": ["true"], "key": "daily"}),
+    );
+    assert_eq!(st, 201, "a finished execution frees its key: {e}");
+}
