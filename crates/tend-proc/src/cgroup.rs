@@ -259,6 +259,12 @@ impl Cgroup {
     }
 }
 
+/// Whether executions under `parent` (a [`ledger_parent`]) get the memory
+/// controller, so that the kernel can enforce `--max-memory`.
+pub fn memory_enforced(parent: &Path) -> bool {
+    enabled(parent, "memory")
+}
+
 /// Whether `dir`'s cgroup has `controller` available.
 fn offers(dir: &Path, controller: &str) -> bool {
     fs::read_to_string(dir.join("cgroup.controllers"))

@@ -45,6 +45,8 @@ pub enum Sig {
     Usr1,
     /// Ctrl-\ passed on to a foreground command.
     Quit,
+    /// Ctrl-C passed on to a foreground command.
+    Int,
 }
 
 impl Sig {
@@ -53,6 +55,7 @@ impl Sig {
         match self {
             Sig::Term => Signal::TERM,
             Sig::Kill => Signal::KILL,
+            Sig::Int => Signal::INT,
             Sig::Cont => Signal::CONT,
             Sig::Stop => Signal::STOP,
             Sig::Usr1 => Signal::USR1,

@@ -127,6 +127,24 @@ impl Pidfd {
         }
     }
 
+    /// Signals the process group this process leads (the command and its
+    /// pipeline, as a shell's Ctrl-C reaches them), when it leads one; else
+    /// the process alone. Only its parent may call this, before reaping it:
+    /// until then its pid, and so the group id, cannot be reused.
+    pub fn signal_group_as_parent(&self, sig: Sig) -> io::Result<bool> {
+        let leads = procfs::stat(self.pid).is_ok_and(|s| s.pgrp == self.pid);
+        if !leads {
+            return self.signal(sig);
+        }
+        let group =
+            Pid::from_raw(self.pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        match rustix::process::kill_process_group(group, sig.to_rustix()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == libc::ESRCH => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether the process is stopped (`T`), or stopped under a tracer
     /// (`t`): it acts on nothing until it is continued.
     pub fn is_stopped(&self) -> bool {

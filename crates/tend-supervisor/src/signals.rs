@@ -51,6 +51,8 @@ pub struct Pending {
     pub child: bool,
     /// Somebody asked this process to stop (name of the signal).
     pub stop: Option<&'static str>,
+    /// Ctrl-C (SIGINT).
+    pub interrupt: bool,
     /// Another tend process recorded a request in the ledger.
     pub nudge: bool,
     /// `Ctrl-\` (SIGQUIT): passed on to the command.
@@ -94,7 +96,7 @@ impl Signals {
                     SIGQUIT => p.quit = true,
                     SIGTSTP => p.suspend = true,
                     SIGCONT => p.resumed = true,
-                    SIGINT => p.stop = Some("SIGINT"),
+                    SIGINT => p.interrupt = true,
                     SIGTERM => p.stop = Some("SIGTERM"),
                     _ => p.stop = p.stop.or(Some("SIGHUP")),
                 }

@@ -190,6 +190,15 @@ pub fn run<L: Ledger + ?Sized>(
     sup.finish(home)
 }
 
+/// Hands `--max-memory` to the kernel (`memory.max`) when the execution's
+/// cgroup has the memory controller; returns whether it did.
+fn kernel_enforces(cgroup: Option<&Cgroup>, limit: Option<u64>) -> bool {
+    match (cgroup, limit) {
+        (Some(cg), Some(bytes)) => cg.limit_memory(bytes).unwrap_or(false),
+        _ => false,
+    }
+}
+
 /// `--on-duplicate replace`: kills the live holder of the key (audited,
 /// graceful then certain) and returns once its tree is gone, so that the
 /// new run can take the key.
@@ -325,6 +334,10 @@ struct Supervision<'a, L: Ledger + ?Sized> {
     /// A kill request could not be read (the ledger was busy): read it
     /// again when the outbox retries.
     nudge_missed: bool,
+    /// When the first Ctrl-C was passed on to the command.
+    interrupted: Option<Instant>,
+    /// The kernel enforces `--max-memory` (the cgroup's `memory.max`).
+    kernel_memory_limit: bool,
 }
 
 impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
@@ -344,6 +357,7 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         let now = Instant::now();
         let after = |ms: Option<u64>| ms.map(|ms| now + Duration::from_millis(ms));
         let (exec_id, stdout_path) = (exec.id.clone(), exec.stdout_path.clone());
+        let kernel_memory_limit = kernel_enforces(cgroup.as_ref(), spec.max_memory_bytes);
         Ok(Supervision {
             ledger,
             exec,
@@ -362,7 +376,11 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             deadline: after(spec.timeout_ms),
             heartbeat_due: after(spec.heartbeat_timeout_ms),
             last_output: now,
-            next_sample: spec.max_memory_bytes.map(|_| now + MEMORY_SAMPLE),
+            // Sampled only where the kernel cannot enforce it.
+            next_sample: spec
+                .max_memory_bytes
+                .filter(|_| !kernel_memory_limit)
+                .map(|_| now + MEMORY_SAMPLE),
             peak_rss: 0,
             sampled_cpu_ms: 0,
             cgroup,
@@ -371,6 +389,8 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             rescan: false,
             outbox: Outbox::new(exec_id, mode, &stdout_path),
             nudge_missed: false,
+            interrupted: None,
+            kernel_memory_limit,
         })
     }
 
@@ -459,6 +479,12 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             exit_code: st.exit_status(),
             signal: st.terminating_signal(),
             pid: self.exec.pid,
+            interrupted: self.interrupted.is_some(),
+            oom_kills: match (&self.cgroup, self.kernel_memory_limit) {
+                (Some(cg), true) => cg.oom_kills(),
+                _ => 0,
+            },
+            memory_limit: self.exec.max_memory_bytes,
             kill,
             usage: Usage {
                 cpu_ms: cpu_ms.max(self.sampled_cpu_ms),
@@ -585,10 +611,19 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
                     .idle_timeout_ms
                     .filter(|_| !self.term.behind_reader())
                     .map(|ms| self.last_output + Duration::from_millis(ms));
-                [self.deadline, self.heartbeat_due, self.next_sample, idle]
-                    .into_iter()
-                    .flatten()
-                    .min()
+                let interrupt = self
+                    .interrupted
+                    .map(|at| at + Duration::from_millis(self.exec.kill_grace_ms));
+                [
+                    self.deadline,
+                    self.heartbeat_due,
+                    self.next_sample,
+                    idle,
+                    interrupt,
+                ]
+                .into_iter()
+                .flatten()
+                .min()
             }
             Some(k) if !k.forced => Some(k.grace_deadline),
             Some(k) if !k.stuck_reported => Some(k.stuck_at()),
@@ -645,15 +680,14 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         if p.child {
             self.reap();
         }
-        if let Some(name) = p.stop {
-            match &self.kill {
-                Some(_) => self.hurry(),
-                None if self.status.is_some() => {}
-                None => {
-                    let grace = Duration::from_millis(self.exec.kill_grace_ms);
-                    self.begin_kill(Cause::Signal(name), grace, false);
-                }
-            }
+        if p.interrupt && self.mode == Mode::Foreground {
+            self.on_interrupt();
+        }
+        let stop = p
+            .stop
+            .or((p.interrupt && self.mode != Mode::Foreground).then_some("SIGINT"));
+        if let Some(name) = stop {
+            self.on_stop(name);
         }
         if p.nudge {
             self.on_nudge()?;
@@ -674,6 +708,35 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             }
         }
         Ok(())
+    }
+
+    /// SIGTERM or SIGHUP to the supervisor (SIGINT too when detached): end
+    /// the tree, or hurry a kill under way.
+    fn on_stop(&mut self, name: &'static str) {
+        match &self.kill {
+            Some(_) => self.hurry(),
+            None if self.status.is_some() => {}
+            None => {
+                let grace = Duration::from_millis(self.exec.kill_grace_ms);
+                self.begin_kill(Cause::Signal(name), grace, false);
+            }
+        }
+    }
+
+    /// Ctrl-C in the foreground, as a shell passes it: the first goes to
+    /// the command (its process group) as SIGINT; a second, or the command
+    /// still running a kill grace later, ends the tree like a kill.
+    fn on_interrupt(&mut self) {
+        match (&self.kill, self.interrupted, &self.child) {
+            (Some(_), _, _) => self.hurry(),
+            _ if self.status.is_some() => {}
+            (None, None, Some(child)) => {
+                // Not reaped yet (status is None): the group id is still its.
+                let _ = child.signal_group_as_parent(Sig::Int);
+                self.interrupted = Some(Instant::now());
+            }
+            (None, _, _) => self.on_stop("SIGINT"),
+        }
     }
 
     /// The ledger was busy: record what waits, and read a kill request

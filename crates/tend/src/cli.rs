@@ -152,7 +152,7 @@ pub struct RunArgs {
     /// End it when it prints nothing for this long
     #[arg(long, value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
-    /// End it when its processes together use more memory than this (e.g. 512M, 2G)
+    /// End it when its processes together use more memory than this (e.g. 512M, 2G): the kernel enforces it where the cgroup memory controller is delegated, else it is sampled every 250 ms (see tend doctor)
     #[arg(long, value_parser = parse_size)]
     pub max_memory: Option<u64>,
     /// Deduplication key: at most one live execution per key

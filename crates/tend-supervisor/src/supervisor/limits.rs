@@ -22,6 +22,11 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
     /// Fires the timeouts and limits whose time has come.
     pub(super) fn check_limits(&mut self, now: Instant) -> Result<(), Error> {
         let grace = Duration::from_millis(self.exec.kill_grace_ms);
+        if self.interrupted.is_some_and(|at| now >= at + grace) {
+            // Ctrl-C was passed on a grace ago and it still runs.
+            self.begin_kill(Cause::Signal("SIGINT"), grace, false);
+            return Ok(());
+        }
         if self.deadline.is_some_and(|d| now >= d) {
             self.begin_kill(
                 Cause::Timeout(self.exec.timeout_ms.unwrap_or(0)),

@@ -21,6 +21,13 @@ pub(super) struct Happened {
     pub(super) signal: Option<i32>,
     /// The command's pid, named in the event's details.
     pub(super) pid: Option<i32>,
+    /// A Ctrl-C was passed on to the command (foreground).
+    pub(super) interrupted: bool,
+    /// Processes the kernel's OOM killer ended for the cgroup's
+    /// `memory.max` (0 where the kernel does not enforce the limit).
+    pub(super) oom_kills: u64,
+    /// The memory limit, if one was set.
+    pub(super) memory_limit: Option<u64>,
     /// Why tend ended the tree and what the kill took, if tend ended it
     /// (including the clean-up of what the command left behind).
     pub(super) kill: Option<(Cause, KillReport)>,
@@ -77,6 +84,23 @@ fn verdict(h: &Happened) -> (Status, String, EventKind, Actor) {
         Some(Cause::Signal(name)) => (
             Status::Killed,
             format!("interrupted ({name} to the supervisor)"),
+            EventKind::Killed,
+            Actor::User(None),
+        ),
+        Some(Cause::Cleanup) | None if h.oom_kills > 0 => (
+            Status::Killed,
+            format!(
+                "memory limit exceeded (the kernel ended {} process{} at {})",
+                h.oom_kills,
+                if h.oom_kills == 1 { "" } else { "es" },
+                mib(h.memory_limit.unwrap_or(0))
+            ),
+            EventKind::Killed,
+            Actor::Kernel,
+        ),
+        Some(Cause::Cleanup) | None if h.interrupted && h.signal == Some(2) => (
+            Status::Killed,
+            "interrupted (Ctrl-C, passed on to the command as SIGINT)".to_string(),
             EventKind::Killed,
             Actor::User(None),
         ),
@@ -164,6 +188,9 @@ mod tests {
             exit_code,
             signal,
             pid: Some(4242),
+            interrupted: false,
+            oom_kills: 0,
+            memory_limit: None,
             kill,
             usage: Usage {
                 cpu_ms: 7,
@@ -218,6 +245,12 @@ mod tests {
              S::Killed, "killed by user:alice", E::Killed, alice()),
             ("Ctrl-C", happened(None, Some(15), kill(Cause::Signal("SIGINT"), Graceful, 1)),
              S::Killed, "interrupted (SIGINT to the supervisor)", E::Killed, Actor::User(None)),
+            ("Ctrl-C passed on, and the command died of it", Happened { interrupted: true, ..happened(None, Some(2), None) },
+             S::Killed, "interrupted (Ctrl-C, passed on to the command as SIGINT)", E::Killed, Actor::User(None)),
+            ("Ctrl-C passed on, and the command exited by itself", Happened { interrupted: true, ..happened(Some(1), None, None) },
+             S::Failed, "exited with code 1", E::Exited, sup.clone()),
+            ("the kernel's OOM killer under memory.max", Happened { oom_kills: 1, memory_limit: Some(MIB), ..happened(None, Some(9), None) },
+             S::Killed, "memory limit exceeded (the kernel ended 1 process at 1.0M)", E::Killed, Actor::Kernel),
             ("leftovers after exit 0", happened(Some(0), None, kill(Cause::Cleanup, Graceful, 2)),
              S::Succeeded, "exited with code 0", E::Exited, sup.clone()),
             ("leftovers after exit 1", happened(Some(1), None, kill(Cause::Cleanup, Forced, 1)),

@@ -46,10 +46,23 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         checks.push(check(&format!("tier {tier}"), r));
     }
     let chosen = tend_supervisor::choose_tier(ctx.ledger.ledger_id(), ctx.config.containment);
-    if let Some(parent) = chosen.as_ref().ok().and_then(|t| t.cgroup_parent()) {
-        // Only a look: leave no empty folder behind (one in use stays).
-        let _ = std::fs::remove_dir(parent);
-    }
+    let memory = match chosen.as_ref().ok().and_then(|t| t.cgroup_parent()) {
+        Some(parent) => {
+            let enforced = tend_proc::cgroup::memory_enforced(parent);
+            // Only a look: leave no empty folder behind (one in use stays).
+            let _ = std::fs::remove_dir(parent);
+            enforced
+        }
+        None => false,
+    };
+    checks.push(check(
+        "memory limit",
+        Ok(if memory {
+            "--max-memory is enforced by the kernel (the cgroup's memory.max)".to_string()
+        } else {
+            "--max-memory is sampled every 250 ms (the cgroup memory controller is not delegated here)".to_string()
+        }),
+    ));
     checks.push(check(
         "containment",
         chosen
@@ -228,7 +241,7 @@ fn print_checks(checks: &[HealthCheck]) -> Result<()> {
     let w = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in checks {
         say!(
-            "{}  {:<w$} {}",
+            "{}  {:<w$}  {}",
             if c.ok { "ok  " } else { "warn" },
             c.name,
             output::esc(&c.detail)

@@ -69,6 +69,10 @@ fn silence_longer_than_the_idle_timeout_ends_it() {
 #[test]
 fn a_tree_above_its_memory_limit_is_killed() {
     let env = TestEnv::new();
+    // The kernel enforces the limit where the memory controller is
+    // delegated (the OOM killer: SIGKILL, exit 137); elsewhere it is
+    // sampled and ended gracefully (SIGTERM, 143). doctor says which.
+    let kernel = env.ok(&["doctor"]).contains("enforced by the kernel");
     let out = env.tend(&[
         "run",
         "--max-memory",
@@ -84,19 +88,25 @@ fn a_tree_above_its_memory_limit_is_killed() {
         eprintln!("skipped: python3 is not installed");
         return;
     }
-    assert_eq!(code(&out), 143, "{}", stderr(&out));
+    assert_eq!(
+        code(&out),
+        if kernel { 137 } else { 143 },
+        "{}",
+        stderr(&out)
+    );
     let e = &env.json(&["list"])[0];
     assert_eq!(e["status"], "killed");
+    let reason = e["reason"].as_str().unwrap();
+    assert!(reason.starts_with("memory limit exceeded"), "{e}");
+    assert_eq!(reason.contains("the kernel ended"), kernel, "{e}");
+    if !kernel {
+        eprintln!(
+            "note: the kernel does not enforce memory.max here; the sampled limit was tested"
+        );
+    }
     assert!(
-        e["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("memory limit exceeded"),
-        "{e}"
-    );
-    assert!(
-        e["max_rss_bytes"].as_u64().unwrap() > 64 << 20,
-        "the peak is recorded: {e}"
+        kernel || e["max_rss_bytes"].as_u64().unwrap() > 64 << 20,
+        "the sampled peak is recorded: {e}"
     );
 }
 
@@ -115,25 +125,99 @@ fn cpu_and_peak_memory_are_recorded() {
     assert!(e["max_rss_bytes"].as_u64().unwrap() > 0, "{e}");
 }
 
-#[test]
-fn ctrl_c_ends_a_foreground_run_gracefully() {
-    let env = TestEnv::new();
+/// A foreground `tend run` started, and its pid once its command runs.
+fn foreground(env: &TestEnv, args: &[&str]) -> (std::process::Child, rustix::process::Pid) {
     let child = env
         .cmd()
-        .args(["run", "--", "sleep", "30"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(eventually(Duration::from_secs(5), || !env
+    assert!(eventually(Duration::from_secs(5), || env
         .marked(None)
-        .is_empty()));
+        .len()
+        >= 2
+        || env.json(&["ps"])[0]["status"] == "running"));
+    std::thread::sleep(Duration::from_millis(200));
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    (child, pid)
+}
+
+fn ctrl_c(pid: rustix::process::Pid) {
     rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+}
+
+/// Ctrl-C, as a shell passes it (issue 10, SPEC): the command gets SIGINT
+/// and may handle it; one that ignores it is ended a kill grace later, or
+/// at once by a second Ctrl-C, gracefully then certainly (status killed,
+/// actor the user).
+#[test]
+fn ctrl_c_is_passed_to_the_command_then_ends_the_tree() {
+    let env = TestEnv::new();
+    let handles = "trap 'echo caught; exit 0' INT; sleep 30 & wait";
+    let (child, pid) = foreground(&env, &["run", "--", "sh", "-c", handles]);
+    ctrl_c(pid);
     let out = child.wait_with_output().unwrap();
-    assert_eq!(code(&out), 143, "sleep died of the SIGTERM tend sent");
+    assert_eq!(code(&out), 0, "the command handled it: {}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "caught\n");
+    assert_eq!(env.json(&["list"])[0]["status"], "succeeded");
+
+    let (child, pid) = foreground(&env, &["run", "--", "sleep", "30"]);
+    ctrl_c(pid);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "sleep died of the SIGINT, as in a shell");
     let e = &env.json(&["list"])[0];
-    assert_eq!(e["status"], "killed");
-    assert_eq!(e["kill_method"], "graceful");
-    assert_eq!(e["reason"], "interrupted (SIGINT to the supervisor)");
+    assert_eq!(
+        (&e["status"], &e["reason"]),
+        (
+            &"killed".into(),
+            &"interrupted (Ctrl-C, passed on to the command as SIGINT)".into()
+        ),
+        "{e}"
+    );
+
+    let ignores = "trap '' INT; sleep 30";
+    let (child, pid) = foreground(
+        &env,
+        &["run", "--kill-grace", "300ms", "--", "sh", "-c", ignores],
+    );
+    let start = std::time::Instant::now();
+    ctrl_c(pid);
+    let out = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        code(&out),
+        143,
+        "ended with SIGTERM a grace after the Ctrl-C"
+    );
+    let e = &env.json(&["list"])[0];
+    assert_eq!(
+        (&e["status"], &e["kill_method"]),
+        (&"killed".into(), &"graceful".into()),
+        "{e}"
+    );
+
+    let (child, pid) = foreground(
+        &env,
+        &["run", "--kill-grace", "1m", "--", "sh", "-c", ignores],
+    );
+    ctrl_c(pid);
+    std::thread::sleep(Duration::from_millis(200));
+    let start = std::time::Instant::now();
+    ctrl_c(pid);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "a second Ctrl-C does not wait for the grace"
+    );
+    assert_eq!(
+        env.json(&["list"])[0]["status"],
+        "killed",
+        "{}",
+        stderr(&out)
+    );
+    env.assert_no_marked(None, Duration::from_secs(5));
 }
 
 #[test]
