@@ -251,6 +251,7 @@ impl RunOptions {
             max_memory_bytes: self.max_memory,
             containment: policy.containment,
             store: policy.store.clone(),
+            tty: false,
         })
     }
 }
@@ -309,6 +310,11 @@ pub struct RunSpec {
     /// Ledger location handed to the command as `TEND_STORE`, so that a
     /// `tend heartbeat` (or any tend) inside it uses the same ledger.
     pub store: Option<String>,
+    /// Run it on a pseudo-terminal of its own (`tend run -t`, foreground
+    /// only): set by the CLI after [`RunOptions::resolve`], since a stored
+    /// job or a daemon launch has no terminal to give it.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 impl RunSpec {

@@ -22,6 +22,7 @@ pub mod cgroup;
 mod pidfd;
 pub mod pidns;
 pub mod procfs;
+pub mod pty;
 pub mod spawn;
 pub mod tree;
 

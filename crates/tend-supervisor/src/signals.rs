@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use signal_hook::consts::{
     SIGALRM, SIGCHLD, SIGCONT, SIGHUP, SIGINT, SIGIO, SIGPROF, SIGQUIT, SIGTERM, SIGTSTP, SIGUSR1,
-    SIGUSR2, SIGVTALRM, SIGXCPU, SIGXFSZ,
+    SIGUSR2, SIGVTALRM, SIGWINCH, SIGXCPU, SIGXFSZ,
 };
 
 /// Linux's numbers for two signals signal-hook does not name.
@@ -17,8 +17,8 @@ const SIGSTKFLT: i32 = 16;
 const SIGPWR: i32 = 30;
 
 /// The signals the supervisor acts on.
-const HANDLED: [i32; 8] = [
-    SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGQUIT, SIGTSTP, SIGCONT,
+const HANDLED: [i32; 9] = [
+    SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGQUIT, SIGTSTP, SIGCONT, SIGWINCH,
 ];
 
 /// Signals whose default action would end the supervisor and that tend has
@@ -41,7 +41,7 @@ const REALTIME: std::ops::RangeInclusive<i32> = 34..=64;
 #[derive(Debug)]
 pub struct Signals {
     wake: UnixStream,
-    flags: [(i32, Arc<AtomicBool>); 8],
+    flags: [(i32, Arc<AtomicBool>); 9],
 }
 
 /// What arrived since the last [`Signals::take`].
@@ -61,6 +61,8 @@ pub struct Pending {
     pub suspend: bool,
     /// SIGCONT: the supervisor was continued (`fg`).
     pub resumed: bool,
+    /// SIGWINCH: tend's terminal was resized.
+    pub winch: bool,
 }
 
 impl Signals {
@@ -96,6 +98,7 @@ impl Signals {
                     SIGQUIT => p.quit = true,
                     SIGTSTP => p.suspend = true,
                     SIGCONT => p.resumed = true,
+                    SIGWINCH => p.winch = true,
                     SIGINT => p.interrupt = true,
                     SIGTERM => p.stop = Some("SIGTERM"),
                     _ => p.stop = p.stop.or(Some("SIGHUP")),

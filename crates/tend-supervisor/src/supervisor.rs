@@ -33,6 +33,7 @@ mod pipes;
 mod start;
 mod streams;
 mod terminal;
+mod tty;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -299,6 +300,9 @@ struct Ready {
     pipes: [bool; 2],
     term: [Option<PollFlags>; 2],
     watch: bool,
+    /// `-t`: tend's stdin has keys; the command's terminal has room.
+    typed: bool,
+    room: bool,
 }
 
 struct Supervision<'a, L: Ledger + ?Sized> {
@@ -336,6 +340,8 @@ struct Supervision<'a, L: Ledger + ?Sized> {
     nudge_missed: bool,
     /// When the first Ctrl-C was passed on to the command.
     interrupted: Option<Instant>,
+    /// `-t`: the command's pseudo-terminal, typed into from tend's stdin.
+    tty: Option<tty::TtyInput>,
     /// The kernel enforces `--max-memory` (the cgroup's `memory.max`).
     kernel_memory_limit: bool,
 }
@@ -390,6 +396,7 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             outbox: Outbox::new(exec_id, mode, &stdout_path),
             nudge_missed: false,
             interrupted: None,
+            tty: launched.tty,
             kernel_memory_limit,
         })
     }
@@ -568,6 +575,14 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         if ready.signals {
             self.on_signals()?;
         }
+        if let Some(t) = self.tty.as_mut() {
+            if ready.typed {
+                t.on_stdin();
+            }
+            if ready.room {
+                t.flush();
+            }
+        }
         for (i, ready) in ready.pipes.into_iter().enumerate() {
             if ready {
                 self.read_pipe(i, false);
@@ -656,6 +671,20 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
                 *at = Some(fds.len() - 1);
             }
         }
+        let (mut typed_at, mut room_at) = (None, None);
+        if let Some(t) = &self.tty {
+            if t.wants_stdin() {
+                fds.push(PollFd::from_borrowed_fd(
+                    rustix::stdio::stdin(),
+                    PollFlags::IN,
+                ));
+                typed_at = Some(fds.len() - 1);
+            }
+            if t.wants_room() {
+                fds.push(PollFd::from_borrowed_fd(t.fd(), PollFlags::OUT));
+                room_at = Some(fds.len() - 1);
+            }
+        }
         let watch_from = fds.len();
         for w in self.kill.iter().flat_map(|k| &k.watch) {
             fds.push(PollFd::new(w, PollFlags::IN));
@@ -671,6 +700,8 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             pipes: pipe_at.map(|p| p.is_some_and(ready)),
             term: term_at.map(|t| t.map(|i| fds[i].revents())),
             watch: (watch_from..fds.len()).any(ready),
+            typed: typed_at.is_some_and(ready),
+            room: room_at.is_some_and(ready),
         })
     }
 
@@ -706,6 +737,9 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             if let Some(k) = self.kill.as_mut() {
                 k.resumed_at = Instant::now();
             }
+        }
+        if let Some(t) = self.tty.as_ref().filter(|_| p.winch) {
+            t.resize();
         }
         Ok(())
     }

@@ -53,6 +53,7 @@ pub enum Cmd {
     #[command(after_help = "Examples:
   tend run -- ./train.sh                      run in the foreground, exit with its code
   tend run -d --name train -- ./train.sh      detached: prints the id
+  tend run -t -- python3                      on a terminal of its own
   tend run --timeout 2h --kill-grace 30s -- ./backup.sh
   tend run --key nightly-report -- ./report.sh   at most one live execution per key
   tend --json run -- make test                JSON on stdout, the command's output on stderr")]
@@ -128,6 +129,9 @@ pub struct RunArgs {
     /// Leave it running under a background supervisor and print its id
     #[arg(short, long)]
     pub detach: bool,
+    /// Run it on a terminal of its own (vi, REPLs, colours, progress bars); keys go to it as typed
+    #[arg(short, long, conflicts_with = "detach")]
+    pub tty: bool,
     /// Name to show and filter by [default: the program's file name]
     #[arg(long)]
     pub name: Option<String>,

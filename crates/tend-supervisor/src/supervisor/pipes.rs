@@ -36,6 +36,11 @@ impl<L: Ledger + ?Sized> Supervision<'_, L> {
                     }
                 }
                 Err(rustix::io::Errno::INTR) => {}
+                // A pseudo-terminal whose command side is closed by all.
+                Err(rustix::io::Errno::IO) => {
+                    self.pipes[i] = None;
+                    return;
+                }
                 Err(_) => {
                     // EAGAIN: nothing more now. When draining at the end
                     // the whole tree is gone, so no writer is left.

@@ -219,6 +219,9 @@ pub(crate) struct Launched {
     pub stderr: Option<OwnedFd>,
     /// pidns tier: tells whether the kernel ended leftovers.
     pub leftovers: Option<tend_proc::pidns::Leftovers>,
+    /// `-t`: the supervisor's side of the command's pseudo-terminal, to
+    /// type into and resize (its output is `stdout`).
+    pub tty: Option<super::tty::TtyInput>,
 }
 
 /// Starts the command in its tier, with the markers in its environment and
@@ -234,11 +237,24 @@ pub(crate) fn launch(
     boot_id: &str,
 ) -> Result<Result<Launched, (i32, String)>, Error> {
     let mut cmd = command(spec, mode, markers);
-    let merged = output_pipes(&mut cmd, mode);
+    let tty = spec.tty && mode == Mode::Foreground;
+    let merged = if tty {
+        None
+    } else {
+        output_pipes(&mut cmd, mode)
+    };
     if let Some(cg) = cgroup {
         cg.join_before_exec(&mut cmd);
     }
     tend_proc::spawn::supervised(&mut cmd);
+    // After `supervised`: the terminal is taken in the command's own session.
+    let pty = match tty {
+        true => Some(
+            tend_proc::pty::Pty::attach(&mut cmd)
+                .map_err(Error::io("opening a pseudo-terminal"))?,
+        ),
+        false => None,
+    };
     let could_not =
         |e: &io::Error, code: i32| (code, format!("{}: {}", spec.command[0], plain_os_error(e)));
     let mut leftovers = None;
@@ -278,11 +294,7 @@ pub(crate) fn launch(
     let direct = child.id() as i32;
     let child_fd = Pidfd::open(direct).map_err(Error::io("opening a pidfd on the command"))?;
     let identity = command_identity(direct, &child_fd, leftovers.is_some(), boot_id)?;
-    let stdout: OwnedFd = match merged {
-        Some(read) => read,
-        None => child.stdout.take().expect("stdout was piped").into(),
-    };
-    let stderr = child.stderr.take().map(OwnedFd::from);
+    let (stdout, stderr, tty) = streams(&mut child, pty.as_ref(), merged)?;
     Ok(Ok(Launched {
         direct,
         child: child_fd,
@@ -290,7 +302,31 @@ pub(crate) fn launch(
         stdout,
         stderr,
         leftovers,
+        tty,
     }))
+}
+
+/// The supervisor's ends of the command's output (and, with `-t`, of its
+/// terminal): a pseudo-terminal's side, one merged pipe, or two pipes.
+fn streams(
+    child: &mut std::process::Child,
+    pty: Option<&tend_proc::pty::Pty>,
+    merged: Option<OwnedFd>,
+) -> Result<(OwnedFd, Option<OwnedFd>, Option<super::tty::TtyInput>), Error> {
+    let opening = || Error::io("opening a pseudo-terminal");
+    Ok(match (pty, merged) {
+        (Some(p), _) => {
+            let input = super::tty::TtyInput::new(p.master().map_err(opening())?);
+            input.resize();
+            (p.master().map_err(opening())?, None, Some(input))
+        }
+        (None, Some(read)) => (read, child.stderr.take().map(OwnedFd::from), None),
+        (None, None) => (
+            child.stdout.take().expect("stdout was piped").into(),
+            child.stderr.take().map(OwnedFd::from),
+            None,
+        ),
+    })
 }
 
 /// The command line, environment and stdin of the command.

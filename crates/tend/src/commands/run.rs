@@ -65,9 +65,11 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
         idle_timeout: args.idle_timeout,
         max_memory: args.max_memory,
     };
-    options
+    let mut spec = options
         .resolve(&ctx.config.policy()?)
-        .map_err(|e| crate::usage(e.to_string()))
+        .map_err(|e| crate::usage(e.to_string()))?;
+    spec.tty = args.tty;
+    Ok(spec)
 }
 
 /// The one sentence for a command that could not be started.
@@ -121,6 +123,12 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     }
     let verbose = ctx.global.verbose && !ctx.global.quiet;
     let aside = StdoutAside::new(ctx.global.json)?;
+    // `-t`: keys reach the command's terminal as typed (Ctrl-C too) until
+    // the run ends; the terminal's mode comes back when this drops.
+    let raw = spec
+        .tty
+        .then(|| tend_proc::pty::RawMode::enter(rustix::stdio::stdin()))
+        .flatten();
     let result = tend_supervisor::run(&ctx.ledger, &ctx.home, &spec, Mode::Foreground, &mut |r| {
         if let Report::Started(e) = r {
             if verbose {
@@ -128,6 +136,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
             }
         }
     })?;
+    drop(raw);
     drop(aside);
     let e = match result {
         RunResult::Finished(e) => {

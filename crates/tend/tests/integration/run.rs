@@ -279,3 +279,39 @@ fn the_tours_example_scripts_run_under_tend() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("report for "));
 }
+
+/// `tend run -t` (issue 10): the command runs on a pseudo-terminal of its
+/// own with tend's terminal's size, keys typed at tend reach it, a resize
+/// follows, and the log keeps what it printed. Driven by python3's pty
+/// from a real pseudo-terminal.
+#[test]
+fn a_tty_run_gets_a_terminal_of_its_own_keys_and_resizes() {
+    let env = TestEnv::new();
+    let driver =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/drivers/tty.py");
+    let out = env.cmd().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let out = std::process::Command::new("python3")
+        .arg(&driver)
+        .arg(env!("CARGO_BIN_EXE_tend"))
+        .env("TEND_HOME", env.home())
+        .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
+        .output();
+    let Ok(out) = out else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("/dev/pts/"),
+        "a terminal of its own: {shown}"
+    );
+    assert!(shown.contains("40 100"), "tend's size: {shown}");
+    assert!(shown.contains("got:hello"), "typed keys arrive: {shown}");
+    assert!(shown.contains("50 120"), "the resize follows: {shown}");
+    assert!(shown.contains("rc=0"), "{shown} {}", stderr(&out));
+    let id = env.json(&["list"])[0]["id"].as_str().unwrap().to_string();
+    assert!(env.ok(&["logs", &id]).contains("got:hello"));
+    let e = assert_one_sentence(&env.tend(&["run", "-d", "-t", "--", "true"]), 2);
+    assert!(e.contains("--tty") || e.contains("-t"), "{e}");
+}
