@@ -109,6 +109,15 @@ pub fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Li
     Ok(())
 }
 
+/// A kill reason: not empty (leave it out instead), at most
+/// [`MAX_REASON_BYTES`]. The CLI and the API both call it.
+pub fn check_reason(reason: &str) -> Result<(), LimitError> {
+    if reason.is_empty() {
+        return Err(LimitError::Empty("reason"));
+    }
+    check_text("reason", reason, MAX_REASON_BYTES)
+}
+
 /// Refuses too many labels, or a label key or value over its cap.
 pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), LimitError> {
     if labels.len() > MAX_LABELS {

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use tend_ledger::KillRequest;
-use tend_model::limits::{check_kill_grace, check_text, MAX_REASON_BYTES};
+use tend_model::limits::{check_kill_grace, check_reason};
 use tend_model::wire::Killed;
 use tend_model::Execution;
 use utoipa::ToSchema;
@@ -49,7 +49,7 @@ impl KillBody {
             .map_or(Ok(()), check_kill_grace)
             .map_err(|e| ApiError::bad_request(format!("grace: {e}")))?;
         if let Some(r) = &self.reason {
-            check_text("reason", r, MAX_REASON_BYTES)
+            check_reason(r)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
         }
         Ok(KillRequest {

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use tend_ledger::{KillRequest, Ledger};
-use tend_model::limits::{check_kill_grace, check_text, MAX_REASON_BYTES};
+use tend_model::limits::{check_kill_grace, check_reason};
 use tend_model::wire::Killed;
 use tend_model::Execution;
 
@@ -28,7 +28,7 @@ fn bulk(ctx: &Context, args: &KillArgs) -> Result<Vec<Execution>> {
 /// The kill request, with its reason and grace within their limits.
 fn request(args: &KillArgs) -> Result<KillRequest> {
     if let Some(r) = &args.reason {
-        check_text("reason", r, MAX_REASON_BYTES).map_err(|e| crate::usage(e.to_string()))?;
+        check_reason(r).map_err(|e| crate::usage(e.to_string()))?;
     }
     if let Some(g) = args.grace {
         check_kill_grace(g).map_err(|e| crate::usage(format!("--grace: {e}")))?;

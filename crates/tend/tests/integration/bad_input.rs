@@ -222,6 +222,8 @@ fn text_over_its_cap_is_refused_before_anything_is_recorded() {
     let reason = long(1025);
     let e = assert_one_sentence(&env.tend(&["kill", "--reason", &reason, &id]), 2);
     assert!(e.contains("reason") && e.contains("at most 1024"), "{e}");
+    let e = assert_one_sentence(&env.tend(&["kill", "--reason", "", &id]), 2);
+    assert!(e.contains("the reason is empty"), "{e}");
     let progress = long(1025);
     let e = assert_one_sentence(&env.tend(&["heartbeat", "--progress", &progress]), 2);
     assert!(e.contains("progress"), "{e}");
