@@ -31,8 +31,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::api::MAX_BODY;
 use crate::{ApiError, AppState, Error};
+
+/// Largest request body accepted.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// The names the daemon answers to, as `Host` values (and, after `http://`
 /// or `https://`, as `Origin` values): its listen address with its port,

@@ -23,10 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::guard::MAX_BODY;
 use crate::{auth, guard, metrics, ApiError, AppState};
-
-/// Largest request body accepted.
-pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// The whole API. Every request passes, in order, the request guard
 /// (`Host`, `Origin`, no preflight, JSON bodies, a declared size within the
