@@ -75,14 +75,14 @@ pub fn choose(ledger: &str, forced: Option<Containment>) -> Result<Tier, Error> 
         Some(Containment::Cgroup) => cgroup::ledger_parent(ledger)
             .map(Tier::Cgroup)
             .map_err(|e| Error::Unavailable {
-                tier: "cgroup".into(),
+                tier: Containment::Cgroup.as_str().into(),
                 why: e.0,
             }),
         Some(Containment::Pidns) => {
             tend_proc::pidns::available()
                 .map(|_| Tier::Pidns)
                 .map_err(|why| Error::Unavailable {
-                    tier: "pidns".into(),
+                    tier: Containment::Pidns.as_str().into(),
                     why,
                 })
         }
