@@ -119,6 +119,14 @@ pub enum Cmd {
     #[command(after_help = "Examples:
   tend doctor")]
     Doctor,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  tend completions bash > ~/.local/share/bash-completion/completions/tend\n  tend completions zsh > ~/.zfunc/_tend\n  tend completions fish > ~/.config/fish/completions/tend.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), for man(1)
+    #[command(after_help = "Examples:\n  tend man > ~/.local/share/man/man1/tend.1 && man tend")]
+    Man,
     /// Supervise one execution described on stdin (used by `run -d`)
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -299,6 +307,13 @@ pub struct HeartbeatArgs {
     /// What it is doing, shown by `tend ps` and `tend show`
     #[arg(long)]
     pub progress: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

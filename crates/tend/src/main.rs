@@ -78,8 +78,11 @@ fn parse_error(e: clap::Error) -> ! {
 }
 
 fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
-    if let Cmd::Supervise = cli.command {
-        return Ok(tend_supervisor::detach::supervise_from_stdin());
+    match &cli.command {
+        Cmd::Supervise => return Ok(tend_supervisor::detach::supervise_from_stdin()),
+        Cmd::Completions(a) => return commands::completions(a.shell),
+        Cmd::Man => return commands::man(),
+        _ => {}
     }
     let access = match cli.command {
         Cmd::Ps | Cmd::List(_) | Cmd::Show(_) | Cmd::Logs(_) | Cmd::Wait(_) => Access::Read,
@@ -118,7 +121,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cmd::Health => commands::health::health(&ctx),
         Cmd::Serve(a) => commands::serve::serve(&ctx, a),
         Cmd::Doctor => commands::health::doctor(&ctx),
-        Cmd::Supervise => unreachable!("handled above"),
+        Cmd::Supervise | Cmd::Completions(_) | Cmd::Man => {
+            unreachable!("handled before the ledger is opened")
+        }
     }
 }
 

@@ -49,8 +49,7 @@ impl KillBody {
             .map_or(Ok(()), check_kill_grace)
             .map_err(|e| ApiError::bad_request(format!("grace: {e}")))?;
         if let Some(r) = &self.reason {
-            check_reason(r)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            check_reason(r).map_err(|e| ApiError::bad_request(e.to_string()))?;
         }
         Ok(KillRequest {
             actor: tend_model::Actor::Api,

@@ -166,3 +166,23 @@ pub fn actor() -> tend_model::Actor {
         .unwrap_or_else(|_| format!("uid{}", rustix::process::getuid().as_raw()));
     tend_model::Actor::User(Some(user))
 }
+
+/// `tend completions SHELL`: the completion script, from the same clap
+/// definition the CLI parses with, so it never lags behind a flag.
+pub fn completions(shell: clap_complete::Shell) -> Result<i32> {
+    use clap::CommandFactory;
+    let mut cmd = crate::cli::Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "tend", &mut out);
+    crate::print::text(&String::from_utf8_lossy(&out))?;
+    Ok(0)
+}
+
+/// `tend man`: the manual page, in roff, from the clap definition.
+pub fn man() -> Result<i32> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(crate::cli::Cli::command()).render(&mut out)?;
+    crate::print::text(&String::from_utf8_lossy(&out))?;
+    Ok(0)
+}

@@ -408,6 +408,8 @@ fn every_command_has_examples_and_groups_the_global_options() {
         "health",
         "heartbeat",
         "doctor",
+        "completions",
+        "man",
     ] {
         let help = env.ok(&[cmd, "--help"]);
         assert!(
@@ -426,4 +428,38 @@ fn every_command_has_examples_and_groups_the_global_options() {
             "{cmd}: --json only under Global options"
         );
     }
+}
+
+/// Completion scripts for every shell clap knows, and a man page, generate
+/// from the CLI's own definition (issue 14); bash's parses.
+#[test]
+fn completions_and_the_man_page_generate() {
+    let env = TestEnv::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = env.ok(&["completions", shell]);
+        assert!(
+            script.contains("kill") && script.contains("on-duplicate"),
+            "{shell}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tend.bash");
+    std::fs::write(&file, env.ok(&["completions", "bash"])).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let man = env.ok(&["man"]);
+    assert!(
+        man.contains(".TH tend 1") && man.contains("tracked executions"),
+        "{man}"
+    );
+    let e = assert_one_sentence(&env.tend(&["completions", "tcsh"]), 2);
+    assert!(e.contains("tcsh"), "{e}");
 }
