@@ -25,6 +25,32 @@ use crate::{wait_until_done, Error, Home};
 
 pub use crate::takeover::ACT_WITHIN;
 
+/// Which live executions a bulk kill is for (`tend kill --name/--label/
+/// --older-than/--all`, `POST /api/v1/executions/kill`): all of the given
+/// conditions; none given means every live execution.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Names matching this glob.
+    pub name: Option<tend_model::Glob>,
+    /// Carrying every one of these labels.
+    pub labels: Vec<(String, String)>,
+    /// Created at least this long ago.
+    pub older_than: Option<Duration>,
+}
+
+/// The live executions `sel` selects, oldest first: the one selection both
+/// the CLI's and the API's bulk kill use.
+pub fn select<L: Ledger + ?Sized>(ledger: &L, sel: &Selection) -> Result<Vec<Execution>, Error> {
+    let before = sel.older_than.map(tend_ledger::ms_ago);
+    Ok(ledger
+        .live()?
+        .into_iter()
+        .filter(|e| sel.name.as_ref().is_none_or(|g| g.matches(&e.name)))
+        .filter(|e| sel.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+        .filter(|e| before.is_none_or(|b| e.created_at <= b))
+        .collect())
+}
+
 /// What a kill did to one execution.
 #[derive(Debug, Clone)]
 pub struct KillResult {

@@ -1,6 +1,8 @@
-//! Kills: `POST /api/v1/executions/{id}/kill`. The kill is requested in the
-//! ledger, then waited for; a supervisor that does not carry it out in time
-//! has it carried out for it, as `tend kill` does.
+//! Kills: `POST /api/v1/executions/{id}/kill`, and the bulk kill by filter
+//! `POST /api/v1/executions/kill`. The kill is requested in the ledger,
+//! then waited for; a supervisor that does not carry it out in time has it
+//! carried out for it, as `tend kill` does (the bulk kill is the CLI's own
+//! code: `tend_supervisor::kill::select` and `tend_supervisor::kill`).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -118,4 +120,100 @@ async fn wait_killed(
         }
         other => other,
     }
+}
+
+/// A bulk kill: the live executions matching every filter given (`all`
+/// when none is), first as a dry run.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkKill {
+    /// Glob on the name.
+    pub name: Option<String>,
+    /// A label as `key=value`.
+    #[schema(pattern = r"^[^=]+=.*$")]
+    pub label: Option<String>,
+    /// Only those created at least this long ago (`2h`).
+    #[schema(pattern = r"^(0|([0-9]{1,9}(ms|s|m|h|d)){1,4})$")]
+    pub older_than: Option<String>,
+    /// Every live execution (needed when no filter is given).
+    #[serde(default)]
+    pub all: bool,
+    /// Only say what would be killed (default true: a bulk kill is shown
+    /// before it is done).
+    pub dry_run: Option<bool>,
+    /// SIGKILL at once.
+    #[serde(default)]
+    pub force: bool,
+    /// Grace override (`5s`).
+    #[schema(pattern = r"^(0|([0-9]{1,9}(ms|s|m|h|d)){1,4})$")]
+    pub grace: Option<String>,
+    /// Why, for the audit log.
+    pub reason: Option<String>,
+}
+
+/// What a bulk kill matched and, unless a dry run, did to each.
+#[derive(serde::Serialize, ToSchema)]
+pub struct BulkKilled {
+    /// True when nothing was done.
+    pub dry_run: bool,
+    /// The executions the filters matched.
+    pub matched: Vec<Execution>,
+    /// Per execution, what the kill did (empty for a dry run).
+    pub killed: Vec<Killed>,
+}
+
+impl BulkKill {
+    fn selection(&self) -> Result<tend_supervisor::kill::Selection, ApiError> {
+        let name = self
+            .name
+            .as_deref()
+            .map(|n| tend_model::Glob::parse(n).map_err(|e| ApiError::field("name", e)))
+            .transpose()?;
+        let labels = match &self.label {
+            Some(l) => match l.split_once('=') {
+                Some((k, v)) if !k.is_empty() => vec![(k.to_string(), v.to_string())],
+                _ => return Err(ApiError::field("label", format!("'{l}' is not key=value"))),
+            },
+            None => Vec::new(),
+        };
+        let older_than = duration("older_than", &self.older_than)?;
+        if name.is_none() && labels.is_empty() && older_than.is_none() && !self.all {
+            return Err(ApiError::field(
+                "all",
+                "give a filter (name, label, older_than), or all: true to kill every live execution",
+            ));
+        }
+        Ok(tend_supervisor::kill::Selection { name, labels, older_than })
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/executions/kill", request_body = BulkKill,
+    responses((status = 200, body = BulkKilled), (status = 400, description = "bad filter")), security(("token" = [])))]
+pub(super) async fn bulk(
+    State(s): State<AppState>,
+    super::extract::ApiJson(b): super::extract::ApiJson<BulkKill>,
+) -> Result<Json<BulkKilled>, ApiError> {
+    let sel = b.selection()?;
+    let dry_run = b.dry_run.unwrap_or(true);
+    let req = KillBody {
+        force: b.force,
+        grace: b.grace,
+        reason: b.reason,
+    }
+    .request()?;
+    s.blocking(move |s, l| {
+        let home = &s.config().home;
+        tend_supervisor::reconcile(l, home)?;
+        let matched = tend_supervisor::kill::select(l, &sel)?;
+        if dry_run || matched.is_empty() {
+            return Ok(Json(BulkKilled { dry_run, matched, killed: Vec::new() }));
+        }
+        s.counters().kill_requests.fetch_add(matched.len() as u64, Ordering::Relaxed);
+        let killed = tend_supervisor::kill(l, home, &matched, &req)?
+            .iter()
+            .map(|r| Killed::new(&r.execution, r.already_finished))
+            .collect();
+        Ok(Json(BulkKilled { dry_run, matched, killed }))
+    })
+    .await
 }

@@ -45,6 +45,7 @@ fn routes(state: AppState) -> Router {
             "/api/v1/executions",
             get(executions::list).post(executions::launch),
         )
+        .route("/api/v1/executions/kill", post(kill::bulk))
         .route("/api/v1/executions/{id}", get(executions::show))
         .route("/api/v1/executions/{id}/events", get(executions::events))
         .route("/api/v1/executions/{id}/logs", get(logs::logs))

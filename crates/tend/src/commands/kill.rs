@@ -1,7 +1,7 @@
 //! `tend kill`.
 
 use anyhow::Result;
-use tend_ledger::{KillRequest, Ledger};
+use tend_ledger::KillRequest;
 use tend_model::limits::{check_kill_grace, check_reason};
 use tend_model::wire::Killed;
 use tend_model::Execution;
@@ -11,18 +11,12 @@ use crate::cli::KillArgs;
 use crate::output;
 
 fn bulk(ctx: &Context, args: &KillArgs) -> Result<Vec<Execution>> {
-    let name = args.name.as_deref().map(name_glob).transpose()?;
-    Ok(ctx
-        .ledger
-        .live()?
-        .into_iter()
-        .filter(|e| name.as_ref().is_none_or(|g| g.matches(&e.name)))
-        .filter(|e| args.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
-        .filter(|e| {
-            args.older_than
-                .is_none_or(|d| e.created_at <= tend_ledger::ms_ago(d))
-        })
-        .collect())
+    let sel = tend_supervisor::kill::Selection {
+        name: args.name.as_deref().map(name_glob).transpose()?,
+        labels: args.labels.clone(),
+        older_than: args.older_than,
+    };
+    Ok(tend_supervisor::kill::select(&ctx.ledger, &sel)?)
 }
 
 /// The kill request, with its reason and grace within their limits.
