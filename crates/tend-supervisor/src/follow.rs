@@ -6,10 +6,15 @@ use std::os::fd::{AsFd, BorrowedFd};
 use tend_ledger::Ledger;
 use tend_model::Execution;
 
+use std::time::{Duration, Instant};
+
 use crate::notify::wait_any;
 use crate::output::{OutputReader, Piece};
 use crate::reaper::{verify_or_reconcile, Supervision};
 use crate::{Error, Home};
+
+/// How often a follow looks again at a row only another agent can end.
+const FOREIGN_RECHECK: Duration = Duration::from_secs(1);
 
 /// Gives `sink` an execution's output as it is written, through `reader`
 /// (both streams in order, or one), until the execution is terminal and
@@ -30,10 +35,13 @@ pub fn follow<L: Ledger + ?Sized>(
         // Read the state before the output: if it is terminal now,
         // everything it wrote is on disk and one last read gets it all.
         let row = ledger.get(&e.id)?;
-        let supervisor = match verify_or_reconcile(ledger, home, &row)? {
-            Supervision::Alive(fd) => Some(fd),
-            Supervision::Gone(_) => continue,
-            Supervision::NotHere => None,
+        let (supervisor, foreign) = match verify_or_reconcile(ledger, home, &row)? {
+            Supervision::Alive(fd) => (Some(fd), false),
+            Supervision::Gone(Some(_)) => continue,
+            // Another agent's row: that agent ends it; look again in a
+            // second rather than at once (which would spin).
+            Supervision::Gone(None) => (None, true),
+            Supervision::NotHere => (None, false),
         };
         let done = row.status.is_terminal();
         let pieces = reader.read(done).map_err(Error::io("reading the log"))?;
@@ -43,7 +51,8 @@ pub fn follow<L: Ledger + ?Sized>(
         }
         let mut fds: Vec<BorrowedFd<'_>> = vec![wake.as_fd()];
         fds.extend(supervisor.iter().map(|s| s.as_fd()));
-        wait_any(&fds, None)?;
+        let backstop = foreign.then(|| Instant::now() + FOREIGN_RECHECK);
+        wait_any(&fds, backstop)?;
         wake.take();
     }
 }

@@ -35,9 +35,9 @@ const DROPPED: [i32; 9] = [
 const REALTIME: std::ops::RangeInclusive<i32> = 34..=64;
 
 /// Handlers for the signals the supervisor acts on (see [`Pending`]) and
-/// for those it drops. Installed before the execution is recorded, because
-/// from then on other processes may nudge the supervisor with SIGUSR1,
-/// whose default action is to die.
+/// for those it drops. Installed once the execution's key is decided (a run
+/// that attaches to a key's holder keeps the default Ctrl-C); until then
+/// [`shield_nudge`] keeps a SIGUSR1 from killing the supervisor.
 #[derive(Debug)]
 pub struct Signals {
     wake: UnixStream,
@@ -63,6 +63,16 @@ pub struct Pending {
     pub resumed: bool,
     /// SIGWINCH: tend's terminal was resized.
     pub winch: bool,
+}
+
+/// Catches SIGUSR1 (the nudge other tend processes send once the execution
+/// is recorded; its default action is to die) before the handlers are
+/// installed. A nudge that comes this early is not lost: the request is in
+/// the ledger, and the supervisor reads its row again when it commits the
+/// start. Caught rather than ignored, so the command gets the default
+/// disposition after `exec`.
+pub fn shield_nudge() -> io::Result<()> {
+    signal_hook::flag::register(SIGUSR1, Arc::new(AtomicBool::new(false))).map(drop)
 }
 
 impl Signals {

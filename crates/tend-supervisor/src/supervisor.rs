@@ -2,10 +2,12 @@
 //! parent of its command.
 //!
 //! Order of work, and why:
-//! 1. install signal handlers and become a child subreaper — before the
-//!    execution is recorded, since from then on others may nudge us;
+//! 1. become a child subreaper and catch SIGUSR1 — before the execution is
+//!    recorded, since from then on others may nudge us;
 //! 2. commit the execution as `queued` with our own identity (*before* the
-//!    fork, so no process ever runs unrecorded);
+//!    fork, so no process ever runs unrecorded), or hand back the key's
+//!    holder; only then install the signal handlers (an attaching run keeps
+//!    the default Ctrl-C);
 //! 3. spawn the command in its own session with PDEATHSIG, commit `running`
 //!    with its identity;
 //! 4. wait in one `poll` for the command's pidfd, its output pipes, our
@@ -104,8 +106,9 @@ pub enum RunResult {
 /// process it started are gone and the outcome is committed.
 ///
 /// The calling process becomes the supervisor: it turns into a child
-/// subreaper, installs handlers for SIGCHLD, SIGINT, SIGTERM, SIGHUP and
-/// SIGUSR1, reaps any child with `waitpid(-1)`, and treats every descendant
+/// subreaper, installs handlers for SIGCHLD, SIGINT, SIGTERM, SIGHUP,
+/// SIGUSR1, SIGQUIT, SIGTSTP, SIGCONT and SIGWINCH, reaps any child with
+/// `waitpid(-1)`, and treats every descendant
 /// as part of the execution. Call it from a process that has no other
 /// children and no other use for those signals — `tend run`, or the
 /// background supervisor that [`crate::detach::launch`] starts — never from
@@ -118,6 +121,7 @@ pub fn run<L: Ledger + ?Sized>(
     report: &mut dyn FnMut(Report<'_>),
 ) -> Result<RunResult, Error> {
     spawn::become_subreaper().map_err(Error::io("becoming a child subreaper"))?;
+    crate::signals::shield_nudge().map_err(Error::io("installing signal handlers"))?;
     let me = std::process::id() as i32;
     let supervisor =
         tend_proc::identify(me).map_err(Error::io("reading the supervisor's identity"))?;

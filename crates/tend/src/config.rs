@@ -246,7 +246,9 @@ impl Config {
             .unwrap_or(Duration::from_secs(86_400));
         let default_timeout = src.duration("default_timeout")?;
         if default_timeout.is_some_and(|t| t > max_timeout) {
-            bail!("the default timeout is longer than the maximum timeout; raise TEND_MAX_TIMEOUT or lower it");
+            return Err(crate::usage(
+                "the default timeout is longer than the maximum timeout; raise TEND_MAX_TIMEOUT or lower TEND_DEFAULT_TIMEOUT",
+            ));
         }
         let store = match src.get("store") {
             Some(s) if !s.value.contains(':') => Some(

@@ -183,7 +183,11 @@ impl BulkKill {
                 "give a filter (name, label, older_than), or all: true to kill every live execution",
             ));
         }
-        Ok(tend_supervisor::kill::Selection { name, labels, older_than })
+        Ok(tend_supervisor::kill::Selection {
+            name,
+            labels,
+            older_than,
+        })
     }
 }
 
@@ -206,14 +210,24 @@ pub(super) async fn bulk(
         tend_supervisor::reconcile(l, home)?;
         let matched = tend_supervisor::kill::select(l, &sel)?;
         if dry_run || matched.is_empty() {
-            return Ok(Json(BulkKilled { dry_run, matched, killed: Vec::new() }));
+            return Ok(Json(BulkKilled {
+                dry_run,
+                matched,
+                killed: Vec::new(),
+            }));
         }
-        s.counters().kill_requests.fetch_add(matched.len() as u64, Ordering::Relaxed);
+        s.counters()
+            .kill_requests
+            .fetch_add(matched.len() as u64, Ordering::Relaxed);
         let killed = tend_supervisor::kill(l, home, &matched, &req)?
             .iter()
             .map(|r| Killed::new(&r.execution, r.already_finished))
             .collect();
-        Ok(Json(BulkKilled { dry_run, matched, killed }))
+        Ok(Json(BulkKilled {
+            dry_run,
+            matched,
+            killed,
+        }))
     })
     .await
 }

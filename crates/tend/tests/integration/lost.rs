@@ -150,6 +150,29 @@ fn a_wait_on_another_homes_dead_execution_does_not_spin() {
         ticks < 60,
         "the wait spun: {ticks} clock ticks of CPU in 2s"
     );
+    // Nor does a follow of its output.
+    let mut follow = b
+        .cmd()
+        .env("TEND_STORE", store)
+        .args(["logs", "-f", &id])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", follow.id())).unwrap();
+    let f: Vec<u64> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    sigkill(follow.id());
+    let _ = follow.wait();
+    assert!(
+        f[0] + f[1] < 60,
+        "logs -f spun: {} clock ticks in 2s",
+        f[0] + f[1]
+    );
     // Home A's own read reconciles it and ends the tree.
     let out = a
         .cmd()
