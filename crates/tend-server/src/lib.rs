@@ -38,6 +38,7 @@
 mod api;
 mod auth;
 mod connections;
+mod dashboard;
 mod error;
 mod guard;
 mod lock;

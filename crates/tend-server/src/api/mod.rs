@@ -33,7 +33,12 @@ use crate::{auth, guard, metrics, ApiError, AppState};
 pub fn router(state: AppState) -> Router {
     // axum adds `Allow` outside every layer of a route: one router around
     // the whole API reads it (see `name_allowed`).
+    // The dashboard's page, script and style hold no data: they are served
+    // without the token (the page asks for it and sends it to the API).
     Router::new()
+        .route("/", get(crate::dashboard::page))
+        .route("/app.js", get(crate::dashboard::script))
+        .route("/app.css", get(crate::dashboard::style))
         .fallback_service(routes(state))
         .layer(axum::middleware::from_fn(name_allowed))
 }

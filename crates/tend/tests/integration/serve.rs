@@ -348,9 +348,14 @@ fn load_100_clients_launching_and_killing() {
     }
     assert!(
         errors.is_empty(),
-        "{} errors, first: {:?}",
+        "{} errors, first: {:?}\ndaemon log: {}",
         errors.len(),
-        errors.first()
+        errors.first(),
+        d.log(&env)
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
@@ -468,4 +473,48 @@ fn api_keys_skip_fail_and_reuse_like_the_cli() {
         json!({"command": ["true"], "key": "daily"}),
     );
     assert_eq!(st, 201, "a finished execution frees its key: {e}");
+}
+
+/// The dashboard in a real browser (issue 13): Debian's Chromium driven by
+/// Playwright (both installed by scripts/test, which sets
+/// `TEND_BROWSER_PYTHON`). Sign-in, a live row, its log, a kill from the
+/// button, a filter in the address bar, and no request without the token.
+#[test]
+fn the_dashboard_works_in_a_real_browser() {
+    let python = std::env::var_os("TEND_BROWSER_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/browser-venv/bin/python")
+        });
+    if !python.exists() || !std::path::Path::new("/usr/bin/chromium").exists() {
+        eprintln!("skipped: no Chromium/Playwright here (scripts/test installs them)");
+        return;
+    }
+    let env = TestEnv::new();
+    let d = Daemon::start(&env);
+    let driver = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/integration/drivers/dashboard.py");
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard.png");
+    let out = std::process::Command::new(&python)
+        .arg(&driver)
+        .args([&d.base, &d.token, env!("CARGO_BIN_EXE_tend")])
+        .arg(&shot)
+        .env("TEND_HOME", env.home())
+        .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
+        .env_remove("TEND_STORE")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("ok"),
+        "{said}\n{}",
+        stderr(&out)
+    );
+    let live = env.json(&["ps"]);
+    assert_eq!(
+        live.as_array().map(Vec::len),
+        Some(0),
+        "the browser's kill left nothing: {live}"
+    );
 }

@@ -270,8 +270,9 @@ impl Daemon {
         let file = env.home().join("daemon.json");
         let _ = std::fs::remove_file(&file);
         let mut cmd = env.cmd();
+        let log = std::fs::File::create(env.dir.path().join("daemon.log")).expect("a daemon log");
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
-            .stderr(Stdio::null())
+            .stderr(log)
             .stdout(Stdio::null());
         for (k, v) in vars {
             cmd.env(k, v);
@@ -304,6 +305,12 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What the daemon wrote to stderr so far (its log), for a failure's
+    /// message.
+    pub fn log(&self, env: &TestEnv) -> String {
+        std::fs::read_to_string(env.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
     /// The `ip:port` it listens on.
