@@ -106,6 +106,8 @@ impl From<tend_ledger::Error> for ApiError {
             E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             E::Ambiguous { .. } | E::BadId(_) => ApiError::bad_request(e.to_string()),
             E::IllegalTransition { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            // Transient: the client may try again, as the CLI would.
+            E::Busy { .. } => ApiError::unavailable(e.to_string()),
             other => ApiError::internal(other),
         }
     }
