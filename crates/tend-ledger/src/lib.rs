@@ -26,6 +26,7 @@
 mod busy;
 mod error;
 mod sqlite;
+mod sqlite_stats;
 mod store;
 mod types;
 
@@ -88,6 +89,13 @@ pub trait Ledger: Send {
 
     /// Executions matching a filter, newest first.
     fn list(&self, filter: &Filter) -> Result<Vec<Execution>>;
+
+    /// Counts, failure rate, run-time percentiles, the slowest and most
+    /// failing names and the last 24 hours, over the executions created at
+    /// or after `since_ms` whose name matches the glob `name`
+    /// (`tend stats`, `GET /api/v1/stats`): aggregates the backend computes,
+    /// not rows it returns.
+    fn stats(&self, since_ms: Option<i64>, name: Option<&str>) -> Result<tend_model::wire::Stats>;
 
     /// How many executions match `filter`, paging aside: what `list`
     /// would show without a limit, so a cut list can say how many more.
@@ -179,6 +187,9 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
     }
     fn count(&self, filter: &Filter) -> Result<u64> {
         (**self).count(filter)
+    }
+    fn stats(&self, since_ms: Option<i64>, name: Option<&str>) -> Result<tend_model::wire::Stats> {
+        (**self).stats(since_ms, name)
     }
     fn live(&self) -> Result<Vec<Execution>> {
         (**self).live()

@@ -983,6 +983,10 @@ impl Ledger for SqliteLedger {
             .map_err(Error::storage("listing executions"))
     }
 
+    fn stats(&self, since_ms: Option<i64>, name: Option<&str>) -> Result<tend_model::wire::Stats> {
+        crate::sqlite_stats::stats(&self.conn, since_ms, name)
+    }
+
     fn count(&self, f: &Filter) -> Result<u64> {
         let (filter, args) = where_clause(f);
         let sql = format!("SELECT COUNT(*) FROM executions WHERE {filter}");

@@ -318,6 +318,43 @@ fn filters_select_by_status_name_label_and_limit<L: Ledger + ?Sized>(l: &L) {
     let _ = a;
 }
 
+fn stats_count_what_the_ledger_holds<L: Ledger + ?Sized>(l: &L) {
+    let mut end = |name: &str, status: Status| {
+        let mut n = new_exec(None, None);
+        n.name = name.into();
+        let e = match l.create(&n).unwrap() {
+            Created::New(e) => e,
+            Created::Existing(_) => unreachable!("no key"),
+        };
+        l.start(&e.id, &proc_id()).unwrap();
+        l.transition(&e.id, Status::Running, &outcome(status, "supervisor"))
+            .unwrap();
+    };
+    end("a", Status::Succeeded);
+    end("a", Status::Succeeded);
+    end("b", Status::Failed);
+    end("b", Status::Lost);
+    let live = created(l, None);
+    let s = l.stats(None, None).unwrap();
+    assert_eq!(s.total, 5);
+    assert_eq!(s.by_status.get("succeeded"), Some(&2));
+    assert_eq!(s.by_status.get("queued"), Some(&1));
+    assert_eq!(s.failure_rate, Some(0.5), "2 of the 4 that ended");
+    let d = s.duration_ms.expect("four ran");
+    assert!(d.p50 <= d.p90 && d.p90 <= d.p99 && d.p99 <= d.max, "{d:?}");
+    assert_eq!(s.most_failing[0].key, "b");
+    assert_eq!(s.most_failing[0].value, 2);
+    assert_eq!(s.lost_by_reason[0].value, 1);
+    assert_eq!(s.per_hour.len(), 24);
+    assert_eq!(s.per_hour.iter().map(|h| h.created).sum::<u64>(), 5);
+    assert_eq!(s.per_hour[23].failed, 2, "this hour");
+    let only_a = l.stats(None, Some("a")).unwrap();
+    assert_eq!((only_a.total, only_a.failure_rate), (2, Some(0.0)));
+    let later = l.stats(Some(tend_ledger::now_ms() + 60_000), None).unwrap();
+    assert_eq!((later.total, later.duration_ms), (0, None));
+    let _ = live;
+}
+
 fn kill_requests_are_stored_and_noop_when_finished<L: Ledger + ?Sized>(l: &L) {
     let e = created(l, None);
     l.start(&e.id, &proc_id()).unwrap();
@@ -474,6 +511,7 @@ mod sqlite_backend {
         heartbeats_touch_only_running_rows,
         summaries_count_by_status_method_and_reason,
         a_working_directory_is_kept_byte_for_byte,
+        stats_count_what_the_ledger_holds,
     );
 
     #[test]
@@ -533,6 +571,13 @@ mod sqlite_backend {
         }
         fn count(&self, f: &tend_ledger::Filter) -> tend_ledger::Result<u64> {
             self.l().count(f)
+        }
+        fn stats(
+            &self,
+            since: Option<i64>,
+            name: Option<&str>,
+        ) -> tend_ledger::Result<tend_model::wire::Stats> {
+            self.l().stats(since, name)
         }
         fn summary(
             &self,

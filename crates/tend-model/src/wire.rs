@@ -188,3 +188,61 @@ mod tests {
         assert!(json.get("uptime_s").is_none());
     }
 }
+
+/// What `tend stats` and `GET /api/v1/stats` report about the executions
+/// created since a moment (and, optionally, whose name matches a glob).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, ToSchema)]
+pub struct Stats {
+    /// Executions counted.
+    pub total: u64,
+    /// Per status, those that have any.
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// Of those that ended: the share that failed, timed out or was lost.
+    pub failure_rate: Option<f64>,
+    /// Run time of those that started and ended, in milliseconds.
+    pub duration_ms: Option<Percentiles>,
+    /// `lost` executions per reason, most first.
+    pub lost_by_reason: Vec<Counted>,
+    /// The names with the longest single run, longest first.
+    pub slowest: Vec<Counted>,
+    /// The names with the most failures (failed, timed out, lost), most first.
+    pub most_failing: Vec<Counted>,
+    /// Per hour of the last 24 (UTC, oldest first): executions created and
+    /// how many of them failed.
+    pub per_hour: Vec<Hour>,
+}
+
+/// Percentiles of a duration, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 95th percentile.
+    pub p95: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Longest.
+    pub max: u64,
+}
+
+/// A name (or reason) and a number: a count, or milliseconds for `slowest`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Counted {
+    /// The name or reason.
+    pub key: String,
+    /// The number.
+    pub value: u64,
+}
+
+/// One hour's executions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Hour {
+    /// Its start (RFC 3339).
+    pub start: String,
+    /// Executions created in it.
+    pub created: u64,
+    /// Of those, how many failed, timed out or were lost.
+    pub failed: u64,
+}

@@ -119,6 +119,11 @@ pub enum Cmd {
     #[command(after_help = "Examples:
   tend doctor")]
     Doctor,
+    /// Counts, failure rate and run times of recent executions
+    #[command(
+        after_help = "Examples:\n  tend stats\n  tend stats --since 7d --name 'backup-*'\n  tend --json stats"
+    )]
+    Stats(StatsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(
         after_help = "Examples:\n  tend completions bash > ~/.local/share/bash-completion/completions/tend\n  tend completions zsh > ~/.zfunc/_tend\n  tend completions fish > ~/.config/fish/completions/tend.fish"
@@ -307,6 +312,16 @@ pub struct HeartbeatArgs {
     /// What it is doing, shown by `tend ps` and `tend show`
     #[arg(long)]
     pub progress: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only executions created within this long [default: 1d]
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Only names matching this glob
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]

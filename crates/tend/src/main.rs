@@ -86,7 +86,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     }
     let access = match cli.command {
         Cmd::Ps | Cmd::List(_) | Cmd::Show(_) | Cmd::Logs(_) | Cmd::Wait(_) => Access::Read,
-        Cmd::Health | Cmd::Doctor => Access::Read,
+        Cmd::Health | Cmd::Doctor | Cmd::Stats(_) => Access::Read,
         _ => Access::Write,
     };
     if let Cmd::Run(a) = &cli.command {
@@ -119,6 +119,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             commands::health::heartbeat(&ctx, a)
         }
         Cmd::Health => commands::health::health(&ctx),
+        Cmd::Stats(a) => commands::stats::stats(&ctx, a),
         Cmd::Serve(a) => commands::serve::serve(&ctx, a),
         Cmd::Doctor => commands::health::doctor(&ctx),
         Cmd::Supervise | Cmd::Completions(_) | Cmd::Man => {

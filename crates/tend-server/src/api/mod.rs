@@ -13,6 +13,7 @@ mod kill;
 mod logs;
 mod openapi;
 mod reap;
+mod stats;
 mod wait;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -57,6 +58,7 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/executions/{id}/kill", post(kill::kill))
         .route("/api/v1/executions/{id}/wait", get(wait::wait))
         .route("/api/v1/reap", post(reap::reap))
+        .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/events", get(events::stream))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::metrics))

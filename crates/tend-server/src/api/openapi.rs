@@ -7,7 +7,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{events, executions, health, kill, logs, reap, wait};
+use super::{events, executions, health, kill, logs, reap, stats, wait};
 use tend_model::wire;
 
 #[derive(OpenApi)]
@@ -15,13 +15,13 @@ use tend_model::wire;
     info(title = "tend", description = "Tracked executions with a ledger that never lies."),
     paths(
         health::health, executions::list, executions::launch, executions::show, executions::events,
-        logs::logs, kill::kill, kill::bulk, wait::wait, reap::reap, events::stream, crate::metrics::metrics
+        logs::logs, kill::kill, kill::bulk, wait::wait, reap::reap, stats::stats, events::stream, crate::metrics::metrics
     ),
     components(schemas(
         tend_model::Execution, tend_model::Event, tend_model::Status, tend_model::KillMethod,
         tend_model::ProcessIdentity, tend_model::KillRequested, wire::HealthReport,
         wire::HealthCheck, wire::HealthStatus, tend_model::run::RunOptions, kill::KillBody, kill::BulkKill, kill::BulkKilled,
-        wire::Killed, wire::Reaped, wire::MarkedLost, wire::StrayProcess, crate::error::ErrorBody
+        wire::Killed, wire::Reaped, wire::Stats, wire::Percentiles, wire::Counted, wire::Hour, wire::MarkedLost, wire::StrayProcess, crate::error::ErrorBody
     )),
     modifiers(&Security)
 )]

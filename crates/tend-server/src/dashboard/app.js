@@ -228,7 +228,11 @@ function onEvent(block) {
     render();
   }
   if (detail && detail.id === e.id) showFields(e);
+  if (!["queued", "running"].includes(e.status) && !statsDue) {
+    statsDue = setTimeout(() => { statsDue = null; loadStats(); }, 5000);
+  }
 }
+let statsDue = null;
 
 // Paused while the tab is hidden; caught up (one list read, then the
 // stream again) when it is shown.
@@ -406,6 +410,34 @@ async function loadHealth() {
   } catch (_) { /* signed out */ }
 }
 
+function fmtMs(ms) {
+  return ms < 1000 ? ms + "ms" : (ms / 1000).toFixed(1) + "s";
+}
+
+/// The last day from GET /api/v1/stats (aggregates the ledger computes):
+/// totals, failure rate, run-time percentiles, and a bar per hour.
+async function loadStats() {
+  try {
+    const s = await json("/api/v1/stats?since=1d");
+    const rate = s.failure_rate == null ? "-" : (s.failure_rate * 100).toFixed(1) + "%";
+    const d = s.duration_ms;
+    $("#stats-summary").textContent = s.total + " executions · failure rate " + rate +
+      (d ? " · run time p50 " + fmtMs(d.p50) + ", p95 " + fmtMs(d.p95) + ", max " + fmtMs(d.max) : "");
+    const top = Math.max(1, ...s.per_hour.map((h) => h.created));
+    $("#per-hour").replaceChildren(...s.per_hour.map((h) => {
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      bar.title = h.start + ": " + h.created + " created, " + h.failed + " failed";
+      bar.style.height = Math.round((h.created / top) * 100) + "%";
+      const bad = document.createElement("div");
+      bad.className = "bad";
+      bad.style.height = h.created ? Math.round((h.failed / h.created) * 100) + "%" : "0";
+      bar.append(bad);
+      return bar;
+    }));
+  } catch (_) { /* signed out */ }
+}
+
 // ---- start ---------------------------------------------------------------
 
 async function signIn(t) {
@@ -420,6 +452,7 @@ async function signIn(t) {
   await load();
   startStream();
   loadHealth();
+  loadStats();
   loadJobs().catch(() => {});
 }
 

@@ -105,3 +105,42 @@ fn logs_interleave_tail_since_timestamps_and_json() {
     let followed = env.ok(&["logs", "-f", &id]);
     assert_eq!(followed, "out 1\nerr 1\nout 2\nerr 2\nout 3\nerr 3\n");
 }
+
+/// `tend stats` and `GET /api/v1/stats` (issue 14): the same figures, of a
+/// ledger whose contents the test knows.
+#[test]
+fn stats_say_what_the_ledger_holds_in_the_cli_and_the_api() {
+    let env = TestEnv::new();
+    env.ok(&["run", "--name", "ok-job", "--", "true"]);
+    env.ok(&["run", "--name", "ok-job", "--", "sleep", "0.3"]);
+    let _ = env.tend(&["run", "--name", "bad-job", "--", "sh", "-c", "exit 4"]);
+    let s = env.json(&["stats"]);
+    assert_eq!(s["total"], 3, "{s}");
+    assert_eq!(s["by_status"]["succeeded"], 2);
+    assert_eq!(s["by_status"]["failed"], 1);
+    let rate = s["failure_rate"].as_f64().unwrap();
+    assert!((rate - 1.0 / 3.0).abs() < 1e-9, "{s}");
+    assert!(s["duration_ms"]["max"].as_u64().unwrap() >= 300, "{s}");
+    assert_eq!(s["slowest"][0]["key"], "ok-job");
+    assert_eq!(s["most_failing"][0]["key"], "bad-job");
+    assert_eq!(s["per_hour"].as_array().unwrap().len(), 24);
+    let only = env.json(&["stats", "--name", "ok-*"]);
+    assert_eq!(
+        (only["total"].as_u64(), only["failure_rate"].as_f64()),
+        (Some(2), Some(0.0))
+    );
+    let text = env.ok(&["stats"]);
+    assert!(
+        text.contains("3 executions") && text.contains("33.3%"),
+        "{text}"
+    );
+    let d = Daemon::start(&env);
+    let (st, api) = d.get("/api/v1/stats");
+    assert_eq!(st, 200);
+    assert_eq!(
+        (&api["total"], &api["by_status"], &api["most_failing"]),
+        (&s["total"], &s["by_status"], &s["most_failing"])
+    );
+    let (st, e) = d.get("/api/v1/stats?name=%5B");
+    assert_eq!((st, &e["field"]), (400, &serde_json::json!("name")), "{e}");
+}

@@ -61,6 +61,8 @@ with sync_playwright() as p:
     row.click()
     expect(page.locator("#detail")).to_be_visible()
     expect(page.locator("#log")).to_contain_text("line-3", timeout=10000)
+    expect(page.locator("#stats-summary")).to_contain_text("executions")
+    expect(page.locator("#per-hour .bar")).to_have_count(24)
     page.screenshot(path=shot)
 
     # Kill from the button: it asks first and shows the grace.
