@@ -319,7 +319,7 @@ fn filters_select_by_status_name_label_and_limit<L: Ledger + ?Sized>(l: &L) {
 }
 
 fn stats_count_what_the_ledger_holds<L: Ledger + ?Sized>(l: &L) {
-    let mut end = |name: &str, status: Status| {
+    let end = |name: &str, status: Status| {
         let mut n = new_exec(None, None);
         n.name = name.into();
         let e = match l.create(&n).unwrap() {

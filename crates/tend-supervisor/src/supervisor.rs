@@ -132,18 +132,11 @@ pub fn run<L: Ledger + ?Sized>(
         .id;
     let boot_id = supervisor.boot_id.clone();
     let new = new_execution(spec, home, &tier, supervisor, &agent);
-    let exec = loop {
-        match ledger.create(&new)? {
-            Created::New(e) => break e,
-            Created::Existing(holder)
-                if spec.on_duplicate == OnDuplicate::Replace && !holder.status.is_terminal() =>
-            {
-                replace(ledger, home, &holder)?;
-            }
-            Created::Existing(e) => {
-                report(Report::Existing(&e, spec.on_duplicate));
-                return Ok(RunResult::Existing(e, spec.on_duplicate));
-            }
+    let exec = match create(ledger, home, &new, spec.on_duplicate)? {
+        Ok(e) => e,
+        Err(e) => {
+            report(Report::Existing(&e, spec.on_duplicate));
+            return Ok(RunResult::Existing(e, spec.on_duplicate));
         }
     };
     // Only now: a run that attaches to a key's holder, skips or fails
@@ -201,6 +194,28 @@ fn kernel_enforces(cgroup: Option<&Cgroup>, limit: Option<u64>) -> bool {
     match (cgroup, limit) {
         (Some(cg), Some(bytes)) => cg.limit_memory(bytes).unwrap_or(false),
         _ => false,
+    }
+}
+
+/// Records the new execution; `Ok(Err(e))` when the key names `e` instead
+/// (a live holder, or a result to reuse). With `replace`, a live holder is
+/// killed first and the record tried again.
+fn create<L: Ledger + ?Sized>(
+    ledger: &L,
+    home: &Home,
+    new: &NewExecution,
+    on_duplicate: OnDuplicate,
+) -> Result<Result<Execution, Execution>, Error> {
+    loop {
+        match ledger.create(new)? {
+            Created::New(e) => return Ok(Ok(e)),
+            Created::Existing(holder)
+                if on_duplicate == OnDuplicate::Replace && !holder.status.is_terminal() =>
+            {
+                replace(ledger, home, &holder)?;
+            }
+            Created::Existing(e) => return Ok(Err(e)),
+        }
     }
 }
 
