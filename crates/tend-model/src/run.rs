@@ -251,6 +251,7 @@ impl RunOptions {
             max_memory_bytes: self.max_memory,
             containment: policy.containment,
             store: policy.store.clone(),
+            job: None,
         })
     }
 }
@@ -309,6 +310,10 @@ pub struct RunSpec {
     /// Ledger location handed to the command as `TEND_STORE`, so that a
     /// `tend heartbeat` (or any tend) inside it uses the same ledger.
     pub store: Option<String>,
+    /// The stored job this is a run of: the ledger numbers it from the
+    /// job's counter in the transaction that records it.
+    #[serde(default)]
+    pub job: Option<String>,
 }
 
 impl RunSpec {

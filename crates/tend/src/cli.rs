@@ -196,6 +196,9 @@ pub struct ListArgs {
     /// Only executions created within this long (e.g. 1h, 7d)
     #[arg(long, value_parser = parse_duration)]
     pub since: Option<Duration>,
+    /// Only the runs of this stored job
+    #[arg(long)]
+    pub job: Option<String>,
     /// At most this many
     #[arg(long, default_value_t = 20)]
     pub limit: u32,

@@ -123,7 +123,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
 }
 
 /// Usage mistakes (a malformed id, an ambiguous prefix, a missing
-/// directory) exit 2, like clap's own; everything else exits 1, an id that
+/// directory, an unknown or duplicate job) exit 2, like clap's own; everything else exits 1, an id that
 /// matches nothing ("not found") too.
 fn exit_code(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
@@ -133,13 +133,19 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         if let Some(l) = cause.downcast_ref::<tend_ledger::Error>() {
             if matches!(
                 l,
-                tend_ledger::Error::Ambiguous { .. } | tend_ledger::Error::BadId(_)
+                tend_ledger::Error::Ambiguous { .. }
+                    | tend_ledger::Error::BadId(_)
+                    | tend_ledger::Error::NoJob(_)
+                    | tend_ledger::Error::JobExists(_)
             ) {
                 return 2;
             }
         }
         if let Some(tend_supervisor::Error::Ledger(
-            tend_ledger::Error::Ambiguous { .. } | tend_ledger::Error::BadId(_),
+            tend_ledger::Error::Ambiguous { .. }
+            | tend_ledger::Error::BadId(_)
+            | tend_ledger::Error::NoJob(_)
+            | tend_ledger::Error::JobExists(_),
         )) = cause.downcast_ref::<tend_supervisor::Error>()
         {
             return 2;
