@@ -385,5 +385,37 @@ pub struct JobEvent {
     pub details: serde_json::Value,
 }
 
+/// A job as `job list --json` and `GET /api/v1/jobs` show it: the stored
+/// job and its next fires (RFC 3339 with their UTC offsets).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    /// The job.
+    #[serde(flatten)]
+    pub job: Job,
+    /// The next fires (none when paused or unscheduled).
+    pub next_fires: Vec<String>,
+}
+
+impl JobView {
+    /// `job` with its next `n` fires after `now_ms`.
+    pub fn new(job: Job, now_ms: i64, n: usize) -> JobView {
+        let next_fires = job.next_fires(now_ms, n).iter().map(format_fire).collect();
+        JobView { job, next_fires }
+    }
+}
+
+/// A job as `job show --json` and `GET /api/v1/jobs/{name}` show it: the
+/// view, its last executions (newest first) and its events.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct JobDetail {
+    /// The job and its next fires.
+    #[serde(flatten)]
+    pub view: JobView,
+    /// Its last executions, newest first.
+    pub executions: Vec<crate::Execution>,
+    /// Its events (fires skipped or missed), oldest first.
+    pub events: Vec<JobEvent>,
+}
+
 #[cfg(test)]
 mod tests;

@@ -84,12 +84,17 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     let access = match cli.command {
         Cmd::Ps | Cmd::List(_) | Cmd::Show(_) | Cmd::Logs(_) | Cmd::Wait(_) => Access::Read,
         Cmd::Health | Cmd::Doctor => Access::Read,
+        Cmd::Job(cli::JobCmd::List | cli::JobCmd::Show(_)) => Access::Read,
         _ => Access::Write,
     };
-    if let Cmd::Run(a) = &cli.command {
-        if !a.detach {
-            commands::run::drop_secrets()?;
-        }
+    // A foreground run is its command's supervisor: see `drop_secrets`.
+    let foreground = match &cli.command {
+        Cmd::Run(a) => !a.detach,
+        Cmd::Job(cli::JobCmd::Run(a)) => !a.detach,
+        _ => false,
+    };
+    if foreground {
+        commands::run::drop_secrets()?;
     }
     let ctx = match Context::open(&cli.global, access) {
         Ok(ctx) => ctx,
@@ -118,6 +123,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cmd::Health => commands::health::health(&ctx),
         Cmd::Serve(a) => commands::serve::serve(&ctx, a),
         Cmd::Doctor => commands::health::doctor(&ctx),
+        Cmd::Job(c) => commands::job::job(&ctx, c),
         Cmd::Supervise => unreachable!("handled above"),
     }
 }
