@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{assert_one_sentence, code, eventually, TestEnv};
+use crate::support::{assert_one_sentence, code, eventually, Daemon, TestEnv};
 
 fn numbers(env: &TestEnv, job: &str) -> Vec<u64> {
     let rows = env.json(&["list", "--job", job]);
@@ -207,4 +207,221 @@ fn pause_and_resume_say_so() {
     let resumed = env.json(&["job", "resume", "p"]);
     assert_eq!(resumed["paused"], false);
     assert_eq!(resumed["next_fires"].as_array().unwrap().len(), 1);
+}
+
+/// The nominal instants the job's runs were fired for, from each run's
+/// `fired` event, in the ledger at `store`.
+fn fired_slots(env: &TestEnv, store: &str, job: &str) -> Vec<String> {
+    let out = env
+        .cmd()
+        .env("TEND_STORE", store)
+        .args(["--json", "list", "--job", job, "--limit", "1000"])
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut slots = Vec::new();
+    for e in rows.as_array().unwrap() {
+        let id = e["id"].as_str().unwrap();
+        let out = env
+            .cmd()
+            .env("TEND_STORE", store)
+            .args(["--json", "show", id])
+            .output()
+            .unwrap();
+        let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for ev in shown["events"].as_array().unwrap() {
+            if ev["kind"] == "fired" {
+                slots.push(ev["details"]["scheduled_at"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    slots.sort();
+    slots
+}
+
+fn assert_distinct(slots: &[String]) {
+    let mut d = slots.to_vec();
+    d.dedup();
+    assert_eq!(d.len(), slots.len(), "a slot fired twice: {slots:?}");
+}
+
+fn job_events(env: &TestEnv, job: &str) -> Vec<Value> {
+    env.json(&["job", "show", job])["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_schedule_fires_once_a_second_and_never_twice_across_a_daemon_sigkill() {
+    let env = TestEnv::new();
+    let store = env.ledger_path().display().to_string();
+    env.ok(&[
+        "job",
+        "add",
+        "tick",
+        "--schedule",
+        "*/1 * * * * *",
+        "--",
+        "true",
+    ]);
+    let mut daemon = Daemon::start(&env);
+    assert!(eventually(Duration::from_secs(10), || numbers(
+        &env, "tick"
+    )
+    .len()
+        >= 3));
+    daemon.kill9();
+    let before = fired_slots(&env, &store, "tick");
+    let daemon = Daemon::start(&env);
+    let n = before.len();
+    assert!(eventually(Duration::from_secs(10), || numbers(
+        &env, "tick"
+    )
+    .len()
+        >= n + 3));
+    drop(daemon);
+    let slots = fired_slots(&env, &store, "tick");
+    assert_distinct(&slots);
+    let nums = numbers(&env, "tick");
+    assert_eq!(
+        nums,
+        (1..=nums.len() as u64).collect::<Vec<_>>(),
+        "numbers without gaps"
+    );
+}
+
+#[test]
+fn two_daemons_on_one_ledger_fire_each_slot_once() {
+    let (a, b) = (TestEnv::new(), TestEnv::new());
+    let store = a.ledger_path().display().to_string();
+    a.ok(&[
+        "job",
+        "add",
+        "both",
+        "--schedule",
+        "@every 1s",
+        "--",
+        "true",
+    ]);
+    let da = Daemon::start(&a);
+    let db = Daemon::start_with(&b, &[("TEND_STORE", &store)]);
+    let started = std::time::Instant::now();
+    assert!(eventually(Duration::from_secs(15), || numbers(&a, "both")
+        .len()
+        >= 5));
+    let elapsed = started.elapsed().as_secs() + 2;
+    drop((da, db));
+    let slots = fired_slots(&a, &store, "both");
+    assert_distinct(&slots);
+    assert!(
+        slots.len() as u64 <= elapsed,
+        "{} fires in about {elapsed}s",
+        slots.len()
+    );
+}
+
+#[test]
+fn forbid_records_a_skipped_fire_while_a_run_is_live() {
+    let env = TestEnv::new();
+    env.ok(&[
+        "job",
+        "add",
+        "long",
+        "--schedule",
+        "@every 1s",
+        "--concurrency",
+        "forbid",
+        "--",
+        "sleep",
+        "3",
+    ]);
+    let _daemon = Daemon::start(&env);
+    assert!(eventually(Duration::from_secs(10), || {
+        job_events(&env, "long")
+            .iter()
+            .any(|e| e["kind"] == "fire-skipped")
+    }));
+    let live = env.json(&["list", "--job", "long", "--status", "queued,running"]);
+    assert_eq!(
+        live.as_array().unwrap().len(),
+        1,
+        "one run at a time: {live}"
+    );
+    let skipped = job_events(&env, "long")
+        .into_iter()
+        .find(|e| e["kind"] == "fire-skipped")
+        .unwrap();
+    assert_eq!(skipped["actor"], "scheduler");
+    assert_eq!(skipped["details"]["live"][0], "long#1");
+}
+
+#[test]
+fn a_paused_job_fires_nothing_until_resumed() {
+    let env = TestEnv::new();
+    env.ok(&["job", "add", "p", "--schedule", "@every 1s", "--", "true"]);
+    env.ok(&["job", "pause", "p"]);
+    let _daemon = Daemon::start(&env);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(numbers(&env, "p").is_empty(), "a paused job fired");
+    env.ok(&["job", "resume", "p"]);
+    assert!(eventually(Duration::from_secs(5), || !numbers(&env, "p").is_empty()));
+    // Nothing owed from the pause: no catch-up event.
+    assert!(
+        job_events(&env, "p").is_empty(),
+        "{:?}",
+        job_events(&env, "p")
+    );
+}
+
+#[test]
+fn catch_up_runs_the_latest_or_records_the_misses_after_the_daemon_was_down() {
+    let env = TestEnv::new();
+    for (name, policy) in [("late", "latest"), ("skip", "skip")] {
+        env.ok(&[
+            "job",
+            "add",
+            name,
+            "--schedule",
+            "@every 1s",
+            "--catch-up",
+            policy,
+            "--",
+            "true",
+        ]);
+    }
+    let mut daemon = Daemon::start(&env);
+    assert!(eventually(Duration::from_secs(10), || {
+        !numbers(&env, "late").is_empty() && !numbers(&env, "skip").is_empty()
+    }));
+    daemon.kill9();
+    std::thread::sleep(Duration::from_millis(3200));
+    let _daemon = Daemon::start(&env);
+    let missed = |job: &str| {
+        job_events(&env, job)
+            .into_iter()
+            .find(|e| e["kind"] == "fire-missed")
+    };
+    assert!(eventually(Duration::from_secs(10), || missed("late")
+        .is_some()
+        && missed("skip").is_some()));
+    let (late, skip) = (missed("late").unwrap(), missed("skip").unwrap());
+    assert_eq!(
+        (
+            late["details"]["catch_up"].as_str(),
+            late["details"]["ran_latest"].as_bool()
+        ),
+        (Some("latest"), Some(true)),
+        "{late}"
+    );
+    assert_eq!(
+        (
+            skip["details"]["catch_up"].as_str(),
+            skip["details"]["ran_latest"].as_bool()
+        ),
+        (Some("skip"), Some(false)),
+        "{skip}"
+    );
+    assert!(late["details"]["missed"].as_u64().unwrap() >= 2, "{late}");
+    assert!(skip["details"]["missed"].as_u64().unwrap() >= 3, "{skip}");
 }
