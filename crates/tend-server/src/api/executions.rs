@@ -86,6 +86,9 @@ pub(super) async fn list(
         return Err(ApiError::bad_request("offset: must be at most 2147483647"));
     }
     let since = duration("since", &q.since)?;
+    if let Some(job) = &q.job {
+        tend_model::job::check_name(job).map_err(|e| ApiError::field("job", e.message))?;
+    }
     let filter = Filter {
         statuses,
         name: q.name,

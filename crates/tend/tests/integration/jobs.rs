@@ -425,3 +425,89 @@ fn catch_up_runs_the_latest_or_records_the_misses_after_the_daemon_was_down() {
     assert!(late["details"]["missed"].as_u64().unwrap() >= 2, "{late}");
     assert!(skip["details"]["missed"].as_u64().unwrap() >= 3, "{skip}");
 }
+
+#[test]
+fn the_api_adds_lists_shows_runs_pauses_resumes_and_deletes_jobs() {
+    let env = TestEnv::new();
+    let d = Daemon::start(&env);
+    let body = serde_json::json!({
+        "name": "web", "run": {"command": ["sh", "-c", "exit 4"], "cwd": "/tmp"},
+        "schedule": "@daily", "timezone": "UTC", "concurrency": "forbid"
+    });
+    let (code, job) = d.post("/api/v1/jobs", body.clone());
+    assert_eq!(code, 201, "{job}");
+    assert_eq!(
+        (
+            job["name"].as_str(),
+            job["next_fires"].as_array().map(Vec::len)
+        ),
+        (Some("web"), Some(5))
+    );
+    assert_eq!(d.post("/api/v1/jobs", body.clone()).0, 409);
+    assert_eq!(d.post("/api/v1/jobs?replace=true", body).0, 200);
+    for (bad, field) in [
+        (
+            serde_json::json!({"name": "x", "run": {"command": []}}),
+            "command",
+        ),
+        (
+            serde_json::json!({"name": "x", "run": {"command": ["true"]}, "schedule": "61 * * * *"}),
+            "schedule",
+        ),
+        (
+            serde_json::json!({"name": "x", "run": {"command": ["true"]}, "schedule": "@every 0s"}),
+            "schedule",
+        ),
+        (
+            serde_json::json!({"name": "x", "run": {"command": ["true"]}, "timezone": "Nowhere/Land"}),
+            "timezone",
+        ),
+        (
+            serde_json::json!({"name": "a b", "run": {"command": ["true"]}}),
+            "name",
+        ),
+    ] {
+        let (code, err) = d.post("/api/v1/jobs", bad);
+        assert_eq!((code, err["field"].as_str()), (400, Some(field)), "{err}");
+    }
+    let (_, list) = d.get("/api/v1/jobs");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "nothing refused was stored: {list}"
+    );
+    let (code, e) = d.post("/api/v1/jobs/web/run", Value::Null);
+    assert_eq!(code, 201, "{e}");
+    assert_eq!(
+        (e["job"].as_str(), e["job_number"].as_u64()),
+        (Some("web"), Some(1))
+    );
+    let id = e["id"].as_str().unwrap().to_string();
+    assert!(eventually(Duration::from_secs(10), || env.status(&id) == "failed"));
+    let (_, runs) = d.get("/api/v1/executions?job=web");
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(
+        d.post("/api/v1/jobs/web/pause", Value::Null).1["paused"],
+        true
+    );
+    assert_eq!(
+        d.post("/api/v1/jobs/web/resume", Value::Null).1["paused"],
+        false
+    );
+    let (code, shown) = d.get("/api/v1/jobs/web");
+    assert_eq!(
+        (code, shown["executions"][0]["id"].as_str()),
+        (200, Some(id.as_str()))
+    );
+    assert_eq!(d.delete("/api/v1/jobs/web").0, 200);
+    assert_eq!(d.get("/api/v1/jobs/web").0, 404);
+    assert_eq!(d.post("/api/v1/jobs/web/run", Value::Null).0, 404);
+    let (_, doc) = d.get("/api/v1/openapi.json");
+    for path in [
+        "/api/v1/jobs",
+        "/api/v1/jobs/{name}",
+        "/api/v1/jobs/{name}/run",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is documented");
+    }
+}
