@@ -34,8 +34,8 @@ pub use error::Error;
 pub use sqlite::SqliteLedger;
 pub use store::{open, open_read_only, Store};
 pub use types::{
-    Claim, Created, Filter, FireOutcome, KillReport, KillRequest, NewExecution, Outcome, Summary,
-    Transition, Usage, KILL_BUCKETS_MS,
+    Claim, Created, Filter, FireOutcome, FireStats, KillReport, KillRequest, NewExecution, Outcome,
+    Summary, Transition, Usage, KILL_BUCKETS_MS,
 };
 
 use tend_model::job::{Job, JobDefinition, JobEvent};
@@ -186,6 +186,10 @@ pub trait Ledger: Send {
 
     /// A job's events, oldest first (the job need not exist any more).
     fn job_events(&self, job: &str) -> Result<Vec<JobEvent>>;
+
+    /// Per job, what its schedule did since `since_ms` (ever when `None`),
+    /// by name.
+    fn fire_stats(&self, since_ms: Option<i64>) -> Result<Vec<FireStats>>;
 }
 
 /// A boxed ledger is a ledger, so that what [`open`] returns goes wherever
@@ -297,6 +301,9 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
     }
     fn job_events(&self, job: &str) -> Result<Vec<JobEvent>> {
         (**self).job_events(job)
+    }
+    fn fire_stats(&self, since_ms: Option<i64>) -> Result<Vec<FireStats>> {
+        (**self).fire_stats(since_ms)
     }
 }
 

@@ -18,8 +18,8 @@ use tend_model::{
 use tend_model::job::{Job, JobDefinition, JobEvent};
 
 use crate::{
-    now_ms, Claim, Created, Error, Filter, FireOutcome, KillRequest, Ledger, NewExecution, Outcome,
-    Result, Summary, Transition,
+    now_ms, Claim, Created, Error, Filter, FireOutcome, FireStats, KillRequest, Ledger,
+    NewExecution, Outcome, Result, Summary, Transition,
 };
 
 mod jobs;
@@ -1200,6 +1200,10 @@ impl Ledger for SqliteLedger {
 
     fn job_events(&self, job: &str) -> Result<Vec<JobEvent>> {
         jobs::events(&self.conn, job)
+    }
+
+    fn fire_stats(&self, since_ms: Option<i64>) -> Result<Vec<FireStats>> {
+        jobs::stats(&self.conn, since_ms.unwrap_or(i64::MIN))
     }
 }
 

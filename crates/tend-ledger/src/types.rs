@@ -220,3 +220,18 @@ pub enum Claim {
     /// Somebody decided this fire, or a later one, already.
     Taken,
 }
+
+/// What the ledger says one job's schedule did, for metrics and health:
+/// counted from the decided fires and the `fire-missed` events, so true
+/// across daemon restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FireStats {
+    /// The job's name.
+    pub job: String,
+    /// Fires that started an execution.
+    pub fired: u64,
+    /// Fires skipped under `forbid`.
+    pub skipped: u64,
+    /// Fires that came and went unrun (no daemon up, or overtaken).
+    pub missed: u64,
+}

@@ -569,6 +569,16 @@ fn a_fire_is_decided_once_and_never_before_a_later_one<L: Ledger + ?Sized>(l: &L
         (1, "fire-skipped", "scheduler")
     );
     assert!(l.job_events("other").unwrap().is_empty());
+    let missed = serde_json::json!({"missed": 4});
+    l.record_job("j", tend_model::EventKind::FireMissed, &actor, missed)
+        .unwrap();
+    let stats = l.fire_stats(None).unwrap();
+    let j = stats.iter().find(|s| s.job == "j").unwrap();
+    assert_eq!((j.fired, j.skipped, j.missed), (1, 1, 4));
+    assert!(l
+        .fire_stats(Some(tend_ledger::now_ms() + 60_000))
+        .unwrap()
+        .is_empty());
 }
 
 /// Many connections racing for the same fires (as daemons would): each
@@ -783,6 +793,9 @@ mod sqlite_backend {
         }
         fn job_events(&self, j: &str) -> tend_ledger::Result<Vec<tend_model::job::JobEvent>> {
             self.l().job_events(j)
+        }
+        fn fire_stats(&self, s: Option<i64>) -> tend_ledger::Result<Vec<tend_ledger::FireStats>> {
+            self.l().fire_stats(s)
         }
     }
 

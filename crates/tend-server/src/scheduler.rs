@@ -161,7 +161,6 @@ fn decide(
     match outcome {
         FireOutcome::Missed => return Ok(()),
         FireOutcome::Skipped => {
-            state.note_fire(name, FireOutcome::Skipped);
             let details =
                 json!({ "scheduled_at": tend_model::format_rfc3339(latest), "live": refs(&live) });
             ledger.record_job(name, EventKind::FireSkipped, &Actor::Scheduler, details)?;
@@ -221,7 +220,6 @@ fn launch(state: &AppState, ledger: &dyn Ledger, job: &Job, at: i64) -> Result<(
     let c = state.config();
     let spec = job.spec(&c.run).map_err(|e| e.to_string())?;
     let answer = tend_supervisor::detach::launch(&c.exe, &c.home, &c.store, &spec)?;
-    state.note_fire(&job.definition.name, FireOutcome::Fired);
     let id = match answer {
         Answer::Started { id } | Answer::FailedToStart { id } | Answer::Existing { id } => id,
         Answer::Error { message } => return Err(message.into()),

@@ -39,8 +39,6 @@ pub struct Counters {
     pub reaped_stragglers: AtomicU64,
     /// Transitions streamed.
     pub transitions: AtomicU64,
-    /// Fires this daemon decided, per job: (fired, skipped).
-    pub fires: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
 }
 
 impl AppState {
@@ -85,19 +83,6 @@ impl AppState {
     /// The counters.
     pub fn counters(&self) -> &Counters {
         &self.0.counters
-    }
-
-    /// Counts a fire this daemon decided, for `/metrics`.
-    pub fn note_fire(&self, job: &str, outcome: tend_ledger::FireOutcome) {
-        let Ok(mut fires) = self.0.counters.fires.lock() else {
-            return;
-        };
-        let entry = fires.entry(job.to_string()).or_default();
-        match outcome {
-            tend_ledger::FireOutcome::Fired => entry.0 += 1,
-            tend_ledger::FireOutcome::Skipped => entry.1 += 1,
-            tend_ledger::FireOutcome::Missed => {}
-        }
     }
 
     /// Seconds since the daemon started.

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use tend_model::job::{Job, JobDefinition, JobEvent};
 use tend_model::{Actor, EventKind};
 
-use crate::{now_ms, Claim, Error, FireOutcome, Result};
+use crate::{now_ms, Claim, Error, FireOutcome, FireStats, Result};
 
 const JOB_COLS: &str = "j.name, j.run, j.schedule, j.timezone, j.concurrency, j.catch_up, \
     j.paused, j.created_at, j.fires_after, COALESCE(c.next_number, 1)";
@@ -197,4 +197,51 @@ pub(super) fn events(conn: &Connection, job: &str) -> Result<Vec<JobEvent>> {
     })
     .and_then(|rows| rows.collect())
     .map_err(Error::storage("reading job events"))
+}
+
+/// Fired and skipped fires from `job_fires`, missed ones from the counts
+/// in `fire-missed` events (one event stands for many), since `since`.
+pub(super) fn stats(conn: &Connection, since: i64) -> Result<Vec<FireStats>> {
+    let doing = Error::storage("counting fires");
+    let mut out: std::collections::BTreeMap<String, FireStats> = Default::default();
+    let mut q = conn
+        .prepare_cached(
+            "SELECT job, outcome, count(*) FROM job_fires WHERE decided_at >= ?1 \
+             GROUP BY job, outcome",
+        )
+        .map_err(doing)?;
+    let rows: Vec<(String, String, i64)> = q
+        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|r| r.collect())
+        .map_err(Error::storage("counting fires"))?;
+    for (job, outcome, n) in rows {
+        let s = out.entry(job.clone()).or_insert_with(|| FireStats {
+            job,
+            ..FireStats::default()
+        });
+        match outcome.as_str() {
+            "fired" => s.fired += n as u64,
+            "skipped" => s.skipped += n as u64,
+            _ => {}
+        }
+    }
+    let mut q = conn
+        .prepare_cached(
+            "SELECT job, COALESCE(SUM(json_extract(details, '$.missed')), 0) FROM job_events \
+             WHERE kind = 'fire-missed' AND at >= ?1 GROUP BY job",
+        )
+        .map_err(Error::storage("counting missed fires"))?;
+    let rows: Vec<(String, i64)> = q
+        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|r| r.collect())
+        .map_err(Error::storage("counting missed fires"))?;
+    for (job, n) in rows {
+        out.entry(job.clone())
+            .or_insert_with(|| FireStats {
+                job,
+                ..FireStats::default()
+            })
+            .missed += n as u64;
+    }
+    Ok(out.into_values().collect())
 }

@@ -396,7 +396,7 @@ fn catch_up_runs_the_latest_or_records_the_misses_after_the_daemon_was_down() {
     }));
     daemon.kill9();
     std::thread::sleep(Duration::from_millis(3200));
-    let _daemon = Daemon::start(&env);
+    let daemon = Daemon::start(&env);
     let missed = |job: &str| {
         job_events(&env, job)
             .into_iter()
@@ -424,6 +424,30 @@ fn catch_up_runs_the_latest_or_records_the_misses_after_the_daemon_was_down() {
     );
     assert!(late["details"]["missed"].as_u64().unwrap() >= 2, "{late}");
     assert!(skip["details"]["missed"].as_u64().unwrap() >= 3, "{skip}");
+    // Health is degraded by the misses of the last day, and /metrics counts them.
+    let health = env.tend(&["--json", "health"]);
+    assert_eq!(
+        code(&health),
+        1,
+        "{}",
+        String::from_utf8_lossy(&health.stdout)
+    );
+    let report: Value = serde_json::from_slice(&health.stdout).unwrap();
+    assert!(report.to_string().contains("fires missed"), "{report}");
+    let (_, metrics) = d_metrics(&daemon);
+    assert!(
+        metrics.contains("tend_job_fires_total{job=\"skip\",outcome=\"missed\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tend_job_fires_total{job=\"late\",outcome=\"fired\"}"),
+        "{metrics}"
+    );
+}
+
+fn d_metrics(d: &Daemon) -> (u16, String) {
+    let (code, v) = d.get("/metrics");
+    (code, v.as_str().unwrap_or_default().to_string())
 }
 
 #[test]
