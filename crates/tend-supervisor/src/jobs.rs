@@ -3,7 +3,7 @@
 //!
 //! [`make_room`] looks at the job's live executions: `allow` starts beside
 //! them; `forbid` starts nothing and names them; `replace` kills them
-//! (audited, graceful then certain, through [`crate::kill`]) and returns
+//! (audited, graceful then certain, through [`crate::kill()`]) and returns
 //! only once each outcome is committed, which the supervisor does only
 //! after the tree is gone, so the new run never overlaps the old.
 
