@@ -13,10 +13,10 @@
 //! the claim and the launch loses that one fire rather than doubling it.
 //!
 //! Fires owed from before this daemon started came while no daemon ran:
-//! catch-up decides them (`latest`: run the latest once; `skip`: record
-//! it), and a `fire-missed` job event says how many. Fires owed since it
-//! started are fired (a late wake fires the latest, counting the ones it
-//! overtook as missed). `forbid` with a live run records a `fire-skipped`
+//! catch-up decides the latest of them first (`latest`: run it once;
+//! `skip`: record it), and a `fire-missed` job event says how many. Then
+//! the fires owed since it started: the latest is fired (a late wake
+//! counts the ones it overtook as missed). `forbid` with a live run records a `fire-skipped`
 //! event; `replace` kills the live run (audited) and launches once its
 //! tree is gone. Paused jobs fire nothing.
 
@@ -116,9 +116,16 @@ fn pass(state: &AppState, started: i64) -> Option<i64> {
             }
         };
         let now = tend_ledger::now_ms();
-        if let (_, Some(latest)) = due(&schedule, &zone, job.created_at, after, now) {
-            if let Err(e) = decide(state, &*ledger, job, latest, started) {
-                tracing::warn!(job = %name, error = %e, "a fire failed");
+        // Owed from before this daemon started: catch-up decides the latest
+        // of those, whatever came since; then the latest that came since is
+        // fired as usual.
+        let mut after = after;
+        for until in [now.min(started), now] {
+            if let (_, Some(latest)) = due(&schedule, &zone, job.created_at, after, until) {
+                if let Err(e) = decide(state, &*ledger, job, latest, started) {
+                    tracing::warn!(job = %name, error = %e, "a fire failed");
+                }
+                after = latest;
             }
         }
         let upcoming = next_fires(&schedule, &zone, job.created_at, now.max(after), 1);
