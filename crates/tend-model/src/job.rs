@@ -111,7 +111,12 @@ impl Schedule {
             .build()
             .parse(t)
             .map(|c| Schedule::Cron(Box::new(c)))
-            .map_err(|e| format!("'{t}' is not a valid schedule: {e}"))
+            .map_err(|e| {
+                // croner says "Component error: Number out of bounds.": one
+                // clause of this sentence.
+                let why = e.to_string().trim_end_matches('.').to_lowercase();
+                format!("'{t}' is not a valid schedule ({why}); fields are min hour day month weekday, with an optional leading seconds field")
+            })
     }
 }
 
