@@ -8,6 +8,12 @@ pub enum Error {
     /// No execution has this id or prefix.
     #[error("no execution matches '{0}'")]
     NotFound(String),
+    /// No stored job has this name.
+    #[error("no job is named '{0}'; see tend job list")]
+    NoJob(String),
+    /// A job of this name exists already.
+    #[error("a job named '{0}' exists already; give --replace to redefine it")]
+    JobExists(String),
     /// A prefix matches several executions.
     #[error("'{prefix}' matches several executions ({}); give more characters", candidates.join(", "))]
     Ambiguous {

@@ -35,10 +35,11 @@ pub use error::Error;
 pub use sqlite::SqliteLedger;
 pub use store::{open, open_read_only, Store};
 pub use types::{
-    Created, Filter, KillReport, KillRequest, NewExecution, Outcome, Summary, Transition, Usage,
-    KILL_BUCKETS_MS,
+    Claim, Created, Filter, FireOutcome, FireStats, KillReport, KillRequest, NewExecution, Outcome,
+    Summary, Transition, Usage, KILL_BUCKETS_MS,
 };
 
+use tend_model::job::{Job, JobDefinition, JobEvent};
 use tend_model::{Actor, Event, EventKind, Execution, ExecutionId, ProcessIdentity};
 
 /// Shorthand for ledger results.
@@ -148,6 +149,55 @@ pub trait Ledger: Send {
         actor: &Actor,
         details: serde_json::Value,
     ) -> Result<()>;
+
+    /// Stores a job. An existing name is refused ([`Error::JobExists`])
+    /// unless `replace`, which keeps its creation time, pause and counter
+    /// and owes no fire from before now.
+    fn add_job(&self, def: &JobDefinition, replace: bool) -> Result<Job>;
+
+    /// One job by name ([`Error::NoJob`] when there is none).
+    fn job(&self, name: &str) -> Result<Job>;
+
+    /// Every job, by name.
+    fn jobs(&self) -> Result<Vec<Job>>;
+
+    /// Removes a job and returns it as it was; its executions, fires,
+    /// events and counter stay (numbers are never handed out again).
+    fn remove_job(&self, name: &str) -> Result<Job>;
+
+    /// Pauses or resumes a job. A resumed job owes no fire from its pause.
+    fn set_paused(&self, name: &str, paused: bool) -> Result<Job>;
+
+    /// Decides the fire of `job` at the nominal instant `scheduled_at`,
+    /// once: the first caller wins, every other (another daemon, a
+    /// restarted one) gets [`Claim::Taken`], as does a claim older than a
+    /// decided fire. `by` is the deciding agent.
+    fn claim_fire(
+        &self,
+        job: &str,
+        scheduled_at: i64,
+        by: &str,
+        outcome: FireOutcome,
+    ) -> Result<Claim>;
+
+    /// The nominal instant of the job's last decided fire.
+    fn last_fire(&self, job: &str) -> Result<Option<i64>>;
+
+    /// Appends an audit event of a job (not of one of its executions).
+    fn record_job(
+        &self,
+        job: &str,
+        kind: EventKind,
+        actor: &Actor,
+        details: serde_json::Value,
+    ) -> Result<()>;
+
+    /// A job's events, oldest first (the job need not exist any more).
+    fn job_events(&self, job: &str) -> Result<Vec<JobEvent>>;
+
+    /// Per job, what its schedule did since `since_ms` (ever when `None`),
+    /// by name.
+    fn fire_stats(&self, since_ms: Option<i64>) -> Result<Vec<FireStats>>;
 }
 
 /// A boxed ledger is a ledger, so that what [`open`] returns goes wherever
@@ -223,6 +273,48 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
         details: serde_json::Value,
     ) -> Result<()> {
         (**self).record(id, kind, actor, details)
+    }
+    fn add_job(&self, def: &JobDefinition, replace: bool) -> Result<Job> {
+        (**self).add_job(def, replace)
+    }
+    fn job(&self, name: &str) -> Result<Job> {
+        (**self).job(name)
+    }
+    fn jobs(&self) -> Result<Vec<Job>> {
+        (**self).jobs()
+    }
+    fn remove_job(&self, name: &str) -> Result<Job> {
+        (**self).remove_job(name)
+    }
+    fn set_paused(&self, name: &str, paused: bool) -> Result<Job> {
+        (**self).set_paused(name, paused)
+    }
+    fn claim_fire(
+        &self,
+        job: &str,
+        scheduled_at: i64,
+        by: &str,
+        outcome: FireOutcome,
+    ) -> Result<Claim> {
+        (**self).claim_fire(job, scheduled_at, by, outcome)
+    }
+    fn last_fire(&self, job: &str) -> Result<Option<i64>> {
+        (**self).last_fire(job)
+    }
+    fn record_job(
+        &self,
+        job: &str,
+        kind: EventKind,
+        actor: &Actor,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        (**self).record_job(job, kind, actor, details)
+    }
+    fn job_events(&self, job: &str) -> Result<Vec<JobEvent>> {
+        (**self).job_events(job)
+    }
+    fn fire_stats(&self, since_ms: Option<i64>) -> Result<Vec<FireStats>> {
+        (**self).fire_stats(since_ms)
     }
 }
 

@@ -15,10 +15,14 @@ use tend_model::{
     Status,
 };
 
+use tend_model::job::{Job, JobDefinition, JobEvent};
+
 use crate::{
-    now_ms, Created, Error, Filter, KillRequest, Ledger, NewExecution, Outcome, Result, Summary,
-    Transition,
+    now_ms, Claim, Created, Error, Filter, FireOutcome, FireStats, KillRequest, Ledger,
+    NewExecution, Outcome, Result, Summary, Transition,
 };
+
+mod jobs;
 
 /// Schema migrations, applied in order; the index + 1 is the schema version
 /// stored in `PRAGMA user_version`.
@@ -27,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0002_containment_and_health.sql"),
     include_str!("migrations/sqlite/0003_cwd_bytes.sql"),
     include_str!("migrations/sqlite/0004_agents.sql"),
+    include_str!("migrations/sqlite/0005_jobs.sql"),
 ];
 
 /// How long a writer waits for another's transaction before giving up.
@@ -73,7 +78,8 @@ const COLS: &str =
     timeout_ms, kill_grace_ms, kill_requested_at, kill_requested_by, kill_request_reason, \
     kill_request_force, kill_request_grace_ms, kill_method, kill_duration_ms, processes_signalled, \
     stdout_path, stderr_path, version, cgroup, heartbeat_timeout_ms, idle_timeout_ms, \
-    max_memory_bytes, last_heartbeat_at, progress, cpu_ms, max_rss_bytes, cwd_bytes, agent_id";
+    max_memory_bytes, last_heartbeat_at, progress, cpu_ms, max_rss_bytes, cwd_bytes, agent_id, \
+    job, job_number, attempt";
 
 /// A ledger in one SQLite file.
 pub struct SqliteLedger {
@@ -504,6 +510,9 @@ fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
         cpu_ms: r.get::<_, Option<i64>>(42)?.map(|v| v as u64),
         max_rss_bytes: r.get::<_, Option<i64>>(43)?.map(|v| v as u64),
         agent_id: r.get(45)?,
+        job: r.get(46)?,
+        job_number: r.get::<_, Option<i64>>(47)?.map(|v| v as u64),
+        attempt: r.get::<_, Option<i64>>(48)?.map(|v| v as u32),
     })
 }
 
@@ -579,6 +588,7 @@ fn insert_queued(
     new: &NewExecution,
     id: &ExecutionId,
     live_key: Option<String>,
+    job_number: Option<i64>,
 ) -> Result<Option<Execution>> {
     let log = |ext: &str| {
         new.log_dir
@@ -592,9 +602,10 @@ fn insert_queued(
                 "INSERT INTO executions (id, name, command, cwd, env, labels, key, live_key, status, \
                  created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
                  timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
-                 idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id) \
+                 idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id, job, job_number, attempt) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                 ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
+                 ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
             ),
             params![
                 id.as_str(),
@@ -622,6 +633,9 @@ fn insert_queued(
                 new.max_memory_bytes.map(|v| v as i64),
                 cwd_bytes,
                 new.agent_id,
+                new.job,
+                job_number,
+                new.job.as_ref().map(|_| 1i64),
             ],
             row_to_execution,
         )
@@ -740,7 +754,14 @@ impl Ledger for SqliteLedger {
             }
             let live_key = new.key.clone();
             let id = ExecutionId::from_random(random_u64());
-            let row = insert_queued(&tx, new, &id, live_key)?;
+            // The job's number comes from its counter in this transaction:
+            // a rollback (an id collision below) gives it back, a commit
+            // spends it for good.
+            let number = match &new.job {
+                Some(job) => Some(jobs::take_number(&tx, job)?),
+                None => None,
+            };
+            let row = insert_queued(&tx, new, &id, live_key, number)?;
             let Some(row) = row else { continue };
             insert_event(
                 &tx,
@@ -1123,6 +1144,71 @@ impl Ledger for SqliteLedger {
         insert_event(&tx, id.as_str(), kind, actor, &details)?;
         tx.commit().map_err(Error::storage("committing an event"))
     }
+
+    fn add_job(&self, def: &JobDefinition, replace: bool) -> Result<Job> {
+        let tx = self.write()?;
+        let job = jobs::add(&tx, def, replace)?;
+        tx.commit().map_err(Error::storage("committing a job"))?;
+        Ok(job)
+    }
+
+    fn job(&self, name: &str) -> Result<Job> {
+        jobs::get(&self.conn, name)?.ok_or_else(|| Error::NoJob(name.to_string()))
+    }
+
+    fn jobs(&self) -> Result<Vec<Job>> {
+        jobs::all(&self.conn)
+    }
+
+    fn remove_job(&self, name: &str) -> Result<Job> {
+        let tx = self.write()?;
+        let job = jobs::get(&tx, name)?.ok_or_else(|| Error::NoJob(name.to_string()))?;
+        tx.execute("DELETE FROM jobs WHERE name = ?1", [name])
+            .map_err(Error::storage("removing a job"))?;
+        tx.commit()
+            .map_err(Error::storage("committing a job's removal"))?;
+        Ok(job)
+    }
+
+    fn set_paused(&self, name: &str, paused: bool) -> Result<Job> {
+        let tx = self.write()?;
+        jobs::set_paused(&tx, name, paused)?;
+        let job = jobs::get(&tx, name)?.ok_or_else(|| Error::NoJob(name.to_string()))?;
+        tx.commit().map_err(Error::storage("committing a pause"))?;
+        Ok(job)
+    }
+
+    fn claim_fire(&self, job: &str, at: i64, by: &str, outcome: FireOutcome) -> Result<Claim> {
+        let tx = self.write()?;
+        let claim = jobs::claim(&tx, job, at, by, outcome)?;
+        tx.commit().map_err(Error::storage("committing a fire"))?;
+        Ok(claim)
+    }
+
+    fn last_fire(&self, job: &str) -> Result<Option<i64>> {
+        jobs::last_fire(&self.conn, job)
+    }
+
+    fn record_job(
+        &self,
+        job: &str,
+        kind: EventKind,
+        actor: &Actor,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        let tx = self.write()?;
+        jobs::insert_event(&tx, job, kind, actor, &details)?;
+        tx.commit()
+            .map_err(Error::storage("committing a job event"))
+    }
+
+    fn job_events(&self, job: &str) -> Result<Vec<JobEvent>> {
+        jobs::events(&self.conn, job)
+    }
+
+    fn fire_stats(&self, since_ms: Option<i64>) -> Result<Vec<FireStats>> {
+        jobs::stats(&self.conn, since_ms.unwrap_or(i64::MIN))
+    }
 }
 
 fn merge(into: &mut serde_json::Value, extra: &serde_json::Value) {
@@ -1173,6 +1259,10 @@ fn where_clause(f: &Filter) -> (String, Vec<Value>) {
     if let Some(since) = f.since_ms {
         args.push(Value::Integer(since));
         sql += &format!(" AND created_at >= ?{}", args.len());
+    }
+    if let Some(job) = &f.job {
+        args.push(Value::Text(job.clone()));
+        sql += &format!(" AND job = ?{}", args.len());
     }
     (sql, args)
 }

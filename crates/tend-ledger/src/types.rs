@@ -46,6 +46,9 @@ pub struct NewExecution {
     pub idle_timeout_ms: Option<u64>,
     /// Ended when its tree's memory exceeds this.
     pub max_memory_bytes: Option<u64>,
+    /// The stored job it is a run of: it takes the job's next number, in
+    /// the same transaction that records it.
+    pub job: Option<String>,
 }
 
 /// What an execution used, recorded with its outcome.
@@ -152,6 +155,8 @@ pub struct Filter {
     pub limit: Option<u32>,
     /// Skip this many rows first (paging).
     pub offset: Option<u32>,
+    /// Only the runs of this job.
+    pub job: Option<String>,
 }
 
 /// Counts over the ledger, for health, metrics and stats. Computed from the
@@ -177,3 +182,56 @@ pub struct Summary {
 
 /// Upper bounds of the kill-duration histogram, in milliseconds.
 pub const KILL_BUCKETS_MS: [u64; 8] = [5, 10, 50, 100, 500, 1000, 5000, 30000];
+
+/// What was decided about one fire of a job; the ledger keeps one decision
+/// per (job, nominal instant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FireOutcome {
+    /// An execution was started for it.
+    Fired,
+    /// It came while a run was live under `forbid`.
+    Skipped,
+    /// It came and went with no daemon up (`--catch-up skip`, or one of
+    /// several missed before the latest).
+    Missed,
+}
+
+impl FireOutcome {
+    /// The name in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FireOutcome::Fired => "fired",
+            FireOutcome::Skipped => "skipped",
+            FireOutcome::Missed => "missed",
+        }
+    }
+}
+
+/// The answer to [`crate::Ledger::claim_fire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller decides the fire. `previous` is the nominal instant of
+    /// the job's last decided fire before it, read in the same transaction,
+    /// so the fires in between are exactly the ones nobody decided.
+    Won {
+        /// The last decided fire before this one.
+        previous: Option<i64>,
+    },
+    /// Somebody decided this fire, or a later one, already.
+    Taken,
+}
+
+/// What the ledger says one job's schedule did, for metrics and health:
+/// counted from the decided fires and the `fire-missed` events, so true
+/// across daemon restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FireStats {
+    /// The job's name.
+    pub job: String,
+    /// Fires that started an execution.
+    pub fired: u64,
+    /// Fires skipped under `forbid`.
+    pub skipped: u64,
+    /// Fires that came and went unrun (no daemon up, or overtaken).
+    pub missed: u64,
+}

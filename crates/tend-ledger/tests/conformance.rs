@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tend_ledger::{
-    Created, Error, Filter, KillRequest, Ledger, NewExecution, Outcome, SqliteLedger, Transition,
+    Claim, Created, Error, Filter, FireOutcome, KillRequest, Ledger, NewExecution, Outcome,
+    SqliteLedger, Transition,
 };
+use tend_model::job::JobDefinition;
 use tend_model::{Execution, ProcessIdentity, Status};
 
 fn new_exec(key: Option<&str>, reuse_finished_ms: Option<u64>) -> NewExecution {
@@ -38,6 +40,7 @@ fn new_exec(key: Option<&str>, reuse_finished_ms: Option<u64>) -> NewExecution {
         heartbeat_timeout_ms: Some(1000),
         idle_timeout_ms: None,
         max_memory_bytes: None,
+        job: None,
     }
 }
 
@@ -481,6 +484,173 @@ fn a_working_directory_is_kept_byte_for_byte<L: Ledger + ?Sized>(l: &L) {
     }
 }
 
+fn job_def(name: &str) -> JobDefinition {
+    JobDefinition {
+        name: name.into(),
+        run: tend_model::run::RunOptions {
+            command: vec!["true".into()],
+            cwd: Some("/".into()),
+            ..Default::default()
+        },
+        schedule: Some("@every 1s".into()),
+        timezone: "UTC".into(),
+        concurrency: tend_model::Concurrency::Forbid,
+        catch_up: tend_model::CatchUp::Latest,
+    }
+}
+
+fn job_run<L: Ledger + ?Sized>(l: &L, job: &str) -> Execution {
+    let mut new = new_exec(None, None);
+    new.job = Some(job.into());
+    match l.create(&new).unwrap() {
+        Created::New(e) => e,
+        Created::Existing(e) => panic!("expected a new execution, got {}", e.id),
+    }
+}
+
+fn jobs_are_stored_refused_twice_replaced_paused_and_removed<L: Ledger + ?Sized>(l: &L) {
+    let j = l.add_job(&job_def("backup"), false).unwrap();
+    assert_eq!((j.next_number, j.paused), (1, false));
+    assert_eq!(j.definition, job_def("backup"));
+    assert!(
+        matches!(l.add_job(&job_def("backup"), false), Err(Error::JobExists(n)) if n == "backup")
+    );
+    let mut changed = job_def("backup");
+    changed.schedule = Some("@hourly".into());
+    let r = l.add_job(&changed, true).unwrap();
+    assert_eq!(r.definition.schedule.as_deref(), Some("@hourly"));
+    assert_eq!(
+        r.created_at, j.created_at,
+        "a replaced job keeps its creation time"
+    );
+    assert!(l.set_paused("backup", true).unwrap().paused);
+    let resumed = l.set_paused("backup", false).unwrap();
+    assert!(!resumed.paused && resumed.fires_after >= r.fires_after);
+    l.add_job(&job_def("alpha"), false).unwrap();
+    let names: Vec<String> = l
+        .jobs()
+        .unwrap()
+        .into_iter()
+        .map(|j| j.definition.name)
+        .collect();
+    assert_eq!(names, ["alpha", "backup"]);
+    assert_eq!(l.remove_job("backup").unwrap().definition.name, "backup");
+    assert!(matches!(l.job("backup"), Err(Error::NoJob(_))));
+    assert!(matches!(l.remove_job("backup"), Err(Error::NoJob(_))));
+    assert!(matches!(l.set_paused("nope", true), Err(Error::NoJob(_))));
+}
+
+fn job_numbers_count_up_and_are_never_reused<L: Ledger + ?Sized>(l: &L) {
+    l.add_job(&job_def("backup"), false).unwrap();
+    let numbers: Vec<(Option<u64>, Option<u32>)> = (0..3)
+        .map(|_| {
+            let e = job_run(l, "backup");
+            (e.job_number, e.attempt)
+        })
+        .collect();
+    assert_eq!(
+        numbers,
+        [(Some(1), Some(1)), (Some(2), Some(1)), (Some(3), Some(1))]
+    );
+    assert_eq!(l.job("backup").unwrap().next_number, 4);
+    l.remove_job("backup").unwrap();
+    l.add_job(&job_def("backup"), false).unwrap();
+    assert_eq!(l.job("backup").unwrap().next_number, 4);
+    let e = job_run(l, "backup");
+    assert_eq!(e.job_ref().as_deref(), Some("backup#4"));
+    let filter = Filter {
+        job: Some("backup".into()),
+        ..Filter::default()
+    };
+    assert_eq!(l.list(&filter).unwrap().len(), 4);
+    assert_eq!(l.count(&filter).unwrap(), 4);
+    created(l, None);
+    assert_eq!(l.count(&filter).unwrap(), 4, "a plain run is no job's");
+}
+
+fn a_fire_is_decided_once_and_never_before_a_later_one<L: Ledger + ?Sized>(l: &L) {
+    let won = |c: Claim| matches!(c, Claim::Won { .. });
+    assert_eq!(
+        l.claim_fire("j", 2000, "a", FireOutcome::Fired).unwrap(),
+        Claim::Won { previous: None }
+    );
+    assert!(!won(l
+        .claim_fire("j", 2000, "b", FireOutcome::Fired)
+        .unwrap()));
+    assert!(
+        !won(l.claim_fire("j", 1000, "b", FireOutcome::Missed).unwrap()),
+        "older than a decided fire"
+    );
+    assert_eq!(
+        l.claim_fire("j", 5000, "b", FireOutcome::Skipped).unwrap(),
+        Claim::Won {
+            previous: Some(2000)
+        }
+    );
+    assert!(won(l
+        .claim_fire("other", 1000, "a", FireOutcome::Fired)
+        .unwrap()));
+    assert_eq!(l.last_fire("j").unwrap(), Some(5000));
+    assert_eq!(l.last_fire("none").unwrap(), None);
+    let actor = tend_model::Actor::Scheduler;
+    l.record_job(
+        "j",
+        tend_model::EventKind::FireSkipped,
+        &actor,
+        serde_json::json!({"at": 5000}),
+    )
+    .unwrap();
+    let ev = l.job_events("j").unwrap();
+    assert_eq!(
+        (ev.len(), ev[0].kind.as_str(), ev[0].actor.as_str()),
+        (1, "fire-skipped", "scheduler")
+    );
+    assert!(l.job_events("other").unwrap().is_empty());
+    let missed = serde_json::json!({"missed": 4});
+    l.record_job("j", tend_model::EventKind::FireMissed, &actor, missed)
+        .unwrap();
+    let stats = l.fire_stats(None).unwrap();
+    let j = stats.iter().find(|s| s.job == "j").unwrap();
+    assert_eq!((j.fired, j.skipped, j.missed), (1, 1, 4));
+    assert!(l
+        .fire_stats(Some(tend_ledger::now_ms() + 60_000))
+        .unwrap()
+        .is_empty());
+}
+
+/// Many connections racing for the same fires (as daemons would): each
+/// fire goes to exactly one.
+fn racing_claims_have_one_winner_per_fire<L: Ledger + Send + Sync + 'static>(l: Arc<L>) {
+    let barrier = Arc::new(std::sync::Barrier::new(6));
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let (l, barrier) = (l.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                (1..=20)
+                    .filter(|slot| {
+                        let by = format!("daemon-{t}");
+                        matches!(
+                            l.claim_fire("j", slot * 1000, &by, FireOutcome::Fired)
+                                .unwrap(),
+                            Claim::Won { .. }
+                        )
+                    })
+                    .collect::<Vec<i64>>()
+            })
+        })
+        .collect();
+    let mut wins: Vec<i64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let n = wins.len();
+    wins.sort();
+    wins.dedup();
+    assert_eq!(wins.len(), n, "a fire was won twice");
+    assert_eq!(l.last_fire("j").unwrap(), Some(20_000));
+}
+
 fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
     let dir = tempfile::tempdir().unwrap();
     let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
@@ -512,7 +682,17 @@ mod sqlite_backend {
         summaries_count_by_status_method_and_reason,
         a_working_directory_is_kept_byte_for_byte,
         stats_count_what_the_ledger_holds,
+        jobs_are_stored_refused_twice_replaced_paused_and_removed,
+        job_numbers_count_up_and_are_never_reused,
+        a_fire_is_decided_once_and_never_before_a_later_one,
     );
+
+    #[test]
+    fn racing_claims_have_one_winner_per_fire() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Arc::new(PerCall(dir.path().join("tend.db")));
+        super::racing_claims_have_one_winner_per_fire(l);
+    }
 
     #[test]
     fn racing_finishers_have_one_winner() {
@@ -615,6 +795,52 @@ mod sqlite_backend {
             d: serde_json::Value,
         ) -> tend_ledger::Result<()> {
             self.l().record(id, k, a, d)
+        }
+        fn add_job(
+            &self,
+            d: &JobDefinition,
+            replace: bool,
+        ) -> tend_ledger::Result<tend_model::job::Job> {
+            self.l().add_job(d, replace)
+        }
+        fn job(&self, n: &str) -> tend_ledger::Result<tend_model::job::Job> {
+            self.l().job(n)
+        }
+        fn jobs(&self) -> tend_ledger::Result<Vec<tend_model::job::Job>> {
+            self.l().jobs()
+        }
+        fn remove_job(&self, n: &str) -> tend_ledger::Result<tend_model::job::Job> {
+            self.l().remove_job(n)
+        }
+        fn set_paused(&self, n: &str, p: bool) -> tend_ledger::Result<tend_model::job::Job> {
+            self.l().set_paused(n, p)
+        }
+        fn claim_fire(
+            &self,
+            j: &str,
+            at: i64,
+            by: &str,
+            o: FireOutcome,
+        ) -> tend_ledger::Result<Claim> {
+            self.l().claim_fire(j, at, by, o)
+        }
+        fn last_fire(&self, j: &str) -> tend_ledger::Result<Option<i64>> {
+            self.l().last_fire(j)
+        }
+        fn record_job(
+            &self,
+            j: &str,
+            k: tend_model::EventKind,
+            a: &tend_model::Actor,
+            d: serde_json::Value,
+        ) -> tend_ledger::Result<()> {
+            self.l().record_job(j, k, a, d)
+        }
+        fn job_events(&self, j: &str) -> tend_ledger::Result<Vec<tend_model::job::JobEvent>> {
+            self.l().job_events(j)
+        }
+        fn fire_stats(&self, s: Option<i64>) -> tend_ledger::Result<Vec<tend_ledger::FireStats>> {
+            self.l().fire_stats(s)
         }
     }
 

@@ -161,9 +161,28 @@ pub struct Execution {
     pub cpu_ms: Option<u64>,
     /// Peak resident memory of its largest process, in bytes.
     pub max_rss_bytes: Option<u64>,
+    /// The stored job it is a run of, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Its number in the job (1, 2, 3…, never reused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_number: Option<u64>,
+    /// Which attempt of that number it is (1 for the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 impl Execution {
+    /// Its place in its job as people write it (`backup#42`, `backup#42.2`),
+    /// if it is a job's run.
+    pub fn job_ref(&self) -> Option<String> {
+        Some(crate::job::job_ref(
+            self.job.as_deref()?,
+            self.job_number?,
+            self.attempt.unwrap_or(1),
+        ))
+    }
+
     /// The exit code a shell would see for this execution: the command's own
     /// code, 128+N for death by signal N, 124 for a timeout, 127/126 when it
     /// could not be started, and 1 when tend can say nothing better (lost).
@@ -201,7 +220,7 @@ pub struct Event {
     pub details: serde_json::Value,
 }
 
-fn ser_time<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_time<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_rfc3339(*ms))
 }
 

@@ -121,8 +121,55 @@ named! {
         /// tend's stdout and stderr were one file, so the command got one
         /// pipe for both: its order is kept, and all of it is in the stdout log.
         StreamsMerged = "streams-merged",
+        /// A job's schedule fired and an execution was started (job event).
+        Fired = "fired",
+        /// A fire was skipped: `forbid` and one of the job's runs was live
+        /// (job event).
+        FireSkipped = "fire-skipped",
+        /// Fires came and went while no daemon was up; the details say how
+        /// many and what catch-up did (job event).
+        FireMissed = "fire-missed",
     }
 }
+
+named! {
+    /// What a job does when a fire (or `job run`) comes while one of its
+    /// executions is live (`--concurrency`).
+    Concurrency, "concurrency policy" {
+        /// Start another one beside it.
+        Allow = "allow",
+        /// Start nothing: a fire is recorded as skipped, `job run` refused.
+        Forbid = "forbid",
+        /// Kill the live one (audited), start once its tree is gone.
+        Replace = "replace",
+    }
+}
+
+named! {
+    /// What a daemon that was down does with the fires it missed (`--catch-up`).
+    CatchUp, "catch-up policy" {
+        /// Run the latest missed fire once; record the others as missed.
+        Latest = "latest",
+        /// Record them all as missed; run nothing.
+        Skip = "skip",
+    }
+}
+
+/// The string enums of the API, described as the strings they are.
+macro_rules! string_schema {
+    ($($t:ty),+) => {$(
+        impl utoipa::PartialSchema for $t {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(<$t>::ALL.iter().map(|c| c.as_str())))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $t {}
+    )+};
+}
+string_schema!(Concurrency, CatchUp);
 
 /// Who did something, as the audit trail names it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -137,6 +184,8 @@ pub enum Actor {
     Ledger,
     /// The HTTP API.
     Api,
+    /// The daemon's job scheduler.
+    Scheduler,
     /// A person at a shell: `user:NAME`, or `user` when the name is unknown
     /// (Ctrl-C at the terminal).
     User(Option<String>),
@@ -150,6 +199,7 @@ impl fmt::Display for Actor {
             Actor::Kernel => f.write_str("kernel"),
             Actor::Ledger => f.write_str("ledger"),
             Actor::Api => f.write_str("api"),
+            Actor::Scheduler => f.write_str("scheduler"),
             Actor::User(None) => f.write_str("user"),
             Actor::User(Some(n)) => write!(f, "user:{n}"),
         }
@@ -165,6 +215,7 @@ impl FromStr for Actor {
             "kernel" => Actor::Kernel,
             "ledger" => Actor::Ledger,
             "api" => Actor::Api,
+            "scheduler" => Actor::Scheduler,
             "user" => Actor::User(None),
             _ => match s.strip_prefix("user:") {
                 Some(n) => Actor::User(Some(n.to_string())),

@@ -252,6 +252,7 @@ impl RunOptions {
             containment: policy.containment,
             store: policy.store.clone(),
             tty: false,
+            job: None,
         })
     }
 }
@@ -315,6 +316,10 @@ pub struct RunSpec {
     /// job or a daemon launch has no terminal to give it.
     #[serde(default)]
     pub tty: bool,
+    /// The stored job this is a run of: the ledger numbers it from the
+    /// job's counter in the transaction that records it.
+    #[serde(default)]
+    pub job: Option<String>,
 }
 
 impl RunSpec {

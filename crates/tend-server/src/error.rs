@@ -103,7 +103,8 @@ impl From<tend_ledger::Error> for ApiError {
     fn from(e: tend_ledger::Error) -> Self {
         use tend_ledger::Error as E;
         match e {
-            E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            E::NotFound(_) | E::NoJob(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            E::JobExists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             E::Ambiguous { .. } | E::BadId(_) => ApiError::bad_request(e.to_string()),
             E::IllegalTransition { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             // Transient: the client may try again, as the CLI would.

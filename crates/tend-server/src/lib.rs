@@ -45,6 +45,7 @@ mod lock;
 mod logs;
 mod metrics;
 mod readable;
+mod scheduler;
 mod state;
 mod watch;
 
@@ -200,6 +201,7 @@ async fn run_locked(
         "startup recovery done"
     );
     let watcher = tokio::spawn(watch::watch(state.clone()));
+    let scheduler = tokio::spawn(scheduler::schedule(state.clone()));
     state.write_daemon_file();
     tracing::info!(%addr, "listening");
     let stopper = state.clone();
@@ -209,6 +211,7 @@ async fn run_locked(
     })
     .await;
     watcher.abort();
+    scheduler.abort();
     // The file goes first, the lock last: a daemon that starts meanwhile
     // waits for neither and overwrites nothing of ours.
     state.remove_daemon_file();

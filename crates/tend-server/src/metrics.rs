@@ -48,6 +48,12 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
             for (reason, n) in &sum.lost_by_reason {
                 let _ = writeln!(o, "tend_lost_total{{reason=\"{}\"}} {n}", escape(reason));
             }
+            let _ = writeln!(o, "# HELP tend_job_fires_total A job's scheduled fires, by outcome (from the ledger).\n# TYPE tend_job_fires_total counter");
+            for f in l.fire_stats(None)? {
+                for (outcome, n) in [("fired", f.fired), ("skipped", f.skipped), ("missed", f.missed)] {
+                    let _ = writeln!(o, "tend_job_fires_total{{job=\"{}\",outcome=\"{outcome}\"}} {n}", escape(&f.job));
+                }
+            }
             let c = s.counters();
             let counters = [
                 ("tend_api_launches_total", "Launches through the API.", &c.launches),

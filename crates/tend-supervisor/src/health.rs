@@ -60,10 +60,36 @@ pub fn check<L: Ledger + ?Sized>(
     }
     check_stale(&mut report, ledger, home)?;
     check_long_running(&mut report, ledger, thresholds)?;
+    check_fires(&mut report, ledger)?;
     let live = ledger.live()?;
     report.running = live.iter().filter(|e| e.status == Status::Running).count() as u64;
     report.queued = live.len() as u64 - report.running;
     Ok(report)
+}
+
+/// Degraded when a job's schedule missed fires in the last day (a daemon
+/// was down when they came); said only where jobs are scheduled.
+fn check_fires(report: &mut HealthReport, ledger: &(impl Ledger + ?Sized)) -> Result<(), Error> {
+    let day = ledger.fire_stats(Some(tend_ledger::now_ms() - 86_400_000))?;
+    let missed: Vec<String> = day
+        .iter()
+        .filter(|f| f.missed > 0)
+        .map(|f| format!("{} of {}", f.missed, f.job))
+        .collect();
+    if !missed.is_empty() {
+        let detail = format!(
+            "fires missed in the last day, while no daemon ran: {}",
+            missed.join(", ")
+        );
+        report.add("jobs", HealthStatus::Degraded, detail);
+    } else if !day.is_empty() {
+        report.add(
+            "jobs",
+            HealthStatus::Healthy,
+            "no fire missed in the last day".to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// Below this much free space on the home's file system, health is

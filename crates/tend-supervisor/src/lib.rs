@@ -29,6 +29,7 @@ pub mod detach;
 mod follow;
 pub mod health;
 mod home;
+pub mod jobs;
 pub mod kill;
 mod leftovers;
 mod logs;

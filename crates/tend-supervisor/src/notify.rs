@@ -65,6 +65,16 @@ pub trait Notifier: fmt::Debug + Send + Sync {
     /// on another descriptor (a database connection) joins the two, in an
     /// epoll descriptor for instance.
     fn subscribe_with_output(&self, logs: &Path) -> Result<Box<dyn Subscription>, Error>;
+
+    /// Says that the stored jobs changed (added, replaced, paused, resumed,
+    /// removed), so that a scheduler sleeping until its next fire looks at
+    /// them again. Best effort, as [`Notifier::announce`].
+    fn announce_jobs(&self);
+
+    /// A subscription to job changes only: its descriptor is readable after
+    /// [`Notifier::announce_jobs`]; [`Subscription::take`] empties it (and
+    /// names nothing: the jobs are re-read whole).
+    fn subscribe_jobs(&self) -> Result<Box<dyn Subscription>, Error>;
 }
 
 /// Announcements since [`Notifier::subscribe`], queued until taken.
@@ -144,6 +154,26 @@ impl Notifier for FileNotifier {
         )
         .map_err(|e| Error::io("watching the logs folder")(e.into()))?;
         Ok(sub)
+    }
+
+    fn announce_jobs(&self) {
+        // A folder of its own, so that execution subscribers never wake
+        // for a job change, nor the scheduler for a transition.
+        let dir = self.dir.join("jobs");
+        let _ = fs::create_dir_all(&dir);
+        let tmp = dir.join(".changed.tmp");
+        if fs::write(&tmp, b"").is_ok() {
+            let _ = fs::rename(&tmp, dir.join("changed"));
+        }
+    }
+
+    fn subscribe_jobs(&self) -> Result<Box<dyn Subscription>, Error> {
+        let dir = self.dir.join("jobs");
+        fs::create_dir_all(&dir).map_err(Error::io("creating the jobs notify folder"))?;
+        let fd = inotify_fd()?;
+        inotify::add_watch(&fd, &dir, inotify::WatchFlags::MOVED_TO)
+            .map_err(|e| Error::io("watching the jobs notify folder")(e.into()))?;
+        Ok(Box::new(FileSubscription { fd }))
     }
 }
 

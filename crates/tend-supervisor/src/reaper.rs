@@ -328,6 +328,7 @@ mod tests {
             heartbeat_timeout_ms: None,
             idle_timeout_ms: None,
             max_memory_bytes: None,
+            job: None,
         };
         match ledger.create(&new).expect("created") {
             Created::New(e) => e,

@@ -309,6 +309,7 @@ fn new_execution(
         heartbeat_timeout_ms: spec.heartbeat_timeout_ms,
         idle_timeout_ms: spec.idle_timeout_ms,
         max_memory_bytes: spec.max_memory_bytes,
+        job: spec.job.clone(),
     }
 }
 

@@ -132,6 +132,18 @@ pub enum Cmd {
     /// Print the manual page (roff), for man(1)
     #[command(after_help = "Examples:\n  tend man > ~/.local/share/man/man1/tend.1 && man tend")]
     Man,
+    /// Stored jobs: a named command with its run options and a schedule
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  tend job add backup --schedule '0 3 * * *' --timeout 2h -- ./backup.sh
+  tend job add tick --schedule '@every 30s' --concurrency forbid -- ./tick.sh
+  tend job list
+  tend job show backup        the definition, the next fires, the last runs
+  tend job run backup         now, in the foreground (-d: detached)
+  tend list --job backup"
+    )]
+    Job(JobCmd),
     /// Supervise one execution described on stdin (used by `run -d`)
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -145,6 +157,22 @@ pub struct RunArgs {
     /// Run it on a terminal of its own (vi, REPLs, colours, progress bars); keys go to it as typed
     #[arg(short, long, conflicts_with = "detach")]
     pub tty: bool,
+    #[command(flatten)]
+    pub options: RunOptionArgs,
+    /// The command and its arguments (after --)
+    ///
+    /// Everything from the first word that is not a tend option belongs to
+    /// the command, its options too. An unknown option before that is a
+    /// usage error, never the command (issue 9): hyphen values are not
+    /// allowed here, so `tend run --bogus -- true` is refused.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// The options of one run, shared by `tend run` and `tend job add` (which
+/// stores them): declared once, so the two never drift apart.
+#[derive(Debug, Args)]
+pub struct RunOptionArgs {
     /// Name to show and filter by [default: the program's file name]
     #[arg(long)]
     pub name: Option<String>,
@@ -181,14 +209,6 @@ pub struct RunArgs {
     /// Also stand for a succeeded execution with the key that ended less than this long ago (reuse its result)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "key")]
     pub reuse_finished: Option<Duration>,
-    /// The command and its arguments (after --)
-    ///
-    /// Everything from the first word that is not a tend option belongs to
-    /// the command, its options too. An unknown option before that is a
-    /// usage error, never the command (issue 9): hyphen values are not
-    /// allowed here, so `tend run --bogus -- true` is refused.
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
-    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -197,6 +217,78 @@ pub enum OnDuplicate {
     Skip,
     Fail,
     Replace,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCmd {
+    /// Store a job: every `run` option, plus a schedule and its policies
+    Add(Box<JobAddArgs>),
+    /// List the stored jobs with their next fire
+    List,
+    /// Show a job: its definition, its next fires and its last runs
+    Show(JobName),
+    /// Run a job now, like `tend run` (its concurrency policy applies)
+    Run(JobRunArgs),
+    /// Pause a job's schedule (`job run` still runs it)
+    Pause(JobName),
+    /// Resume a paused job; fires it missed while paused are not owed
+    Resume(JobName),
+    /// Remove a job; its running executions are left alone unless --kill
+    Rm(JobRmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobName {
+    /// The job's name
+    #[arg(value_name = "NAME")]
+    pub job: String,
+}
+
+#[derive(Debug, Args)]
+pub struct JobAddArgs {
+    /// The job's name: letters, digits, '.', '_', '-'
+    #[arg(value_name = "NAME")]
+    pub job: String,
+    #[command(flatten)]
+    pub options: RunOptionArgs,
+    /// When it fires: 'min hour day month weekday' (optional leading seconds), @hourly, @daily, @weekly, @monthly, @yearly, or '@every DUR' [default: only on demand]
+    #[arg(long, value_name = "SPEC")]
+    pub schedule: Option<String>,
+    /// IANA time zone of the schedule [default: this host's]
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// While a run is live: start another (allow), skip (forbid), or kill it first (replace) [default: allow]
+    #[arg(long, value_name = "POLICY", value_parser = parse_concurrency)]
+    pub concurrency: Option<tend_model::Concurrency>,
+    /// Fires missed while no daemon ran: run the latest once (latest) or record them (skip) [default: latest]
+    #[arg(long, value_name = "POLICY", value_parser = parse_catch_up)]
+    pub catch_up: Option<tend_model::CatchUp>,
+    /// Redefine the job if it exists (its numbering continues)
+    #[arg(long)]
+    pub replace: bool,
+    /// The command and its arguments (after --)
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobRunArgs {
+    /// The job's name
+    #[arg(value_name = "NAME")]
+    pub job: String,
+    /// Leave it running under a background supervisor and print its id
+    #[arg(short, long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobRmArgs {
+    /// The job's name
+    #[arg(value_name = "NAME")]
+    pub job: String,
+    /// Also kill its running executions
+    #[arg(long)]
+    pub kill: bool,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +305,9 @@ pub struct ListArgs {
     /// Only executions created within this long (e.g. 1h, 7d)
     #[arg(long, value_parser = parse_duration)]
     pub since: Option<Duration>,
+    /// Only the runs of this stored job
+    #[arg(long)]
+    pub job: Option<String>,
     /// At most this many
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
@@ -344,6 +439,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     tend_model::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn parse_concurrency(s: &str) -> Result<tend_model::Concurrency, String> {
+    s.parse()
+}
+
+fn parse_catch_up(s: &str) -> Result<tend_model::CatchUp, String> {
+    s.parse()
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {

@@ -87,12 +87,17 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     let access = match cli.command {
         Cmd::Ps | Cmd::List(_) | Cmd::Show(_) | Cmd::Logs(_) | Cmd::Wait(_) => Access::Read,
         Cmd::Health | Cmd::Doctor | Cmd::Stats(_) => Access::Read,
+        Cmd::Job(cli::JobCmd::List | cli::JobCmd::Show(_)) => Access::Read,
         _ => Access::Write,
     };
-    if let Cmd::Run(a) = &cli.command {
-        if !a.detach {
-            commands::run::drop_secrets()?;
-        }
+    // A foreground run is its command's supervisor: see `drop_secrets`.
+    let foreground = match &cli.command {
+        Cmd::Run(a) => !a.detach,
+        Cmd::Job(cli::JobCmd::Run(a)) => !a.detach,
+        _ => false,
+    };
+    if foreground {
+        commands::run::drop_secrets()?;
     }
     let ctx = match Context::open(&cli.global, access) {
         Ok(ctx) => ctx,
@@ -122,6 +127,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cmd::Stats(a) => commands::stats::stats(&ctx, a),
         Cmd::Serve(a) => commands::serve::serve(&ctx, a),
         Cmd::Doctor => commands::health::doctor(&ctx),
+        Cmd::Job(c) => commands::job::job(&ctx, c),
         Cmd::Supervise | Cmd::Completions(_) | Cmd::Man => {
             unreachable!("handled before the ledger is opened")
         }
@@ -129,7 +135,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
 }
 
 /// Usage mistakes (a malformed id, an ambiguous prefix, a missing
-/// directory) exit 2, like clap's own; everything else exits 1, an id that
+/// directory, an unknown or duplicate job) exit 2, like clap's own; everything else exits 1, an id that
 /// matches nothing ("not found") too.
 fn exit_code(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
@@ -139,13 +145,19 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         if let Some(l) = cause.downcast_ref::<tend_ledger::Error>() {
             if matches!(
                 l,
-                tend_ledger::Error::Ambiguous { .. } | tend_ledger::Error::BadId(_)
+                tend_ledger::Error::Ambiguous { .. }
+                    | tend_ledger::Error::BadId(_)
+                    | tend_ledger::Error::NoJob(_)
+                    | tend_ledger::Error::JobExists(_)
             ) {
                 return 2;
             }
         }
         if let Some(tend_supervisor::Error::Ledger(
-            tend_ledger::Error::Ambiguous { .. } | tend_ledger::Error::BadId(_),
+            tend_ledger::Error::Ambiguous { .. }
+            | tend_ledger::Error::BadId(_)
+            | tend_ledger::Error::NoJob(_)
+            | tend_ledger::Error::JobExists(_),
         )) = cause.downcast_ref::<tend_supervisor::Error>()
         {
             return 2;

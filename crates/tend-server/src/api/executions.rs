@@ -39,6 +39,9 @@ pub struct ListQuery {
     /// Only created within this long (`1h`, `7d`).
     #[param(pattern = r"^(0|([0-9]{1,9}(ms|s|m|h|d)){1,4})$")]
     pub since: Option<String>,
+    /// Only the runs of this stored job.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    pub job: Option<String>,
     /// Page size, 1–1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
@@ -83,6 +86,9 @@ pub(super) async fn list(
         return Err(ApiError::bad_request("offset: must be at most 2147483647"));
     }
     let since = duration("since", &q.since)?;
+    if let Some(job) = &q.job {
+        tend_model::job::check_name(job).map_err(|e| ApiError::field("job", e.message))?;
+    }
     let filter = Filter {
         statuses,
         name: q.name,
@@ -90,6 +96,7 @@ pub(super) async fn list(
         since_ms: since.map(tend_ledger::ms_ago),
         limit: Some(limit),
         offset: q.offset,
+        job: q.job,
     };
     s.blocking(move |_, l| Ok(Json(l.list(&filter)?))).await
 }

@@ -9,6 +9,7 @@ mod events;
 mod executions;
 mod extract;
 mod health;
+mod jobs;
 mod kill;
 mod logs;
 mod openapi;
@@ -59,6 +60,11 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/executions/{id}/wait", get(wait::wait))
         .route("/api/v1/reap", post(reap::reap))
         .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/jobs", get(jobs::list).post(jobs::add))
+        .route("/api/v1/jobs/{name}", get(jobs::show).delete(jobs::remove))
+        .route("/api/v1/jobs/{name}/run", post(jobs::run))
+        .route("/api/v1/jobs/{name}/pause", post(jobs::pause))
+        .route("/api/v1/jobs/{name}/resume", post(jobs::resume))
         .route("/api/v1/events", get(events::stream))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::metrics))

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{events, executions, health, kill, logs, reap, stats, wait};
+use super::{events, executions, health, jobs, kill, logs, reap, stats, wait};
 use tend_model::wire;
 
 #[derive(OpenApi)]
@@ -15,13 +15,17 @@ use tend_model::wire;
     info(title = "tend", description = "Tracked executions with a ledger that never lies."),
     paths(
         health::health, executions::list, executions::launch, executions::show, executions::events,
-        logs::logs, kill::kill, kill::bulk, wait::wait, reap::reap, stats::stats, events::stream, crate::metrics::metrics
+        logs::logs, kill::kill, kill::bulk, wait::wait, reap::reap, stats::stats, events::stream, crate::metrics::metrics,
+        jobs::list, jobs::add, jobs::show, jobs::remove, jobs::run, jobs::pause, jobs::resume
     ),
     components(schemas(
         tend_model::Execution, tend_model::Event, tend_model::Status, tend_model::KillMethod,
         tend_model::ProcessIdentity, tend_model::KillRequested, wire::HealthReport,
         wire::HealthCheck, wire::HealthStatus, tend_model::run::RunOptions, kill::KillBody, kill::BulkKill, kill::BulkKilled,
-        wire::Killed, wire::Reaped, wire::Stats, wire::Percentiles, wire::Counted, wire::Hour, wire::MarkedLost, wire::StrayProcess, crate::error::ErrorBody
+        wire::Killed, wire::Reaped, wire::Stats, wire::Percentiles, wire::Counted, wire::Hour, wire::MarkedLost, wire::StrayProcess, crate::error::ErrorBody,
+        tend_model::job::JobSpec, tend_model::job::JobDefinition, tend_model::job::Job,
+        tend_model::job::JobView, tend_model::job::JobDetail, tend_model::job::JobEvent,
+        tend_model::Concurrency, tend_model::CatchUp
     )),
     modifiers(&Security)
 )]
@@ -47,7 +51,12 @@ impl Modify for Security {
         // declared JSON), all with the same JSON error body.
         for (path, item) in doc.paths.paths.iter_mut() {
             let by_id = path.contains("{id}");
-            let ops = [(&mut item.get, false), (&mut item.post, true)];
+            let by_name = path.contains("{name}");
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.delete, false),
+            ];
             for (op, post) in ops.into_iter().filter_map(|(o, p)| Some((o.as_mut()?, p))) {
                 let mut codes = vec![
                     ("400", "bad input; the body names the problem"),
@@ -67,6 +76,9 @@ impl Modify for Security {
                 }
                 if by_id {
                     codes.push(("404", "no execution has this id or prefix"));
+                }
+                if by_name {
+                    codes.push(("404", "no job has this name"));
                 }
                 for (code, what) in codes {
                     op.responses

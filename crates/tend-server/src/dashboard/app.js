@@ -380,18 +380,47 @@ async function bulkKill() {
 // ---- jobs and health ---------------------------------------------------
 
 async function loadJobs() {
-  const r = await api("/api/v1/jobs");
   const box = $("#jobs");
-  if (r.status === 404) { box.textContent = "No stored jobs yet (tend job add)."; return; }
-  const jobs = await r.json();
-  if (!Array.isArray(jobs) || !jobs.length) { box.textContent = "No stored jobs yet (tend job add)."; return; }
-  const ul = document.createElement("ul");
-  for (const j of jobs) {
-    const li = document.createElement("li");
-    li.textContent = j.name + "  " + (j.schedule || "(no schedule)") + (j.paused ? "  paused" : "");
-    ul.append(li);
+  const jobs = await json("/api/v1/jobs");
+  if (!jobs.length) { box.textContent = "No stored jobs yet (tend job add)."; return; }
+  const table = document.createElement("table");
+  table.setAttribute("aria-label", "Jobs");
+  const head = document.createElement("tr");
+  for (const h of ["Job", "Schedule", "Next fire", "Runs", "", ""]) {
+    const th = document.createElement("th");
+    th.textContent = h;
+    head.append(th);
   }
-  box.replaceChildren(ul);
+  table.append(head);
+  for (const j of jobs) {
+    const tr = document.createElement("tr");
+    tr.append(
+      cell(j.name),
+      cell((j.schedule || "(run by hand)") + (j.schedule ? " " + j.timezone : "")),
+      cell(j.paused ? "paused" : (j.next_fires[0] || "-")),
+      cell(String(j.next_number - 1)),
+    );
+    const act = (label, path) => {
+      const td = document.createElement("td");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = label;
+      b.setAttribute("aria-label", label + " " + j.name);
+      b.addEventListener("click", async () => {
+        try {
+          await json("/api/v1/jobs/" + encodeURIComponent(j.name) + path, { method: "POST", body: "{}" });
+        } catch (err) {
+          $("#bulk-result").textContent = err.message;
+        }
+        loadJobs();
+      });
+      td.append(b);
+      return td;
+    };
+    tr.append(act("Run now", "/run"), j.paused ? act("Resume", "/resume") : act("Pause", "/pause"));
+    table.append(tr);
+  }
+  box.replaceChildren(table);
 }
 
 async function loadHealth() {

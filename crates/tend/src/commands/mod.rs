@@ -3,6 +3,7 @@
 
 mod dedup;
 pub mod health;
+pub mod job;
 pub mod kill;
 pub mod logs;
 mod probe;

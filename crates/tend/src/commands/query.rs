@@ -58,6 +58,16 @@ fn heartbeat(e: &Execution) -> Cell {
     }
 }
 
+/// The NAME cell: a job's run shows its place in the job (`backup#42`),
+/// after its own name when that is another.
+pub(super) fn shown_name(e: &Execution) -> String {
+    match e.job_ref() {
+        Some(r) if e.job.as_deref() == Some(e.name.as_str()) => r,
+        Some(r) => format!("{} ({r})", e.name),
+        None => e.name.clone(),
+    }
+}
+
 /// `tend ps`.
 pub fn ps(ctx: &Context) -> Result<i32> {
     ctx.reconcile_for_read()?;
@@ -90,7 +100,7 @@ pub fn ps(ctx: &Context) -> Result<i32> {
             let e = &r.execution;
             vec![
                 e.id.to_string().into(),
-                Cell::text(&e.name),
+                Cell::text(&shown_name(e)),
                 Cell::status(e.status, c),
                 e.pid.map_or("-".into(), |p| p.to_string()).into(),
                 ago(e.created_at).trim_end_matches(" ago").into(),
@@ -133,6 +143,7 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<i32> {
         since_ms: args.since.map(tend_ledger::ms_ago),
         limit: Some(args.limit),
         offset: None,
+        job: args.job.clone(),
     };
     let rows = ctx.ledger.list(&filter)?;
     if ctx.global.json {
@@ -154,7 +165,7 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<i32> {
         .map(|e| {
             vec![
                 e.id.to_string().into(),
-                Cell::text(&e.name),
+                Cell::text(&shown_name(e)),
                 Cell::status(e.status, c),
                 exit(e).into(),
                 ago(e.created_at).into(),

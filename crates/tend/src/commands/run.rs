@@ -42,11 +42,11 @@ fn working_dir(given: Option<&Path>) -> Result<PathBuf> {
     )))
 }
 
-/// The flags as [`RunOptions`], resolved by the one validator the API and
-/// stored jobs use too; a refusal is a usage error in the same words.
-fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
-    let options = RunOptions {
-        command: args.command.clone(),
+/// The flags as [`RunOptions`], the working directory made absolute (and
+/// checked) here, where it was given.
+pub fn options(args: &cli::RunOptionArgs, command: &[String]) -> Result<RunOptions> {
+    Ok(RunOptions {
+        command: command.to_vec(),
         name: args.name.clone(),
         cwd: Some(working_dir(args.cwd.as_deref())?),
         env: args.env.iter().cloned().collect(),
@@ -64,8 +64,14 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
         heartbeat_timeout: args.heartbeat_timeout,
         idle_timeout: args.idle_timeout,
         max_memory: args.max_memory,
-    };
-    let mut spec = options
+    })
+}
+
+/// The flags resolved by the one validator the API and stored jobs use
+/// too; a refusal is a usage error in the same words. `-t` is the
+/// foreground's own: set after, since no stored job has a terminal.
+fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
+    let mut spec = options(&args.options, &args.command)?
         .resolve(&ctx.config.policy()?)
         .map_err(|e| crate::usage(e.to_string()))?;
     spec.tty = args.tty;
@@ -118,7 +124,13 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     if spec.key.is_some() {
         ctx.reconcile()?;
     }
-    if args.detach {
+    execute(ctx, spec, args.detach)
+}
+
+/// Runs a resolved spec as `tend run` does: in the foreground with its
+/// exit code, or detached printing its id. `tend job run` comes here too.
+pub fn execute(ctx: &Context, spec: RunSpec, detach: bool) -> Result<i32> {
+    if detach {
         return detached(ctx, spec);
     }
     let verbose = ctx.global.verbose && !ctx.global.quiet;

@@ -64,6 +64,7 @@ fn fields(e: &Execution) -> Vec<(&'static str, Cell)> {
     let mut fields: Vec<(&str, Cell)> = vec![
         ("id", e.id.to_string().into()),
         ("name", Cell::text(&e.name)),
+        ("job", opt(e.job_ref())),
         ("status", Cell::status(e.status, colour())),
         ("reason", opt(e.reason.clone())),
         ("exit code", opt(e.exit_code.map(|c| c.to_string()))),

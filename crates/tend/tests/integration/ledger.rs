@@ -19,7 +19,9 @@ fn keys_name_at_most_one_live_execution() {
             "--",
             "sh",
             "-c",
-            "echo from-first; sleep 0.7; exit 3",
+            // Long enough for the three refusals below to run first on a
+            // loaded machine (0.7 s was not, under the whole suite).
+            "echo from-first; sleep 3; exit 3",
         ])
         .stdout(Stdio::null())
         .spawn()

@@ -53,3 +53,6 @@ mod home_owner;
 mod config;
 // What ps, list and show say about executions.
 mod views;
+
+// Stored jobs: add, list, show, run, numbering, refusals, the scheduler.
+mod jobs;

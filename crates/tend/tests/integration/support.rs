@@ -338,6 +338,16 @@ impl Daemon {
         Daemon::parse(r)
     }
 
+    /// DELETE with the token.
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call();
+        Daemon::parse(r)
+    }
+
     /// A request without the token.
     pub fn anonymous(&self, path: &str) -> u16 {
         self.agent

@@ -71,6 +71,16 @@ with sync_playwright() as p:
     page.click("#confirm-ok")
     expect(row.locator("td.status")).to_have_text("killed", timeout=15000)
 
+    # Jobs: listed with their schedule; "Run now" starts one, numbered.
+    subprocess.run([tend, "job", "add", "nightly", "--schedule", "0 3 * * *", "--", "sh", "-c", "echo job-ran"],
+                   check=True, capture_output=True)
+    page.reload()
+    jobs = page.locator("#jobs")
+    expect(jobs).to_contain_text("nightly")
+    expect(jobs).to_contain_text("0 3 * * *")
+    page.get_by_role("button", name="Run now nightly").click()
+    expect(page.locator("td", has_text="nightly#1")).to_be_visible(timeout=10000)
+
     # Filter by status through the address bar.
     page.goto(base + "/?status=killed")
     expect(page.locator(f"tr[data-id='{eid}']")).to_be_visible()
