@@ -26,6 +26,7 @@
 mod busy;
 mod error;
 mod sqlite;
+mod sqlite_prune;
 mod sqlite_stats;
 mod store;
 mod types;
@@ -97,6 +98,12 @@ pub trait Ledger: Send {
     /// (`tend stats`, `GET /api/v1/stats`): aggregates the backend computes,
     /// not rows it returns.
     fn stats(&self, since_ms: Option<i64>, name: Option<&str>) -> Result<tend_model::wire::Stats>;
+
+    /// Deletes the terminal executions created before `before_ms`, with
+    /// their events, except the `keep_last` newest of each job; never a live
+    /// one. Returns what went (with `dry_run`, what would go, deleting
+    /// nothing), so that the caller removes their logs.
+    fn prune(&self, before_ms: i64, keep_last: u32, dry_run: bool) -> Result<Vec<Execution>>;
 
     /// How many executions match `filter`, paging aside: what `list`
     /// would show without a limit, so a cut list can say how many more.
@@ -237,6 +244,9 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
     }
     fn count(&self, filter: &Filter) -> Result<u64> {
         (**self).count(filter)
+    }
+    fn prune(&self, before_ms: i64, keep_last: u32, dry_run: bool) -> Result<Vec<Execution>> {
+        (**self).prune(before_ms, keep_last, dry_run)
     }
     fn stats(&self, since_ms: Option<i64>, name: Option<&str>) -> Result<tend_model::wire::Stats> {
         (**self).stats(since_ms, name)

@@ -71,7 +71,7 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
 }
 
-const COLS: &str =
+pub(crate) const COLS: &str =
     "id, name, status, reason, exit_code, signal, pid, key, labels, command, cwd, env, \
     created_at, started_at, finished_at, host, tier, \
     sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, pid_start_time, pid_pidfd_ino, \
@@ -83,7 +83,7 @@ const COLS: &str =
 
 /// A ledger in one SQLite file.
 pub struct SqliteLedger {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: std::path::PathBuf,
     ledger_id: String,
     copied_from: Option<String>,
@@ -189,7 +189,7 @@ impl SqliteLedger {
     /// Begins a write transaction. The wait for the lock is SQLite's busy
     /// timeout, taken in steps of [`crate::LONG_BUSY`]: after each step the
     /// busy hook may free a writer that cannot finish (see `busy.rs`).
-    fn write(&self) -> Result<Transaction<'_>> {
+    pub(crate) fn write(&self) -> Result<Transaction<'_>> {
         let started = std::time::Instant::now();
         let total = busy_timeout();
         let tx = loop {
@@ -447,7 +447,7 @@ fn json_map(s: &str) -> std::collections::BTreeMap<String, String> {
     serde_json::from_str(s).unwrap_or_default()
 }
 
-fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
+pub(crate) fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
     let id: String = r.get(0)?;
     let status: String = r.get(2)?;
     let bad = |i: usize, what: String| {
@@ -1002,6 +1002,10 @@ impl Ledger for SqliteLedger {
         stmt.query_map(rusqlite::params_from_iter(args), row_to_execution)
             .and_then(|rows| rows.collect())
             .map_err(Error::storage("listing executions"))
+    }
+
+    fn prune(&self, before_ms: i64, keep_last: u32, dry_run: bool) -> Result<Vec<Execution>> {
+        self.prune_rows(before_ms, keep_last, dry_run)
     }
 
     fn stats(&self, since_ms: Option<i64>, name: Option<&str>) -> Result<tend_model::wire::Stats> {

@@ -321,6 +321,41 @@ fn filters_select_by_status_name_label_and_limit<L: Ledger + ?Sized>(l: &L) {
     let _ = a;
 }
 
+fn prune_takes_old_terminal_rows_and_never_a_live_one<L: Ledger + ?Sized>(l: &L) {
+    let done = created(l, None);
+    l.start(&done.id, &proc_id()).unwrap();
+    l.transition(
+        &done.id,
+        Status::Running,
+        &outcome(Status::Succeeded, "supervisor"),
+    )
+    .unwrap();
+    let live = created(l, None);
+    let later = tend_ledger::now_ms() + 1;
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let dry = l.prune(later, 10, true).unwrap();
+    assert_eq!(
+        dry.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        [done.id.clone()]
+    );
+    assert!(l.get(&done.id).is_ok(), "a dry run deletes nothing");
+    assert_eq!(l.prune(later, 10, false).unwrap().len(), 1);
+    assert!(matches!(l.get(&done.id), Err(Error::NotFound(_))));
+    assert!(
+        l.events(&done.id).unwrap_or_default().is_empty(),
+        "its events went too"
+    );
+    assert_eq!(
+        l.get(&live.id).unwrap().status,
+        Status::Queued,
+        "a live row stays"
+    );
+    assert!(
+        l.prune(i64::MAX, 0, false).unwrap().is_empty(),
+        "nothing terminal is left"
+    );
+}
+
 fn stats_count_what_the_ledger_holds<L: Ledger + ?Sized>(l: &L) {
     let end = |name: &str, status: Status| {
         let mut n = new_exec(None, None);
@@ -682,6 +717,7 @@ mod sqlite_backend {
         summaries_count_by_status_method_and_reason,
         a_working_directory_is_kept_byte_for_byte,
         stats_count_what_the_ledger_holds,
+        prune_takes_old_terminal_rows_and_never_a_live_one,
         jobs_are_stored_refused_twice_replaced_paused_and_removed,
         job_numbers_count_up_and_are_never_reused,
         a_fire_is_decided_once_and_never_before_a_later_one,
@@ -751,6 +787,9 @@ mod sqlite_backend {
         }
         fn count(&self, f: &tend_ledger::Filter) -> tend_ledger::Result<u64> {
             self.l().count(f)
+        }
+        fn prune(&self, before: i64, keep: u32, dry: bool) -> tend_ledger::Result<Vec<Execution>> {
+            self.l().prune(before, keep, dry)
         }
         fn stats(
             &self,

@@ -119,6 +119,11 @@ pub enum Cmd {
     #[command(after_help = "Examples:
   tend doctor")]
     Doctor,
+    /// Delete old finished executions, their events and logs (never a live one)
+    #[command(
+        after_help = "Examples:\n  tend prune --dry-run                what would go, and the bytes it frees\n  tend prune                          older than TEND_RETENTION (7d)\n  tend prune --older-than 1d"
+    )]
+    Prune(PruneArgs),
     /// Counts, failure rate and run times of recent executions
     #[command(
         after_help = "Examples:\n  tend stats\n  tend stats --since 7d --name 'backup-*'\n  tend --json stats"
@@ -407,6 +412,16 @@ pub struct HeartbeatArgs {
     /// What it is doing, shown by `tend ps` and `tend show`
     #[arg(long)]
     pub progress: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only executions created longer ago than this [default: TEND_RETENTION, 7d]
+    #[arg(long, value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
+    /// List what would go and how much it frees; delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

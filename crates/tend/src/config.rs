@@ -33,6 +33,11 @@ pub struct Config {
     pub reconcile_every: Duration,
     /// Who may reach the daemon, and for how long (`tend serve` only).
     pub daemon: DaemonSettings,
+    /// `tend prune`'s default age (`TEND_RETENTION`, 7d).
+    pub retention: std::time::Duration,
+    /// Executions of each job that `tend prune` keeps whatever their age
+    /// (`TEND_KEEP_LAST`, 10).
+    pub keep_last: u32,
 }
 
 /// The settings that bound what clients can do to `tend serve` (issue 8).
@@ -67,6 +72,8 @@ const KEYS: &[(&str, &str)] = &[
     ("header_timeout", "TEND_HEADER_TIMEOUT"),
     ("body_timeout", "TEND_BODY_TIMEOUT"),
     ("max_connections", "TEND_MAX_CONNECTIONS"),
+    ("retention", "TEND_RETENTION"),
+    ("keep_last", "TEND_KEEP_LAST"),
 ];
 
 /// One setting's value, and where it came from, so that a bad value is
@@ -282,6 +289,10 @@ impl Config {
                 .duration("reconcile_every")?
                 .unwrap_or(Duration::from_secs(30)),
             daemon,
+            retention: src
+                .duration("retention")?
+                .unwrap_or(Duration::from_secs(7 * 86_400)),
+            keep_last: src.number("keep_last")?.unwrap_or(10),
         })
     }
 

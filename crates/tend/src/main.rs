@@ -125,6 +125,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         }
         Cmd::Health => commands::health::health(&ctx),
         Cmd::Stats(a) => commands::stats::stats(&ctx, a),
+        Cmd::Prune(a) => commands::prune::prune(&ctx, a),
         Cmd::Serve(a) => commands::serve::serve(&ctx, a),
         Cmd::Doctor => commands::health::doctor(&ctx),
         Cmd::Job(c) => commands::job::job(&ctx, c),

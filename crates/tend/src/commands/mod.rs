@@ -7,6 +7,7 @@ pub mod job;
 pub mod kill;
 pub mod logs;
 mod probe;
+pub mod prune;
 pub mod query;
 pub mod reap;
 pub mod run;
