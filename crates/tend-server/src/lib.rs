@@ -86,10 +86,59 @@ pub struct Config {
     pub run: tend_model::run::Policy,
     /// How often the backstop reconcile runs.
     pub reconcile_every: Duration,
+    /// The daemon's own prune, if it makes one (`TEND_PRUNE_EVERY`).
+    pub prune: Option<PruneEvery>,
     /// Executions running longer than this count as long-running.
     pub long_running_after: Duration,
     /// Health is degraded when more than this many are long-running.
     pub long_running_alert: u64,
+}
+
+/// The daemon's periodic `tend prune`: how often, and with which age and
+/// how many of each job it keeps.
+#[derive(Clone, Debug)]
+pub struct PruneEvery {
+    /// The period (`TEND_PRUNE_EVERY`, 1h).
+    pub every: Duration,
+    /// Executions created longer ago than this go (`TEND_RETENTION`).
+    pub older: Duration,
+    /// The newest of each job that stay (`TEND_KEEP_LAST`).
+    pub keep_last: u32,
+}
+
+/// Prunes once a period, as `tend prune` would, and logs what went: the
+/// ledger stays the size its retention says without a cron line.
+async fn prune_now_and_then(state: AppState) {
+    let Some(p) = state.config().prune.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(p.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let p = p.clone();
+        let done = state
+            .blocking(move |_, l| {
+                Ok(tend_supervisor::prune::prune(
+                    l,
+                    p.older,
+                    p.keep_last,
+                    false,
+                )?)
+            })
+            .await;
+        match done {
+            Ok(r) if !r.executions.is_empty() => tracing::info!(
+                executions = r.executions.len(),
+                bytes = r.bytes,
+                "pruned old executions"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = ?e, "the periodic prune failed; it tries again next period")
+            }
+        }
+    }
 }
 
 /// What a client may hold open or send, so that nobody can tie the daemon
@@ -202,6 +251,7 @@ async fn run_locked(
     );
     let watcher = tokio::spawn(watch::watch(state.clone()));
     let scheduler = tokio::spawn(scheduler::schedule(state.clone()));
+    let pruner = tokio::spawn(prune_now_and_then(state.clone()));
     state.write_daemon_file();
     tracing::info!(%addr, "listening");
     let stopper = state.clone();
@@ -212,6 +262,7 @@ async fn run_locked(
     .await;
     watcher.abort();
     scheduler.abort();
+    pruner.abort();
     // The file goes first, the lock last: a daemon that starts meanwhile
     // waits for neither and overwrites nothing of ours.
     state.remove_daemon_file();

@@ -36,6 +36,7 @@ fn state(dir: &tempfile::TempDir) -> AppState {
                 store: None,
             },
             reconcile_every: Duration::from_secs(30),
+            prune: None,
             long_running_after: Duration::from_secs(3600),
             long_running_alert: 5,
         },

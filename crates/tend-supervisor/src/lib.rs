@@ -35,6 +35,7 @@ mod leftovers;
 mod logs;
 mod notify;
 pub mod output;
+pub mod prune;
 mod reap;
 mod reaper;
 mod signals;

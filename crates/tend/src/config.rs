@@ -38,6 +38,8 @@ pub struct Config {
     /// Executions of each job that `tend prune` keeps whatever their age
     /// (`TEND_KEEP_LAST`, 10).
     pub keep_last: u32,
+    /// How often `tend serve` prunes on its own (`TEND_PRUNE_EVERY`, 1h).
+    pub prune_every: std::time::Duration,
 }
 
 /// The settings that bound what clients can do to `tend serve` (issue 8).
@@ -74,6 +76,7 @@ const KEYS: &[(&str, &str)] = &[
     ("max_connections", "TEND_MAX_CONNECTIONS"),
     ("retention", "TEND_RETENTION"),
     ("keep_last", "TEND_KEEP_LAST"),
+    ("prune_every", "TEND_PRUNE_EVERY"),
 ];
 
 /// One setting's value, and where it came from, so that a bad value is
@@ -293,6 +296,16 @@ impl Config {
                 .duration("retention")?
                 .unwrap_or(Duration::from_secs(7 * 86_400)),
             keep_last: src.number("keep_last")?.unwrap_or(10),
+            prune_every: match src.duration("prune_every")? {
+                Some(d) if d.is_zero() => {
+                    return Err(src
+                        .get("prune_every")
+                        .expect("zero is set")
+                        .bad("it must be more than 0"))
+                }
+                Some(d) => d,
+                None => Duration::from_secs(3600),
+            },
         })
     }
 

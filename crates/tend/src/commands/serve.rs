@@ -23,6 +23,11 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32> {
         },
         run: c.policy()?,
         reconcile_every: c.reconcile_every,
+        prune: Some(tend_server::PruneEvery {
+            every: c.prune_every,
+            older: c.retention,
+            keep_last: c.keep_last,
+        }),
         long_running_after: c.alert_long_running_after,
         long_running_alert: c.alert_long_running_count,
     };

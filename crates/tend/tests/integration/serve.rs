@@ -518,3 +518,28 @@ fn the_dashboard_works_in_a_real_browser() {
         "the browser's kill left nothing: {live}"
     );
 }
+
+/// The daemon prunes on its own every `TEND_PRUNE_EVERY` (issue 14): old
+/// finished executions go, a live one stays.
+#[test]
+fn the_daemon_prunes_on_its_own() {
+    let env = TestEnv::new();
+    env.ok(&["run", "--", "true"]);
+    env.ok(&["run", "--", "true"]);
+    let live = env.detach(&["sleep", "30"]);
+    let d = Daemon::start_with(
+        &env,
+        &[("TEND_PRUNE_EVERY", "300ms"), ("TEND_RETENTION", "1ms")],
+    );
+    let pruned = eventually(Duration::from_secs(10), || {
+        env.json(&["list"]).as_array().unwrap().len() == 1
+    });
+    assert!(pruned, "{}", d.log(&env));
+    assert_eq!(env.status(&live), "running");
+    assert!(
+        d.log(&env).contains("pruned old executions"),
+        "{}",
+        d.log(&env)
+    );
+    env.ok(&["kill", &live]);
+}
