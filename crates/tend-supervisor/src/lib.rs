@@ -55,7 +55,7 @@ pub use reaper::{
     overdue_at, reconcile, reconcile_dry_run, reconcile_execution, sweep_stragglers,
     verify_or_reconcile, Reconciled, Straggler, Supervision,
 };
-pub use supervisor::{run, signal_name, Mode, Report, RunResult};
+pub use supervisor::{find_program, run, signal_name, Mode, Report, RunResult};
 pub use tend_model::run::{OnDuplicate, RunSpec};
 pub use tier::{choose as choose_tier, offered as offered_tiers, Tier};
 pub use wait::wait_until_done;

@@ -33,6 +33,7 @@ mod outbox;
 mod outcome;
 mod pipes;
 mod start;
+pub use start::find_program;
 mod streams;
 mod terminal;
 mod tty;

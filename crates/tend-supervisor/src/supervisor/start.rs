@@ -112,7 +112,7 @@ pub(crate) fn remove_cgroup(cg: &Cgroup) {
 
 /// Looks `program` up the way `execvp` will: a path with a slash as it is
 /// (relative to the command's `cwd`), else each folder of `PATH`.
-pub(crate) fn find_program(program: &str, cwd: &Path, path: Option<&String>) -> io::Result<()> {
+pub fn find_program(program: &str, cwd: &Path, path: Option<&String>) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| -> io::Result<()> {
         let m = std::fs::metadata(p)?;

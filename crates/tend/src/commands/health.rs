@@ -38,6 +38,39 @@ pub fn heartbeat(ctx: &Context, args: &HeartbeatArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// What each stored job needs to start here: its program, looked up as its
+/// supervisor will (`execvp`: a path from its cwd, else the job's `PATH` or
+/// tend's), and its working directory.
+fn job_checks(ctx: &Context) -> Vec<HealthCheck> {
+    let Ok(jobs) = ctx.ledger.jobs() else {
+        return Vec::new();
+    };
+    jobs.iter()
+        .map(|j| {
+            let run = &j.definition.run;
+            let program = run.command.first().map(String::as_str).unwrap_or_default();
+            let cwd = run.cwd.clone().unwrap_or_else(|| "/".into());
+            let found = tend_supervisor::find_program(program, &cwd, run.env.get("PATH")).is_ok();
+            let r = match (found, cwd.is_dir()) {
+                (true, true) => Ok(format!(
+                    "{} in {}",
+                    output::esc(program),
+                    output::path(&cwd)
+                )),
+                (false, _) => Err(format!(
+                    "its program {} is not found or not executable",
+                    output::esc(program)
+                )),
+                (_, false) => Err(format!(
+                    "its working directory {} does not exist",
+                    output::path(&cwd)
+                )),
+            };
+            check(&format!("job {}", j.definition.name), r)
+        })
+        .collect()
+}
+
 /// `tend doctor`: what this host offers, and how to fix what it lacks.
 pub fn doctor(ctx: &Context) -> Result<i32> {
     let mut checks = kernel_checks();
@@ -87,6 +120,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
             Err(e) => Err(e.to_string()),
         },
     ));
+    checks.extend(job_checks(ctx));
     checks.push(check(
         "daemon",
         match daemon(ctx) {

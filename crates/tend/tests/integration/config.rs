@@ -117,3 +117,40 @@ fn doctor_leaves_nothing_behind() {
         "doctor left {path} behind"
     );
 }
+
+/// `tend doctor` checks what the stored jobs need (issue 14): a program it
+/// can find and a working directory that exists.
+#[test]
+fn doctor_checks_what_each_job_needs() {
+    let env = TestEnv::new();
+    env.ok(&["job", "add", "fine", "--", "true"]);
+    env.ok(&["job", "add", "typo", "--", "ture"]);
+    let gone = env.dir.path().join("gone");
+    std::fs::create_dir(&gone).unwrap();
+    env.ok(&[
+        "job",
+        "add",
+        "moved",
+        "--cwd",
+        gone.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    std::fs::remove_dir(&gone).unwrap();
+    let out = env.ok(&["doctor"]);
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!("job {name} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("fine").starts_with("ok"), "{out}");
+    assert!(
+        line("typo").starts_with("warn") && line("typo").contains("ture"),
+        "{out}"
+    );
+    assert!(
+        line("moved").starts_with("warn") && line("moved").contains("does not exist"),
+        "{out}"
+    );
+}
