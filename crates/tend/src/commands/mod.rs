@@ -11,6 +11,7 @@ pub mod reap;
 pub mod run;
 pub mod serve;
 pub mod show;
+pub mod top;
 pub mod wait;
 
 use std::path::Path;

@@ -53,3 +53,5 @@ mod home_owner;
 mod config;
 // What ps, list and show say about executions.
 mod views;
+// The terminal monitor, driven through tmux.
+mod top;

@@ -1,0 +1,157 @@
+//! `tend top` on a real terminal: tmux on a private socket, driven with
+//! `send-keys` and read back with `capture-pane`. The server is ended by
+//! its socket and every process of the pane by PID, whatever the outcome.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::support::{assert_one_sentence, eventually, sigkill, TestEnv};
+
+/// The prompt of the pane's shell, to see it back after `q`.
+const PROMPT: &str = "top-test$";
+
+/// A detached tmux server of our own with one 120x40 pane running `sh`.
+struct Tmux {
+    socket: String,
+    /// The pane's shell: its PID, and its children's, are ended on drop.
+    shell: u32,
+}
+
+impl Tmux {
+    /// `None` when tmux is missing (scripts/test installs it).
+    fn start(env: &TestEnv) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            return None;
+        }
+        let socket = format!("tend-test-{}", std::process::id());
+        let home = env.home();
+        let status = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", "120", "-y", "40", "env"])
+            .arg(format!("TEND_HOME={}", home.display()))
+            .arg(format!(
+                "XDG_CONFIG_HOME={}",
+                env.dir.path().join("config").display()
+            ))
+            .args(["NO_COLOR=1", "TERM=xterm-256color"])
+            .arg(format!("PS1={PROMPT} "))
+            .args(["sh"])
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux runs");
+        assert!(status.success(), "tmux new-session failed");
+        let mut tmux = Tmux { socket, shell: 0 };
+        let pid = tmux.run(&["display-message", "-p", "#{pane_pid}"]);
+        tmux.shell = String::from_utf8_lossy(&pid.stdout)
+            .trim()
+            .parse()
+            .expect("a pane pid");
+        Some(tmux)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    /// Sends keys (tmux key names or literal text).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "0"];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success(), "send-keys {keys:?}");
+    }
+
+    fn pane(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "0"]).stdout).into_owned()
+    }
+
+    /// Waits until the pane shows what `cond` looks for; fails with it.
+    fn shows(&self, what: &str, cond: impl Fn(&str) -> bool) {
+        let ok = eventually(Duration::from_secs(10), || cond(&self.pane()));
+        assert!(ok, "the pane never showed {what}:\n{}", self.pane());
+    }
+
+    /// The PIDs of the pane's shell's children (tend top while it runs).
+    fn children(&self) -> Vec<u32> {
+        let path = format!("/proc/{0}/task/{0}/children", self.shell);
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let pids: Vec<u32> = self.children().into_iter().chain([self.shell]).collect();
+        let _ = self.run(&["kill-server"]);
+        for pid in pids {
+            sigkill(pid);
+        }
+    }
+}
+
+/// The row of the table that names `id`.
+fn row_of<'a>(pane: &'a str, id: &str) -> Option<&'a str> {
+    pane.lines().find(|l| l.contains(id))
+}
+
+#[test]
+fn top_shows_an_execution_kills_it_on_k_y_and_gives_the_shell_back_on_q() {
+    let env = TestEnv::new();
+    env.ok(&["ps"]); // the home exists before top subscribes to it
+    let Some(tmux) = Tmux::start(&env) else {
+        eprintln!("skipped: tmux is not installed (scripts/test installs it)");
+        return;
+    };
+    tmux.shows("the prompt", |p| p.contains(PROMPT));
+    tmux.keys(&["-l", &format!("{} top", env!("CARGO_BIN_EXE_tend"))]);
+    tmux.keys(&["Enter"]);
+    tmux.shows("tend top's title", |p| p.contains("tend top: 0 live"));
+
+    let id = env.detach(&["sleep", "300"]);
+    tmux.shows("the new execution, running", |p| {
+        row_of(p, &id).is_some_and(|r| r.contains("running"))
+    });
+    tmux.shows("it selected", |p| {
+        row_of(p, &id).is_some_and(|r| r.starts_with('>'))
+    });
+
+    tmux.keys(&["K"]);
+    tmux.shows("the kill question with the grace", |p| {
+        p.contains(&format!("kill {id}")) && p.contains("grace of 5") && p.contains("[y/N]")
+    });
+    tmux.keys(&["y"]);
+    assert!(
+        eventually(Duration::from_secs(10), || env.status(&id) == "killed"),
+        "the ledger says {}",
+        env.status(&id)
+    );
+    tmux.shows("it killed", |p| {
+        row_of(p, &id).is_some_and(|r| r.contains("killed"))
+    });
+
+    tmux.keys(&["q"]);
+    tmux.shows("the shell's prompt back", |p| {
+        let last = p.lines().rev().find(|l| !l.trim().is_empty());
+        last.is_some_and(|l| l.trim() == PROMPT)
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || tmux.children().is_empty()),
+        "tend top is still running after q"
+    );
+}
+
+#[test]
+fn top_without_a_terminal_refuses_in_one_sentence() {
+    let env = TestEnv::new();
+    let out = env.tend(&["top"]);
+    let err = assert_one_sentence(&out, 2);
+    assert!(err.contains("terminal"), "{err}");
+    let out = env.tend(&["--json", "top"]);
+    let err = assert_one_sentence(&out, 2);
+    assert!(err.contains("tend --json ps"), "{err}");
+}
