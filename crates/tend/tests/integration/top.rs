@@ -94,6 +94,22 @@ impl Drop for Tmux {
     }
 }
 
+/// Voluntary context switches of every thread of `pid` so far: each
+/// wake-up from a blocking wait is one.
+fn wake_ups(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process is there");
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|s| {
+            let line = s
+                .lines()
+                .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
 /// The row of the table that names `id`.
 fn row_of<'a>(pane: &'a str, id: &str) -> Option<&'a str> {
     pane.lines().find(|l| l.contains(id))
@@ -111,6 +127,12 @@ fn top_shows_an_execution_kills_it_on_k_y_and_gives_the_shell_back_on_q() {
     tmux.keys(&["-l", &format!("{} top", env!("CARGO_BIN_EXE_tend"))]);
     tmux.keys(&["Enter"]);
     tmux.shows("tend top's title", |p| p.contains("tend top: 0 live"));
+    // With nothing live there is no deadline: it sleeps until told.
+    let top = *tmux.children().first().expect("tend top runs in the pane");
+    let before = wake_ups(top);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = wake_ups(top) - before;
+    assert!(idle <= 2, "an idle tend top woke {idle} times in 2s");
 
     let id = env.detach(&["sleep", "300"]);
     tmux.shows("the new execution, running", |p| {
@@ -119,6 +141,15 @@ fn top_shows_an_execution_kills_it_on_k_y_and_gives_the_shell_back_on_q() {
     tmux.shows("it selected", |p| {
         row_of(p, &id).is_some_and(|r| r.starts_with('>'))
     });
+    // While something runs, only the usage columns move: once a second.
+    let before = wake_ups(top);
+    std::thread::sleep(Duration::from_secs(3));
+    let busy = wake_ups(top) - before;
+    eprintln!("tend top woke {idle} times in 2s idle, {busy} in 3s with one running");
+    assert!(
+        busy <= 6,
+        "tend top woke {busy} times in 3s with one running"
+    );
 
     tmux.keys(&["K"]);
     tmux.shows("the kill question with the grace", |p| {

@@ -134,6 +134,7 @@ fn cells(e: &Execution, cpu: Option<u64>, rss: Option<u64>, p: Palette) -> Table
         Cell::from(heartbeat),
         Cell::from(cpu.or(e.cpu_ms).map_or("-".into(), dur)),
         Cell::from(rss.or(e.max_rss_bytes).map_or("-".into(), bytes)),
+        Cell::from(clean(&e.host)),
     ])
 }
 
@@ -158,6 +159,7 @@ fn table(f: &mut Frame, area: Rect, app: &App, p: Palette) {
         "HEARTBEAT",
         "CPU",
         "RSS",
+        "HOST",
     ];
     let widths = [
         Constraint::Length(8),
@@ -168,6 +170,7 @@ fn table(f: &mut Frame, area: Rect, app: &App, p: Palette) {
         Constraint::Fill(1),
         Constraint::Length(7),
         Constraint::Length(6),
+        Constraint::Fill(1),
     ];
     let t = Table::new(rows, widths)
         .header(TableRow::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
@@ -279,6 +282,51 @@ pub fn clean(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn screen(app: &App, width: u16, height: u16) -> String {
+        let mut t = Terminal::new(TestBackend::new(width, height)).expect("a test terminal");
+        t.draw(|f| frame(f, app, Palette { colour: false }))
+            .expect("it draws");
+        let buf = t.backend().buffer();
+        let mut text = String::new();
+        for y in 0..height {
+            for x in 0..width {
+                text.push_str(buf[(x, y)].symbol());
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    #[test]
+    fn a_terminal_too_small_is_told_so_instead_of_a_garbled_table() {
+        let text = screen(&App::new(), 40, 6);
+        assert!(text.contains("terminal too small (40x6)"), "{text}");
+        assert!(!text.contains("HEARTBEAT"), "{text}");
+    }
+
+    #[test]
+    fn the_table_has_ps_columns_and_the_keys() {
+        let text = screen(&App::new(), 120, 10);
+        for col in [
+            "ID",
+            "NAME",
+            "STATUS",
+            "PID",
+            "AGE",
+            "HEARTBEAT",
+            "CPU",
+            "RSS",
+            "HOST",
+        ] {
+            assert!(text.contains(col), "{col}: {text}");
+        }
+        assert!(text.contains("no executions yet"), "{text}");
+        assert!(text.contains("K kill  q quit"), "{text}");
+    }
 
     #[test]
     fn control_characters_never_reach_the_terminal() {

@@ -10,8 +10,9 @@
 //! [`wake`]). Only the CPU, RSS and age columns move with time: while
 //! something is live they are refreshed from `/proc` at most once a second,
 //! without reading the ledger; with nothing live there is no deadline at
-//! all, and an idle `tend top` sleeps until something happens. The
-//! heartbeat column is as fresh as the last transition or key.
+//! all, and an idle `tend top` sleeps until something happens. Heartbeats
+//! are not announced, so the heartbeat column is as fresh as the last
+//! ledger read (a transition, a kill, a change of view), not newer.
 //!
 //! It uses the CLI's own calls: the ledger's `live` and `list`,
 //! [`tend_supervisor::kill()`] (on a thread of its own with its own ledger
