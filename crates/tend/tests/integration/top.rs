@@ -3,6 +3,7 @@
 //! its socket and every process of the pane by PID, whatever the outcome.
 
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::support::{assert_one_sentence, eventually, sigkill, TestEnv};
@@ -23,7 +24,9 @@ impl Tmux {
         if Command::new("tmux").arg("-V").output().is_err() {
             return None;
         }
-        let socket = format!("tend-test-{}", std::process::id());
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let socket = format!("tend-test-{}-{n}", std::process::id());
         let home = env.home();
         let status = Command::new("tmux")
             .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
@@ -115,18 +118,39 @@ fn row_of<'a>(pane: &'a str, id: &str) -> Option<&'a str> {
     pane.lines().find(|l| l.contains(id))
 }
 
-#[test]
-fn top_shows_an_execution_kills_it_on_k_y_and_gives_the_shell_back_on_q() {
-    let env = TestEnv::new();
+/// A pane with `tend top` running in it, once it has drawn.
+fn top_in_tmux(env: &TestEnv) -> Option<Tmux> {
     env.ok(&["ps"]); // the home exists before top subscribes to it
-    let Some(tmux) = Tmux::start(&env) else {
+    let Some(tmux) = Tmux::start(env) else {
         eprintln!("skipped: tmux is not installed (scripts/test installs it)");
-        return;
+        return None;
     };
     tmux.shows("the prompt", |p| p.contains(PROMPT));
     tmux.keys(&["-l", &format!("{} top", env!("CARGO_BIN_EXE_tend"))]);
     tmux.keys(&["Enter"]);
-    tmux.shows("tend top's title", |p| p.contains("tend top: 0 live"));
+    tmux.shows("tend top's title", |p| p.contains("tend top: "));
+    Some(tmux)
+}
+
+/// The shell's prompt is the last line again, and tend top is gone.
+fn assert_shell_back(tmux: &Tmux) {
+    tmux.shows("the shell's prompt back", |p| {
+        let last = p.lines().rev().find(|l| !l.trim().is_empty());
+        last.is_some_and(|l| l.trim() == PROMPT)
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || tmux.children().is_empty()),
+        "tend top is still running"
+    );
+}
+
+#[test]
+fn top_shows_an_execution_kills_it_on_k_y_and_gives_the_shell_back_on_q() {
+    let env = TestEnv::new();
+    let Some(tmux) = top_in_tmux(&env) else {
+        return;
+    };
+    tmux.shows("nothing live", |p| p.contains("tend top: 0 live"));
     // With nothing live there is no deadline: it sleeps until told.
     let top = *tmux.children().first().expect("tend top runs in the pane");
     let before = wake_ups(top);
@@ -134,12 +158,9 @@ fn top_shows_an_execution_kills_it_on_k_y_and_gives_the_shell_back_on_q() {
     let idle = wake_ups(top) - before;
     assert!(idle <= 2, "an idle tend top woke {idle} times in 2s");
 
-    let id = env.detach(&["sleep", "300"]);
-    tmux.shows("the new execution, running", |p| {
-        row_of(p, &id).is_some_and(|r| r.contains("running"))
-    });
-    tmux.shows("it selected", |p| {
-        row_of(p, &id).is_some_and(|r| r.starts_with('>'))
+    let id = env.detach(&["sh", "-c", "echo top-says-hi; exec sleep 300"]);
+    tmux.shows("the new execution, running and selected", |p| {
+        row_of(p, &id).is_some_and(|r| r.contains("running") && r.starts_with('>'))
     });
     // While something runs, only the usage columns move: once a second.
     let before = wake_ups(top);
@@ -150,6 +171,11 @@ fn top_shows_an_execution_kills_it_on_k_y_and_gives_the_shell_back_on_q() {
         busy <= 6,
         "tend top woke {busy} times in 3s with one running"
     );
+
+    tmux.keys(&["l"]);
+    tmux.shows("its output", |p| p.contains("top-says-hi"));
+    tmux.keys(&["Escape"]);
+    tmux.shows("the table again", |p| p.contains("HEARTBEAT"));
 
     tmux.keys(&["K"]);
     tmux.shows("the kill question with the grace", |p| {
@@ -164,16 +190,34 @@ fn top_shows_an_execution_kills_it_on_k_y_and_gives_the_shell_back_on_q() {
     tmux.shows("it killed", |p| {
         row_of(p, &id).is_some_and(|r| r.contains("killed"))
     });
+    tmux.keys(&["Enter"]);
+    tmux.shows("its events", |p| {
+        p.contains("EVENTS") && p.contains("kill-requested") && p.contains("killed from tend top")
+    });
 
     tmux.keys(&["q"]);
-    tmux.shows("the shell's prompt back", |p| {
-        let last = p.lines().rev().find(|l| !l.trim().is_empty());
-        last.is_some_and(|l| l.trim() == PROMPT)
+    assert_shell_back(&tmux);
+}
+
+/// Ctrl-C arrives as a key in raw mode; it quits and the terminal is
+/// cooked again (canonical input and echo back on).
+#[test]
+fn ctrl_c_quits_top_and_restores_the_terminal() {
+    let env = TestEnv::new();
+    let Some(tmux) = top_in_tmux(&env) else {
+        return;
+    };
+    tmux.keys(&["C-c"]);
+    assert_shell_back(&tmux);
+    tmux.keys(&[
+        "-l",
+        "stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo -e -icanon -e -echo",
+    ]);
+    tmux.keys(&["Enter"]);
+    tmux.shows("a cooked terminal", |p| {
+        let lines: Vec<&str> = p.lines().map(str::trim).collect();
+        lines.contains(&"icanon") && lines.contains(&"echo") && !lines.contains(&"-icanon")
     });
-    assert!(
-        eventually(Duration::from_secs(5), || tmux.children().is_empty()),
-        "tend top is still running after q"
-    );
 }
 
 #[test]
