@@ -120,15 +120,22 @@ fn row_of<'a>(pane: &'a str, id: &str) -> Option<&'a str> {
 
 /// A pane with `tend top` running in it, once it has drawn.
 fn top_in_tmux(env: &TestEnv) -> Option<Tmux> {
+    top_in_tmux_with(env, "")
+}
+
+/// The same, with `vars` (`K=V `…) before the command.
+fn top_in_tmux_with(env: &TestEnv, vars: &str) -> Option<Tmux> {
     env.ok(&["ps"]); // the home exists before top subscribes to it
     let Some(tmux) = Tmux::start(env) else {
         eprintln!("skipped: tmux is not installed (scripts/test installs it)");
         return None;
     };
     tmux.shows("the prompt", |p| p.contains(PROMPT));
-    tmux.keys(&["-l", &format!("{} top", env!("CARGO_BIN_EXE_tend"))]);
+    tmux.keys(&["-l", &format!("{vars}{} top", env!("CARGO_BIN_EXE_tend"))]);
     tmux.keys(&["Enter"]);
-    tmux.shows("tend top's title", |p| p.contains("tend top: "));
+    if vars.is_empty() {
+        tmux.shows("tend top's title", |p| p.contains("tend top: "));
+    }
     Some(tmux)
 }
 
@@ -209,6 +216,26 @@ fn ctrl_c_quits_top_and_restores_the_terminal() {
     };
     tmux.keys(&["C-c"]);
     assert_shell_back(&tmux);
+    assert_cooked(&tmux);
+}
+
+/// A panic inside the loop (a failpoint) still gives the terminal back:
+/// ratatui's hook restores it before the message is printed.
+#[test]
+fn a_panic_in_top_restores_the_terminal_first() {
+    let env = TestEnv::new();
+    let Some(tmux) = top_in_tmux_with(&env, "TEND_FAILPOINT=top-panic-after-draw ") else {
+        return;
+    };
+    tmux.shows("the panic's message", |p| {
+        p.contains("top-panic-after-draw")
+    });
+    assert_shell_back(&tmux);
+    assert_cooked(&tmux);
+}
+
+/// The pane's terminal is cooked: canonical input and echo are on.
+fn assert_cooked(tmux: &Tmux) {
     tmux.keys(&[
         "-l",
         "stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo -e -icanon -e -echo",

@@ -69,7 +69,12 @@ struct Restore;
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        ratatui::restore();
+        // While unwinding, ratatui's panic hook has restored it already,
+        // and leaving the alternate screen twice moves the cursor back up
+        // over the panic's message.
+        if !std::thread::panicking() {
+            ratatui::restore();
+        }
     }
 }
 
@@ -104,6 +109,15 @@ pub fn top(ctx: &Context) -> Result<i32> {
     Ok(0)
 }
 
+/// The tests' way to see that a panic gives the terminal back:
+/// `TEND_FAILPOINT=top-panic-after-draw` panics once a frame is drawn.
+fn failpoint_panic() {
+    let var = std::env::var(tend_supervisor::FAILPOINT_VAR);
+    if var.is_ok_and(|v| v == "top-panic-after-draw") {
+        panic!("the failpoint top-panic-after-draw");
+    }
+}
+
 /// Load, draw, wait; until `q`, Ctrl-C or a signal.
 fn run_loop(
     ctx: &Context,
@@ -122,6 +136,7 @@ fn run_loop(
         terminal
             .draw(|f| draw::frame(f, app, palette))
             .context("drawing tend top")?;
+        failpoint_panic();
         // The only deadline: the usage columns, while something is live.
         let deadline = (!app.live.is_empty()).then(|| watch.usage_at + USAGE_EVERY);
         let mut fds: Vec<BorrowedFd<'_>> = vec![wakes.fd(), watch.sub.as_fd()];
