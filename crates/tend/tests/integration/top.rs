@@ -219,6 +219,21 @@ fn ctrl_c_quits_top_and_restores_the_terminal() {
     assert_cooked(&tmux);
 }
 
+/// SIGTERM (and SIGHUP, the same handler) ends it like `q`: through the
+/// loop, so the terminal is given back.
+#[test]
+fn sigterm_ends_top_and_restores_the_terminal() {
+    let env = TestEnv::new();
+    let Some(tmux) = top_in_tmux(&env) else {
+        return;
+    };
+    let top = *tmux.children().first().expect("tend top runs in the pane");
+    let fd = tend_proc::Pidfd::open(top as i32).expect("tend top is there");
+    fd.signal(tend_proc::Sig::Term).expect("SIGTERM is sent");
+    assert_shell_back(&tmux);
+    assert_cooked(&tmux);
+}
+
 /// A panic inside the loop (a failpoint) still gives the terminal back:
 /// ratatui's hook restores it before the message is printed.
 #[test]
