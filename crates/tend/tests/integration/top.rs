@@ -16,6 +16,8 @@ struct Tmux {
     socket: String,
     /// The pane's shell: its PID, and its children's, are ended on drop.
     shell: u32,
+    /// The server's socket file, which `kill-server` leaves behind.
+    path: String,
 }
 
 impl Tmux {
@@ -43,12 +45,16 @@ impl Tmux {
             .status()
             .expect("tmux runs");
         assert!(status.success(), "tmux new-session failed");
-        let mut tmux = Tmux { socket, shell: 0 };
-        let pid = tmux.run(&["display-message", "-p", "#{pane_pid}"]);
-        tmux.shell = String::from_utf8_lossy(&pid.stdout)
-            .trim()
-            .parse()
-            .expect("a pane pid");
+        let mut tmux = Tmux {
+            socket,
+            shell: 0,
+            path: String::new(),
+        };
+        let out = tmux.run(&["display-message", "-p", "#{pane_pid} #{socket_path}"]);
+        let out = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let (pid, path) = out.split_once(' ').expect("a pane pid and a socket path");
+        tmux.shell = pid.parse().expect("a pane pid");
+        tmux.path = path.to_string();
         Some(tmux)
     }
 
@@ -94,6 +100,7 @@ impl Drop for Tmux {
         for pid in pids {
             sigkill(pid);
         }
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
