@@ -141,6 +141,7 @@ pub fn marked_processes(ledger: &str, agent: Option<&str>) -> Vec<(tend_proc::Pi
 /// SIGKILLs itself when it reaches the point of that name
 /// (`after-queued-commit`, `after-spawn`, `before-terminal-commit`,
 /// `after-terminal-commit`). It is removed from the command's environment.
+/// `tend top` reads it too: `top-panic-after-draw` panics after a frame.
 pub const FAILPOINT_VAR: &str = "TEND_FAILPOINT";
 
 pub(crate) fn failpoint(name: &str) {

@@ -63,6 +63,16 @@ pub enum Cmd {
   tend ps
   tend --json ps | jq '.[].id'")]
     Ps,
+    /// A live terminal monitor: select, filter, detail, logs, kill
+    #[command(after_help = "Examples:
+  tend top
+  NO_COLOR=1 tend top                         without colours (so does TERM=dumb)
+
+Keys: up/down or j/k move, / filter by name, Enter detail with events,
+l follow the logs, K kill (asks y/N and shows the grace), Esc back, q quit.
+It is updated by events; CPU, RSS and age refresh at most once a second
+while something runs, and nothing wakes it while nothing does.")]
+    Top,
     /// List recent executions
     #[command(after_help = "Examples:
   tend list

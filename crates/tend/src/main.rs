@@ -85,7 +85,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         _ => {}
     }
     let access = match cli.command {
-        Cmd::Ps | Cmd::List(_) | Cmd::Show(_) | Cmd::Logs(_) | Cmd::Wait(_) => Access::Read,
+        Cmd::Ps | Cmd::Top | Cmd::List(_) | Cmd::Show(_) | Cmd::Logs(_) | Cmd::Wait(_) => {
+            Access::Read
+        }
         Cmd::Health | Cmd::Doctor | Cmd::Stats(_) => Access::Read,
         Cmd::Job(cli::JobCmd::List | cli::JobCmd::Show(_)) => Access::Read,
         _ => Access::Write,
@@ -111,6 +113,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Cmd::Run(a) => commands::run::run(&ctx, a),
         Cmd::Ps => commands::query::ps(&ctx),
+        Cmd::Top => commands::top::top(&ctx),
         Cmd::List(a) => commands::query::list(&ctx, a),
         Cmd::Show(a) => commands::show::show(&ctx, a),
         Cmd::Logs(a) => commands::logs::logs(&ctx, a),

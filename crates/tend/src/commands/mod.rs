@@ -14,6 +14,7 @@ pub mod run;
 pub mod serve;
 pub mod show;
 pub mod stats;
+pub mod top;
 pub mod wait;
 
 use std::path::Path;

@@ -26,7 +26,8 @@ struct PsRow {
 /// process table shared by every row. CPU counts the exited processes too:
 /// the cgroup's own account where there is one, else what the supervisor
 /// (the subreaper every process of the tree is reaped by) and the live
-/// processes accumulated from the children they waited for.
+/// processes accumulated from the children they waited for. Shared by
+/// `tend ps` and `tend top`, so both show the same numbers.
 pub(super) fn usage(snapshot: &tree::Snapshot, e: &Execution) -> (Option<u64>, Option<u64>) {
     let Ok(Verified::Alive(_pin)) = Pidfd::open_verified(&e.supervisor) else {
         return (None, None);

@@ -398,6 +398,7 @@ fn every_command_has_examples_and_groups_the_global_options() {
     for cmd in [
         "run",
         "ps",
+        "top",
         "list",
         "show",
         "logs",

@@ -56,3 +56,5 @@ mod views;
 
 // Stored jobs: add, list, show, run, numbering, refusals, the scheduler.
 mod jobs;
+// The terminal monitor, driven through tmux.
+mod top;
