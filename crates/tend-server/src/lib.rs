@@ -311,9 +311,14 @@ fn plain(e: &std::io::Error) -> String {
 }
 
 /// What an operator needs on starting the daemon, on stderr before the
-/// log: where it listens, where the token is, and a warning when the API
+/// log: the dashboard's address (with the token after `#`, which no browser
+/// sends to a server), where the API listens, where the token is, and a warning when the API
 /// is reachable beyond this host over plain HTTP.
 fn introduce(addr: SocketAddr, config: &Config) {
+    eprintln!(
+        "tend serve: the dashboard is at http://{addr}/#token={}",
+        config.token
+    );
     eprintln!(
         "tend serve: the API listens on http://{addr}/api/v1/ (OpenAPI: /api/v1/openapi.json)"
     );

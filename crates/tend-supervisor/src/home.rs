@@ -105,6 +105,14 @@ impl Home {
             } else {
                 "its group"
             };
+            // A shared folder (sticky, like /tmp) is not to be chmod'ed:
+            // only a folder of tend's own is.
+            if m.mode() & 0o1000 != 0 {
+                return refuse(format!(
+                    "the home {path} is a folder every user shares (mode {:04o}); set TEND_HOME to a folder of your own inside it, like {path}/tend-$USER",
+                    m.mode() & 0o7777
+                ));
+            }
             return refuse(format!(
                 "the home {path} can be changed by {who} (mode {:04o}); run chmod 700 {path}, or set TEND_HOME to another folder",
                 m.mode() & 0o7777

@@ -178,8 +178,8 @@ pub struct RunArgs {
     ///
     /// Everything from the first word that is not a tend option belongs to
     /// the command, its options too. An unknown option before that is a
-    /// usage error, never the command (issue 9): hyphen values are not
-    /// allowed here, so `tend run --bogus -- true` is refused.
+    /// usage error, never part of the command: `tend run --bogus -- true`
+    /// is refused.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
 }

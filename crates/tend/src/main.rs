@@ -151,7 +151,6 @@ fn exit_code(e: &anyhow::Error) -> i32 {
                 l,
                 tend_ledger::Error::Ambiguous { .. }
                     | tend_ledger::Error::BadId(_)
-                    | tend_ledger::Error::NoJob(_)
                     | tend_ledger::Error::JobExists(_)
             ) {
                 return 2;
@@ -160,7 +159,6 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         if let Some(tend_supervisor::Error::Ledger(
             tend_ledger::Error::Ambiguous { .. }
             | tend_ledger::Error::BadId(_)
-            | tend_ledger::Error::NoJob(_)
             | tend_ledger::Error::JobExists(_),
         )) = cause.downcast_ref::<tend_supervisor::Error>()
         {

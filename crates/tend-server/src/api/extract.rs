@@ -32,10 +32,74 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         match Json::<T>::from_bytes(&bytes) {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(r) => Err(ApiError::bad_request(r.body_text())),
+            Err(r) => Err(body_error(&r.body_text())),
         }
     }
 }
+
+/// A body serde refused, as one sentence naming the field when there is
+/// one: `timeout: 'banana' is not a duration: …`, `{"field": "timeout"}`.
+fn body_error(text: &str) -> ApiError {
+    let t = text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(text);
+    let t = match t.rfind(" at line ") {
+        Some(i) if t[i..].contains(" column ") => &t[..i],
+        _ => t,
+    };
+    let named = |f: &str| {
+        !f.is_empty()
+            && f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    };
+    if let Some(rest) = t.strip_prefix("unknown field `") {
+        if let Some((f, _)) = rest.split_once('`') {
+            return field_error(f, t);
+        }
+    }
+    match t.split_once(": ") {
+        Some((f, why)) if named(f) => field_error(f, why),
+        _ => ApiError::bad_request(t.to_string()),
+    }
+}
+
+fn field_error(field: &str, why: &str) -> ApiError {
+    // Named only when it is one of the request types' own fields (the
+    // error body's `field` is one of those, never text from the client).
+    match KNOWN_FIELDS.iter().find(|k| **k == field) {
+        Some(k) => ApiError::field(k, why.trim_start_matches(&format!("{field}: "))),
+        None => ApiError::bad_request(format!("{field}: {why}")),
+    }
+}
+
+/// Every field a request body may have, so that a refusal can name it.
+const KNOWN_FIELDS: &[&str] = &[
+    "command",
+    "name",
+    "cwd",
+    "env",
+    "labels",
+    "key",
+    "on_duplicate",
+    "reuse_finished",
+    "timeout",
+    "kill_grace",
+    "heartbeat_timeout",
+    "idle_timeout",
+    "max_memory",
+    "force",
+    "grace",
+    "reason",
+    "label",
+    "older_than",
+    "all",
+    "dry_run",
+    "run",
+    "schedule",
+    "timezone",
+    "concurrency",
+    "catch_up",
+];
 
 /// Query string whose rejection is a JSON error naming the problem.
 pub struct ApiQuery<T>(pub T);

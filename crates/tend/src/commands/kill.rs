@@ -80,6 +80,14 @@ pub fn kill(ctx: &Context, args: &KillArgs) -> Result<i32> {
 
 /// A bulk selection without `--yes`: what it would kill, and exit 1.
 fn would_kill(ctx: &Context, targets: &[Execution]) -> Result<i32> {
+    if ctx.global.json {
+        // The executions it would kill, as any list: an array, maybe empty.
+        output::json(&targets)?;
+        if !targets.is_empty() {
+            note!("nothing was killed; add --yes to kill these");
+        }
+        return Ok(if targets.is_empty() { 0 } else { 1 });
+    }
     if targets.is_empty() {
         ctx.note("no live execution matches");
         return Ok(0);

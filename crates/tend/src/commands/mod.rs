@@ -59,8 +59,17 @@ impl Context {
     /// command that only reads still works on a read-only home.
     pub fn open(global: &Global, access: Access) -> Result<Context> {
         let mut config = Config::load()?;
-        if global.store.is_some() {
-            config.store = global.store.clone();
+        if let Some(store) = &global.store {
+            // `--store=~/x.db` and `TEND_STORE=~/x.db` reach tend unexpanded.
+            config.store = Some(
+                match store.strip_prefix('~').is_some() && !store.contains("://") {
+                    true => crate::config::expand_tilde(store)
+                        .map_err(crate::usage)?
+                        .to_string_lossy()
+                        .into_owned(),
+                    false => store.clone(),
+                },
+            );
         }
         let home = Home::new(config.home.clone());
         let store = config.store()?;

@@ -223,4 +223,21 @@ fn run_options_are_refused_alike_by_the_cli_and_the_api() {
         assert_eq!(e["error"], format!("{field}: {words}"), "{flags:?}");
     }
     assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 0);
+    // A value that does not parse is named too, in one sentence.
+    let (st, e) = d.post(
+        "/api/v1/executions",
+        json!({"command": ["true"], "timeout": "banana"}),
+    );
+    assert_eq!((st, &e["field"]), (400, &json!("timeout")), "{e}");
+    let text = e["error"].as_str().unwrap();
+    assert!(
+        text.starts_with("timeout: 'banana' is not a duration") && !text.contains("line 1"),
+        "{e}"
+    );
+    let (st, e) = d.post(
+        "/api/v1/executions",
+        json!({"command": ["true"], "timeoot": "1s"}),
+    );
+    assert_eq!(st, 400);
+    assert!(e["error"].as_str().unwrap().contains("timeoot"), "{e}");
 }

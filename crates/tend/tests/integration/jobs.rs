@@ -130,13 +130,19 @@ fn bad_job_input_is_one_sentence_exit_2_and_stores_nothing() {
             "--",
             "true",
         ],
-        &["job", "show", "nope"],
+    ] {
+        let out = env.tend(args);
+        assert_one_sentence(&out, 2);
+    }
+    // A name that matches no job is "not found", like an unknown id: 1.
+    for args in [
+        &["job", "show", "nope"][..],
         &["job", "run", "nope"],
         &["job", "pause", "nope"],
         &["job", "rm", "nope"],
     ] {
-        let out = env.tend(args);
-        assert_one_sentence(&out, 2);
+        let e = assert_one_sentence(&env.tend(args), 1);
+        assert!(e.contains("no job is named 'nope'"), "{e}");
     }
     let names: Vec<Value> = env
         .json(&["job", "list"])

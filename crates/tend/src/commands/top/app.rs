@@ -292,6 +292,9 @@ mod tests {
             progress: None,
             cpu_ms: None,
             max_rss_bytes: None,
+            job: None,
+            job_number: None,
+            attempt: None,
         }
     }
 
