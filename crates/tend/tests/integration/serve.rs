@@ -526,7 +526,7 @@ fn the_daemon_prunes_on_its_own() {
     let env = TestEnv::new();
     env.ok(&["run", "--", "true"]);
     env.ok(&["run", "--", "true"]);
-    let live = env.detach(&["sleep", "30"]);
+    let live = env.detach(&["sleep", "600"]);
     let d = Daemon::start_with(
         &env,
         &[("TEND_PRUNE_EVERY", "300ms"), ("TEND_RETENTION", "1ms")],
