@@ -307,7 +307,7 @@ fn load_100_clients_launching_and_killing() {
                     n += 1;
                     let long = (i as u64 + n).is_multiple_of(4);
                     let cmd = if long {
-                        json!(["sleep", "30"])
+                        json!(["sleep", "600"])
                     } else {
                         json!(["true"])
                     };

@@ -162,7 +162,7 @@ fn prune_removes_old_finished_executions_and_their_logs_but_never_a_live_one() {
     for _ in 0..4 {
         env.ok(&["job", "run", "nightly"]);
     }
-    let live = env.detach(&["sleep", "30"]);
+    let live = env.detach(&["sleep", "600"]);
     let all = || {
         env.json(&["list", "--limit", "100"])
             .as_array()
