@@ -252,6 +252,7 @@ impl RunOptions {
             containment: policy.containment,
             store: policy.store.clone(),
             tty: false,
+            requested_by: None,
             job: None,
         })
     }
@@ -316,6 +317,10 @@ pub struct RunSpec {
     /// job or a daemon launch has no terminal to give it.
     #[serde(default)]
     pub tty: bool,
+    /// Who asked for this run (`user:alice`, `api`, `job`), for the audit
+    /// of what it does to others: the kill of a key's holder it replaces.
+    #[serde(default)]
+    pub requested_by: Option<String>,
     /// The stored job this is a run of: the ledger numbers it from the
     /// job's counter in the transaction that records it.
     #[serde(default)]

@@ -185,8 +185,10 @@ pub fn supervise_from_stdin() -> i32 {
     let home = Home::new(env.home);
     let mut answered = false;
     let result = crate::run(&*ledger, &home, &env.spec, Mode::Detached, &mut |r| {
-        answered = true;
-        answer(&answer_for(r), devnull);
+        if let Some(a) = answer_for(r) {
+            answered = true;
+            answer(&a, devnull);
+        }
     });
     match result {
         Ok(RunResult::Finished(e) | RunResult::Undelivered(e, _)) => e.shell_code(),
@@ -218,9 +220,10 @@ fn let_go_of_surroundings() -> Option<std::fs::File> {
     devnull
 }
 
-/// The answer for what the supervisor reports once the start is decided.
-fn answer_for(r: Report<'_>) -> Answer {
-    match r {
+/// The answer for what the supervisor reports once the start is decided;
+/// `None` for a report that decides nothing yet (a holder being replaced).
+fn answer_for(r: Report<'_>) -> Option<Answer> {
+    Some(match r {
         Report::Started(e) => Answer::Started {
             id: e.id.to_string(),
         },
@@ -230,7 +233,8 @@ fn answer_for(r: Report<'_>) -> Answer {
         Report::FailedToStart(e) => Answer::FailedToStart {
             id: e.id.to_string(),
         },
-    }
+        Report::Replacing(_) => return None,
+    })
 }
 
 fn say_hello() {

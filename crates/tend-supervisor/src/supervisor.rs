@@ -88,6 +88,9 @@ pub enum Report<'a> {
     Existing(&'a Execution, OnDuplicate),
     /// The command could not be started; the execution is recorded `failed`.
     FailedToStart(&'a Execution),
+    /// `--on-duplicate replace`: this holder of the key is being killed so
+    /// that the run can start (it is reported before the kill).
+    Replacing(&'a Execution),
 }
 
 /// How a supervised run ended.
@@ -133,7 +136,7 @@ pub fn run<L: Ledger + ?Sized>(
         .id;
     let boot_id = supervisor.boot_id.clone();
     let new = new_execution(spec, home, &tier, supervisor, &agent);
-    let exec = match create(ledger, home, &new, spec.on_duplicate)? {
+    let exec = match create(ledger, home, &new, spec, report)? {
         Ok(e) => e,
         Err(e) => {
             report(Report::Existing(&e, spec.on_duplicate));
@@ -200,34 +203,46 @@ fn kernel_enforces(cgroup: Option<&Cgroup>, limit: Option<u64>) -> bool {
 
 /// Records the new execution; `Ok(Err(e))` when the key names `e` instead
 /// (a live holder, or a result to reuse). With `replace`, a live holder is
-/// killed first and the record tried again.
+/// killed first (and reported) and the record tried again.
 fn create<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,
     new: &NewExecution,
-    on_duplicate: OnDuplicate,
+    spec: &RunSpec,
+    report: &mut dyn FnMut(Report<'_>),
 ) -> Result<Result<Execution, Execution>, Error> {
     loop {
         match ledger.create(new)? {
             Created::New(e) => return Ok(Ok(e)),
             Created::Existing(holder)
-                if on_duplicate == OnDuplicate::Replace && !holder.status.is_terminal() =>
+                if spec.on_duplicate == OnDuplicate::Replace && !holder.status.is_terminal() =>
             {
-                replace(ledger, home, &holder)?;
+                report(Report::Replacing(&holder));
+                replace(ledger, home, &holder, spec)?;
             }
             Created::Existing(e) => return Ok(Err(e)),
         }
     }
 }
 
-/// `--on-duplicate replace`: kills the live holder of the key (audited,
-/// graceful then certain) and returns once its tree is gone, so that the
-/// new run can take the key.
-fn replace<L: Ledger + ?Sized>(ledger: &L, home: &Home, holder: &Execution) -> Result<(), Error> {
+/// `--on-duplicate replace`: kills the live holder of the key (audited as
+/// asked by whoever asked for this run, graceful then certain) and returns
+/// once its tree is gone, so that the new run can take the key.
+fn replace<L: Ledger + ?Sized>(
+    ledger: &L,
+    home: &Home,
+    holder: &Execution,
+    spec: &RunSpec,
+) -> Result<(), Error> {
+    let actor = spec
+        .requested_by
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(Actor::Supervisor);
     let req = tend_ledger::KillRequest {
-        actor: Actor::Supervisor,
+        actor,
         reason: Some(format!(
-            "replaced by a new run with the key '{}'",
+            "replaced by a new run with the key '{}' (--on-duplicate replace)",
             holder.key.as_deref().unwrap_or_default()
         )),
         force: false,

@@ -296,16 +296,7 @@ impl Config {
                 .duration("retention")?
                 .unwrap_or(Duration::from_secs(7 * 86_400)),
             keep_last: src.number("keep_last")?.unwrap_or(10),
-            prune_every: match src.duration("prune_every")? {
-                Some(d) if d.is_zero() => {
-                    return Err(src
-                        .get("prune_every")
-                        .expect("zero is set")
-                        .bad("it must be more than 0"))
-                }
-                Some(d) => d,
-                None => Duration::from_secs(3600),
-            },
+            prune_every: prune_every(&src)?,
         })
     }
 
@@ -330,6 +321,18 @@ impl Config {
             )?)),
             Some(s) => tend_ledger::Store::parse(s).map_err(|e| anyhow::anyhow!(e)),
         }
+    }
+}
+
+/// How often `tend serve` prunes: more than zero, 1h unless set.
+fn prune_every(src: &Sources) -> Result<Duration> {
+    match src.duration("prune_every")? {
+        Some(d) if d.is_zero() => Err(src
+            .get("prune_every")
+            .expect("zero is set")
+            .bad("it must be more than 0")),
+        Some(d) => Ok(d),
+        None => Ok(Duration::from_secs(3600)),
     }
 }
 

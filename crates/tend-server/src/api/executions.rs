@@ -128,7 +128,8 @@ pub(super) async fn events(
 /// daemon's policy; and, since the daemon runs it, a working directory that
 /// exists here. Each refusal is a 400 naming the field.
 fn spec(s: &AppState, r: RunOptions) -> Result<RunSpec, ApiError> {
-    let spec = r.resolve(&s.config().run).map_err(ApiError::option)?;
+    let mut spec = r.resolve(&s.config().run).map_err(ApiError::option)?;
+    spec.requested_by = Some(tend_model::Actor::Api.to_string());
     if !spec.cwd.is_dir() {
         return Err(ApiError::field(
             "cwd",

@@ -75,6 +75,7 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
         .resolve(&ctx.config.policy()?)
         .map_err(|e| crate::usage(e.to_string()))?;
     spec.tty = args.tty;
+    spec.requested_by = Some(super::actor().to_string());
     Ok(spec)
 }
 
@@ -142,10 +143,16 @@ pub fn execute(ctx: &Context, spec: RunSpec, detach: bool) -> Result<i32> {
         .then(|| tend_proc::pty::RawMode::enter(rustix::stdio::stdin()))
         .flatten();
     let result = tend_supervisor::run(&ctx.ledger, &ctx.home, &spec, Mode::Foreground, &mut |r| {
-        if let Report::Started(e) = r {
-            if verbose {
+        match r {
+            Report::Started(e) if verbose => {
                 note!("execution {} started (pid {})", e.id, e.pid.unwrap_or(0));
             }
+            Report::Replacing(h) => note!(
+                "key '{}' is held by execution {}; ending it to start this run (--on-duplicate replace)",
+                output::esc(h.key.as_deref().unwrap_or_default()),
+                h.id
+            ),
+            _ => {}
         }
     })?;
     drop(raw);

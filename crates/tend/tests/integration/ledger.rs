@@ -108,14 +108,21 @@ fn keys_name_at_most_one_live_execution() {
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "new\n");
+    assert!(
+        stderr(&out).contains(&format!("held by execution {holder}; ending it")),
+        "{}",
+        stderr(&out)
+    );
     let old = env.show(&holder);
     assert_eq!(old["status"], "killed");
+    let reason = old["reason"].as_str().unwrap();
     assert!(
-        old["reason"]
-            .as_str()
-            .unwrap()
-            .contains("replaced by a new run with the key 'k2'"),
+        reason.contains("replaced by a new run with the key 'k2'"),
         "{old}"
+    );
+    assert!(
+        reason.starts_with("killed by user:"),
+        "who asked is recorded: {old}"
     );
     env.assert_no_marked(Some(&holder), std::time::Duration::from_secs(5));
 }
