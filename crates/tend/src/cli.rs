@@ -145,8 +145,10 @@ while something runs, and nothing wakes it while nothing does.")]
     )]
     Completions(CompletionsArgs),
     /// Print the manual page (roff), for man(1)
-    #[command(after_help = "Examples:\n  tend man > ~/.local/share/man/man1/tend.1 && man tend")]
-    Man,
+    #[command(
+        after_help = "Examples:\n  tend man > ~/.local/share/man/man1/tend.1\n  tend man run > ~/.local/share/man/man1/tend-run.1"
+    )]
+    Man(ManArgs),
     /// Stored jobs: a named command with its run options and a schedule
     #[command(
         subcommand,
@@ -442,6 +444,12 @@ pub struct StatsArgs {
     /// Only names matching this glob
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A command's own page (`tend man run` is tend-run(1)) [default: tend(1)]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Args)]

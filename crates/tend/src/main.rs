@@ -81,7 +81,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Cmd::Supervise => return Ok(tend_supervisor::detach::supervise_from_stdin()),
         Cmd::Completions(a) => return commands::completions(a.shell),
-        Cmd::Man => return commands::man(),
+        Cmd::Man(a) => return commands::man(a.command.as_deref()),
         _ => {}
     }
     let access = match cli.command {
@@ -132,7 +132,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cmd::Serve(a) => commands::serve::serve(&ctx, a),
         Cmd::Doctor => commands::health::doctor(&ctx),
         Cmd::Job(c) => commands::job::job(&ctx, c),
-        Cmd::Supervise | Cmd::Completions(_) | Cmd::Man => {
+        Cmd::Supervise | Cmd::Completions(_) | Cmd::Man(_) => {
             unreachable!("handled before the ledger is opened")
         }
     }

@@ -191,11 +191,29 @@ pub fn completions(shell: clap_complete::Shell) -> Result<i32> {
     Ok(0)
 }
 
-/// `tend man`: the manual page, in roff, from the clap definition.
-pub fn man() -> Result<i32> {
+/// `tend man [COMMAND]`: the manual page, in roff, from the clap
+/// definition — tend(1), or a command's own tend-COMMAND(1), which tend(1)
+/// refers to.
+pub fn man(command: Option<&str>) -> Result<i32> {
     use clap::CommandFactory;
+    let tend = crate::cli::Cli::command();
+    let page = match command {
+        None => tend,
+        Some(name) => {
+            let Some(sub) = tend
+                .get_subcommands()
+                .find(|c| c.get_name() == name && !c.is_hide_set())
+            else {
+                return Err(crate::usage(format!(
+                    "'{name}' is not a tend command; see tend --help"
+                )));
+            };
+            // Named as its page is referred to: tend-run(1).
+            sub.clone().display_name(format!("tend-{name}"))
+        }
+    };
     let mut out = Vec::new();
-    clap_mangen::Man::new(crate::cli::Cli::command()).render(&mut out)?;
+    clap_mangen::Man::new(page).render(&mut out)?;
     crate::print::text(&String::from_utf8_lossy(&out))?;
     Ok(0)
 }

@@ -461,6 +461,12 @@ fn completions_and_the_man_page_generate() {
         man.contains(".TH tend 1") && man.contains("tracked executions"),
         "{man}"
     );
+    let run = env.ok(&["man", "run"]);
+    assert!(
+        run.contains(".TH tend-run 1") && run.contains("timeout"),
+        "{run}"
+    );
+    assert_one_sentence(&env.tend(&["man", "bogus"]), 2);
     let e = assert_one_sentence(&env.tend(&["completions", "tcsh"]), 2);
     assert!(e.contains("tcsh"), "{e}");
 }
