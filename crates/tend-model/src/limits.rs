@@ -67,6 +67,9 @@ pub enum LimitError {
     /// A time limit of zero (the option left out means "no limit").
     #[error("the {0} must be longer than zero; leave it out for no limit")]
     ZeroLimit(&'static str),
+    /// A zero timeout where a default applies when it is left out.
+    #[error("the timeout must be longer than zero; leave it out for the configured default of {0} (TEND_DEFAULT_TIMEOUT)")]
+    ZeroTimeoutWithDefault(String),
     /// A size limit of zero (the option left out means "no limit").
     #[error("the {0} must be more than zero; leave it out for no limit")]
     ZeroSize(&'static str),

@@ -218,6 +218,10 @@ impl RunOptions {
                 .transpose()
                 .map_err(at(field))
         };
+        if let (Some(Duration::ZERO), Some(d)) = (self.timeout, policy.default_timeout) {
+            let default = crate::format_duration(d);
+            return Err(at("timeout")(LimitError::ZeroTimeoutWithDefault(default)));
+        }
         let timeout_ms = limit(
             "timeout",
             "timeout",

@@ -93,6 +93,23 @@ fn every_rule_refuses_with_its_field_and_sentence() {
 }
 
 #[test]
+fn a_zero_timeout_under_a_default_points_at_the_default() {
+    let policy = Policy {
+        default_timeout: Some(Duration::from_secs(60)),
+        ..Policy::default()
+    };
+    let e = with(|o| o.timeout = Some(Duration::ZERO))
+        .resolve(&policy)
+        .unwrap_err();
+    assert_eq!(e.field, "timeout");
+    assert!(
+        e.to_string()
+            .contains("leave it out for the configured default of 1m"),
+        "{e}"
+    );
+}
+
+#[test]
 fn defaults_come_from_the_policy_and_given_values_win() {
     let policy = Policy {
         default_timeout: Some(Duration::from_secs(60)),
