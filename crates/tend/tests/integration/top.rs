@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::support::{assert_one_sentence, eventually, sigkill, TestEnv};
+use crate::support::{assert_one_sentence, eventually, TestEnv};
 
 /// The prompt of the pane's shell, to see it back after `q`.
 const PROMPT: &str = "top-test$";
@@ -95,10 +95,19 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let pids: Vec<u32> = self.children().into_iter().chain([self.shell]).collect();
+        // Pidfds first: once kill-server has ended them, their pids may be
+        // reused by another test's processes, which must never be signalled.
+        use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+        let fds: Vec<_> = self
+            .children()
+            .into_iter()
+            .chain([self.shell])
+            .filter_map(|p| Pid::from_raw(p as i32))
+            .filter_map(|p| pidfd_open(p, PidfdFlags::empty()).ok())
+            .collect();
         let _ = self.run(&["kill-server"]);
-        for pid in pids {
-            sigkill(pid);
+        for fd in &fds {
+            let _ = pidfd_send_signal(fd, Signal::KILL);
         }
         let _ = std::fs::remove_file(&self.path);
     }
