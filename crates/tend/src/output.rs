@@ -321,3 +321,22 @@ pub fn ending(e: &Execution) -> Option<String> {
         _ => None,
     }
 }
+
+/// An audit trail as `show` and `job show` print it: one row per event,
+/// (when, kind, actor, details), foreign text escaped.
+pub fn events_table<'a>(
+    events: impl IntoIterator<Item = (i64, &'a str, &'a str, &'a serde_json::Value)>,
+) -> anyhow::Result<()> {
+    let cells: Vec<Vec<Cell>> = events
+        .into_iter()
+        .map(|(at, kind, actor, details)| {
+            vec![
+                tend_model::format_rfc3339(at).into(),
+                Cell::text(kind),
+                Cell::text(actor),
+                details.to_string().into(),
+            ]
+        })
+        .collect();
+    table(&["TIME", "EVENT", "ACTOR", "DETAILS"], cells)
+}

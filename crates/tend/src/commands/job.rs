@@ -153,19 +153,12 @@ fn show(ctx: &Context, name: &str) -> Result<i32> {
     print_runs(&detail.executions)?;
     if !detail.events.is_empty() {
         say!("")?;
-        let cells = detail
-            .events
-            .iter()
-            .map(|ev| {
-                vec![
-                    format_rfc3339(ev.at).into(),
-                    Cell::text(&ev.kind),
-                    Cell::text(&ev.actor),
-                    ev.details.to_string().into(),
-                ]
-            })
-            .collect();
-        table(&["TIME", "EVENT", "ACTOR", "DETAILS"], cells)?;
+        output::events_table(
+            detail
+                .events
+                .iter()
+                .map(|ev| (ev.at, ev.kind.as_str(), ev.actor.as_str(), &ev.details)),
+        )?;
     }
     Ok(0)
 }

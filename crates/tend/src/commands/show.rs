@@ -10,7 +10,7 @@ use tend_model::{format_rfc3339, Execution};
 
 use super::Context;
 use crate::cli::ShowArgs;
-use crate::output::{self, ago, bytes, colour, ran_for, table, Cell};
+use crate::output::{self, ago, bytes, colour, ran_for, Cell};
 
 /// `tend show`.
 pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
@@ -37,18 +37,11 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
     }
     output::fields(fields(&e))?;
     say!("")?;
-    let cells: Vec<Vec<Cell>> = events
-        .iter()
-        .map(|ev| {
-            vec![
-                format_rfc3339(ev.at).into(),
-                Cell::text(&ev.kind),
-                Cell::text(&ev.actor),
-                ev.details.to_string().into(),
-            ]
-        })
-        .collect();
-    table(&["TIME", "EVENT", "ACTOR", "DETAILS"], cells)?;
+    output::events_table(
+        events
+            .iter()
+            .map(|ev| (ev.at, ev.kind.as_str(), ev.actor.as_str(), &ev.details)),
+    )?;
     Ok(0)
 }
 
