@@ -154,3 +154,48 @@ fn doctor_checks_what_each_job_needs() {
         "{out}"
     );
 }
+
+/// Fresh-eyes fixes (issue 10): a dry bulk kill with --json is an array
+/// (empty when nothing matches), `~` in --store means HOME, and a shared
+/// folder like /tmp is refused as a home without a chmod hint.
+#[test]
+fn json_dry_bulk_kill_tilde_store_and_shared_homes() {
+    let env = TestEnv::new();
+    let none = env.tend(&["--json", "kill", "--all"]);
+    assert_eq!(code(&none), 0);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&none.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    let id = env.detach(&["sleep", "600"]);
+    let dry = env.tend(&["--json", "kill", "--all"]);
+    assert_eq!(code(&dry), 1, "nothing killed without --yes");
+    let v: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(v[0]["id"], id.as_str(), "{v}");
+    env.ok(&["kill", &id]);
+
+    let out = env
+        .cmd()
+        .env("HOME", env.dir.path())
+        .args(["--store=~/tilde.db", "run", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(env.dir.path().join("tilde.db").is_file());
+
+    let shared = env.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = env
+        .cmd()
+        .env("TEND_HOME", &shared)
+        .args(["ps"])
+        .output()
+        .unwrap();
+    let e = assert_one_sentence(&out, 1);
+    assert!(
+        e.contains("every user shares") && !e.contains("chmod"),
+        "{e}"
+    );
+}
