@@ -37,7 +37,7 @@ pub use sqlite::SqliteLedger;
 pub use store::{open, open_read_only, Store};
 pub use types::{
     Claim, Created, Filter, FireOutcome, FireStats, KillReport, KillRequest, NewExecution, Outcome,
-    Summary, Transition, Usage, KILL_BUCKETS_MS,
+    Retry, Summary, Transition, Usage, KILL_BUCKETS_MS,
 };
 
 use tend_model::job::{Job, JobDefinition, JobEvent};
@@ -73,6 +73,34 @@ pub trait Ledger: Send {
         expected: tend_model::Status,
         outcome: &Outcome,
     ) -> Result<Transition>;
+
+    /// [`transition`](Ledger::transition), and in the same transaction,
+    /// when the outcome is retried (`failed`, `timed_out`, `lost`) and the
+    /// execution has attempts left, its next attempt recorded `queued`,
+    /// starting after the retry's delay and holding its key. Returns the
+    /// transition and the next attempt, if one was recorded.
+    fn transition_retrying(
+        &self,
+        id: &ExecutionId,
+        expected: tend_model::Status,
+        outcome: &Outcome,
+        retry: &Retry,
+    ) -> Result<(Transition, Option<Execution>)>;
+
+    /// The attempt recorded to retry `id`, if there is one.
+    fn next_attempt(&self, id: &ExecutionId) -> Result<Option<Execution>>;
+
+    /// Hands a `queued` execution from its supervisor `from` (gone) to
+    /// `to`, as one compare-and-set: of several adopters exactly one wins.
+    fn adopt(
+        &self,
+        id: &ExecutionId,
+        from: &ProcessIdentity,
+        to: &ProcessIdentity,
+    ) -> Result<Transition>;
+
+    /// The run description stored with an execution that has retries.
+    fn run_spec(&self, id: &ExecutionId) -> Result<Option<String>>;
 
     /// Records a kill request on a live execution, for its supervisor to act
     /// on. Returns the row as it is after the request (terminal rows are
@@ -226,6 +254,29 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
         outcome: &Outcome,
     ) -> Result<Transition> {
         (**self).transition(id, expected, outcome)
+    }
+    fn transition_retrying(
+        &self,
+        id: &ExecutionId,
+        expected: tend_model::Status,
+        outcome: &Outcome,
+        retry: &Retry,
+    ) -> Result<(Transition, Option<Execution>)> {
+        (**self).transition_retrying(id, expected, outcome, retry)
+    }
+    fn next_attempt(&self, id: &ExecutionId) -> Result<Option<Execution>> {
+        (**self).next_attempt(id)
+    }
+    fn adopt(
+        &self,
+        id: &ExecutionId,
+        from: &ProcessIdentity,
+        to: &ProcessIdentity,
+    ) -> Result<Transition> {
+        (**self).adopt(id, from, to)
+    }
+    fn run_spec(&self, id: &ExecutionId) -> Result<Option<String>> {
+        (**self).run_spec(id)
     }
     fn request_kill(&self, id: &ExecutionId, request: &KillRequest) -> Result<Execution> {
         (**self).request_kill(id, request)

@@ -19,10 +19,11 @@ use tend_model::job::{Job, JobDefinition, JobEvent};
 
 use crate::{
     now_ms, Claim, Created, Error, Filter, FireOutcome, FireStats, KillRequest, Ledger,
-    NewExecution, Outcome, Result, Summary, Transition,
+    NewExecution, Outcome, Result, Retry, Summary, Transition,
 };
 
 mod jobs;
+mod retries;
 
 /// Schema migrations, applied in order; the index + 1 is the schema version
 /// stored in `PRAGMA user_version`.
@@ -32,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_cwd_bytes.sql"),
     include_str!("migrations/sqlite/0004_agents.sql"),
     include_str!("migrations/sqlite/0005_jobs.sql"),
+    include_str!("migrations/sqlite/0006_retries.sql"),
 ];
 
 /// How long a writer waits for another's transaction before giving up.
@@ -79,7 +81,8 @@ pub(crate) const COLS: &str =
     kill_request_force, kill_request_grace_ms, kill_method, kill_duration_ms, processes_signalled, \
     stdout_path, stderr_path, version, cgroup, heartbeat_timeout_ms, idle_timeout_ms, \
     max_memory_bytes, last_heartbeat_at, progress, cpu_ms, max_rss_bytes, cwd_bytes, agent_id, \
-    job, job_number, attempt";
+    job, job_number, attempt, retries, retry_backoff_ms, retry_max_backoff_ms, retry_of, \
+    start_after";
 
 /// A ledger in one SQLite file.
 pub struct SqliteLedger {
@@ -513,6 +516,14 @@ pub(crate) fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
         job: r.get(46)?,
         job_number: r.get::<_, Option<i64>>(47)?.map(|v| v as u64),
         attempt: r.get::<_, Option<i64>>(48)?.map(|v| v as u32),
+        retries: r.get::<_, i64>(49)? as u32,
+        retry_backoff_ms: r.get::<_, Option<i64>>(50)?.map(|v| v as u64),
+        retry_max_backoff_ms: r.get::<_, Option<i64>>(51)?.map(|v| v as u64),
+        retry_of: r
+            .get::<_, Option<String>>(52)?
+            .map(|s| ExecutionId::parse(&s).map_err(|e| bad(52, e.to_string())))
+            .transpose()?,
+        start_after: r.get(53)?,
     })
 }
 
@@ -602,9 +613,10 @@ fn insert_queued(
                 "INSERT INTO executions (id, name, command, cwd, env, labels, key, live_key, status, \
                  created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
                  timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
-                 idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id, job, job_number, attempt) \
+                 idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id, job, job_number, attempt, \
+                 retries, retry_backoff_ms, retry_max_backoff_ms, run_spec) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                 ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32) \
                  ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
             ),
             params![
@@ -635,7 +647,11 @@ fn insert_queued(
                 new.agent_id,
                 new.job,
                 job_number,
-                new.job.as_ref().map(|_| 1i64),
+                (new.job.is_some() || new.retries > 0).then_some(1i64),
+                new.retries as i64,
+                new.retry_backoff_ms.map(|v| v as i64),
+                new.retry_max_backoff_ms.map(|v| v as i64),
+                new.run_spec,
             ],
             row_to_execution,
         )
@@ -714,6 +730,88 @@ fn insert_event(
     )
     .map(drop)
     .map_err(Error::storage("recording an event"))
+}
+
+/// Refuses an outcome that no row may take from `expected`.
+fn check_transition(expected: Status, o: &Outcome) -> Result<()> {
+    if expected.can_become(o.status) {
+        Ok(())
+    } else {
+        Err(Error::IllegalTransition {
+            from: expected,
+            to: o.status,
+        })
+    }
+}
+
+/// `expected` → the outcome's status as one guarded update, with its event
+/// (or the refusal's), inside the caller's transaction.
+fn transition_in(
+    tx: &Connection,
+    id: &ExecutionId,
+    expected: Status,
+    o: &Outcome,
+) -> Result<Transition> {
+    let kill = o.kill.as_ref();
+    let row = tx
+            .query_row(
+                &format!(
+                    "UPDATE executions SET status = ?3, reason = ?4, exit_code = ?5, signal = ?6, \
+                     finished_at = ?7, kill_method = ?8, kill_duration_ms = ?9, processes_signalled = ?10, \
+                     cpu_ms = COALESCE(?11, cpu_ms), max_rss_bytes = COALESCE(?12, max_rss_bytes), \
+                     live_key = NULL, version = version + 1 \
+                     WHERE id = ?1 AND status = ?2 RETURNING {COLS}"
+                ),
+                params![
+                    id.as_str(),
+                    expected.as_str(),
+                    o.status.as_str(),
+                    o.reason,
+                    o.exit_code,
+                    o.signal,
+                    now_ms(),
+                    kill.map(|k| k.method.as_str()),
+                    kill.map(|k| k.duration_ms as i64),
+                    kill.map(|k| k.processes_signalled as i64),
+                    o.usage.map(|u| u.cpu_ms as i64),
+                    o.usage.map(|u| u.max_rss_bytes as i64),
+                ],
+                row_to_execution,
+            )
+            .optional()
+            .map_err(Error::storage("recording an outcome"))?;
+    let t = match row {
+        Some(e) => {
+            let mut details = json!({
+                "status": o.status, "reason": o.reason,
+                "exit_code": o.exit_code, "signal": o.signal,
+            });
+            if let Some(k) = kill {
+                details["kill_method"] = json!(k.method);
+                details["kill_duration_ms"] = json!(k.duration_ms);
+                details["processes_signalled"] = json!(k.processes_signalled);
+            }
+            merge(&mut details, &o.details);
+            insert_event(tx, id.as_str(), o.event, &o.actor, &details)?;
+            Transition::Won(e)
+        }
+        None => {
+            let current =
+                get_in(tx, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+            insert_event(
+                tx,
+                id.as_str(),
+                EventKind::TransitionRefused,
+                &o.actor,
+                &json!({
+                    "wanted": o.status, "expected": expected,
+                    "actual": current.status, "reason": o.reason,
+                }),
+            )?;
+            Transition::Lost(current)
+        }
+    };
+    Ok(t)
 }
 
 impl Ledger for SqliteLedger {
@@ -829,75 +927,64 @@ impl Ledger for SqliteLedger {
     }
 
     fn transition(&self, id: &ExecutionId, expected: Status, o: &Outcome) -> Result<Transition> {
-        if !expected.can_become(o.status) {
-            return Err(Error::IllegalTransition {
-                from: expected,
-                to: o.status,
-            });
-        }
+        check_transition(expected, o)?;
         let tx = self.write()?;
-        let kill = o.kill.as_ref();
-        let row = tx
-            .query_row(
-                &format!(
-                    "UPDATE executions SET status = ?3, reason = ?4, exit_code = ?5, signal = ?6, \
-                     finished_at = ?7, kill_method = ?8, kill_duration_ms = ?9, processes_signalled = ?10, \
-                     cpu_ms = COALESCE(?11, cpu_ms), max_rss_bytes = COALESCE(?12, max_rss_bytes), \
-                     live_key = NULL, version = version + 1 \
-                     WHERE id = ?1 AND status = ?2 RETURNING {COLS}"
-                ),
-                params![
-                    id.as_str(),
-                    expected.as_str(),
-                    o.status.as_str(),
-                    o.reason,
-                    o.exit_code,
-                    o.signal,
-                    now_ms(),
-                    kill.map(|k| k.method.as_str()),
-                    kill.map(|k| k.duration_ms as i64),
-                    kill.map(|k| k.processes_signalled as i64),
-                    o.usage.map(|u| u.cpu_ms as i64),
-                    o.usage.map(|u| u.max_rss_bytes as i64),
-                ],
-                row_to_execution,
-            )
-            .optional()
-            .map_err(Error::storage("recording an outcome"))?;
-        let t = match row {
-            Some(e) => {
-                let mut details = json!({
-                    "status": o.status, "reason": o.reason,
-                    "exit_code": o.exit_code, "signal": o.signal,
-                });
-                if let Some(k) = kill {
-                    details["kill_method"] = json!(k.method);
-                    details["kill_duration_ms"] = json!(k.duration_ms);
-                    details["processes_signalled"] = json!(k.processes_signalled);
-                }
-                merge(&mut details, &o.details);
-                insert_event(&tx, id.as_str(), o.event, &o.actor, &details)?;
-                Transition::Won(e)
-            }
-            None => {
-                let current =
-                    get_in(&tx, id.as_str())?.ok_or_else(|| Error::NotFound(id.to_string()))?;
-                insert_event(
-                    &tx,
-                    id.as_str(),
-                    EventKind::TransitionRefused,
-                    &o.actor,
-                    &json!({
-                        "wanted": o.status, "expected": expected,
-                        "actual": current.status, "reason": o.reason,
-                    }),
-                )?;
-                Transition::Lost(current)
-            }
-        };
+        let t = transition_in(&tx, id, expected, o)?;
         tx.commit()
             .map_err(Error::storage("committing an outcome"))?;
         Ok(t)
+    }
+
+    fn transition_retrying(
+        &self,
+        id: &ExecutionId,
+        expected: Status,
+        o: &Outcome,
+        retry: &Retry,
+    ) -> Result<(Transition, Option<Execution>)> {
+        check_transition(expected, o)?;
+        for _ in 0..8 {
+            let tx = self.write()?;
+            let t = transition_in(&tx, id, expected, o)?;
+            let next = match &t {
+                Transition::Won(row) if retries::wanted(row) => {
+                    match retries::insert(&tx, row, retry)? {
+                        Some(next) => Some(next),
+                        // An id collision: roll back, try again.
+                        None => continue,
+                    }
+                }
+                _ => None,
+            };
+            tx.commit()
+                .map_err(Error::storage("committing an outcome"))?;
+            return Ok((t, next));
+        }
+        Err(Error::Storage {
+            doing: "choosing an execution id",
+            source: "eight random ids in a row were taken".into(),
+        })
+    }
+
+    fn next_attempt(&self, id: &ExecutionId) -> Result<Option<Execution>> {
+        retries::next(&self.conn, id)
+    }
+
+    fn adopt(
+        &self,
+        id: &ExecutionId,
+        from: &ProcessIdentity,
+        to: &ProcessIdentity,
+    ) -> Result<Transition> {
+        let tx = self.write()?;
+        let t = retries::adopt(&tx, id, from, to)?;
+        tx.commit()
+            .map_err(Error::storage("committing an adoption"))?;
+        Ok(t)
+    }
+
+    fn run_spec(&self, id: &ExecutionId) -> Result<Option<String>> {
+        retries::run_spec(&self.conn, id)
     }
 
     fn request_kill(&self, id: &ExecutionId, k: &KillRequest) -> Result<Execution> {

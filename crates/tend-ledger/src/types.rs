@@ -49,6 +49,30 @@ pub struct NewExecution {
     /// The stored job it is a run of: it takes the job's next number, in
     /// the same transaction that records it.
     pub job: Option<String>,
+    /// How many attempts may follow this one (`--retries`), and their
+    /// backoff; each next attempt copies them.
+    pub retries: u32,
+    /// The wait before the first retry.
+    pub retry_backoff_ms: Option<u64>,
+    /// The longest wait between two attempts.
+    pub retry_max_backoff_ms: Option<u64>,
+    /// With retries: the run's description (a `RunSpec` as JSON, opaque to
+    /// the ledger), from which a daemon starts a pending attempt whose
+    /// supervisor is gone.
+    pub run_spec: Option<String>,
+}
+
+/// A retry asked for with an outcome: if the outcome is one that is retried
+/// (`failed`, `timed_out`, `lost`) and attempts remain, the next attempt is
+/// recorded `queued` in the same transaction.
+#[derive(Clone, Debug)]
+pub struct Retry {
+    /// How long the next attempt waits before it starts.
+    pub delay_ms: u64,
+    /// The process that will start it: the supervisor of the attempt that
+    /// ended, or, when that one is gone, the one that recorded the outcome
+    /// (a reaper; a daemon then adopts the attempt).
+    pub supervisor: ProcessIdentity,
 }
 
 /// What an execution used, recorded with its outcome.

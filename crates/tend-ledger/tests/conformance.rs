@@ -41,6 +41,10 @@ fn new_exec(key: Option<&str>, reuse_finished_ms: Option<u64>) -> NewExecution {
         idle_timeout_ms: None,
         max_memory_bytes: None,
         job: None,
+        retries: 0,
+        retry_backoff_ms: None,
+        retry_max_backoff_ms: None,
+        run_spec: None,
     }
 }
 
@@ -684,6 +688,108 @@ fn racing_claims_have_one_winner_per_fire<L: Ledger + Send + Sync + 'static>(l: 
     assert_eq!(l.last_fire("j").unwrap(), Some(20_000));
 }
 
+fn retried_run(l: &(impl Ledger + ?Sized), retries: u32, key: Option<&str>) -> Execution {
+    let new = NewExecution {
+        retries,
+        retry_backoff_ms: Some(1000),
+        retry_max_backoff_ms: Some(300_000),
+        run_spec: Some("{\"spec\":1}".into()),
+        ..new_exec(key, None)
+    };
+    match l.create(&new).unwrap() {
+        Created::New(e) => e,
+        Created::Existing(e) => panic!("expected a new execution, got {}", e.id),
+    }
+}
+
+fn failed(code: i32) -> Outcome {
+    Outcome {
+        exit_code: Some(code),
+        ..outcome(Status::Failed, "supervisor")
+    }
+}
+
+fn retry(pid: i32) -> tend_ledger::Retry {
+    tend_ledger::Retry {
+        delay_ms: 60_000,
+        supervisor: ProcessIdentity { pid, ..proc_id() },
+    }
+}
+
+fn a_retry_is_recorded_with_the_outcome_and_holds_the_key<L: Ledger + ?Sized>(l: &L) {
+    let first = retried_run(l, 1, Some("nightly"));
+    assert_eq!(first.attempt, Some(1));
+    l.start(&first.id, &proc_id()).unwrap();
+    let (t, next) = l
+        .transition_retrying(&first.id, Status::Running, &failed(3), &retry(77))
+        .unwrap();
+    assert!(t.won());
+    let next = next.expect("a next attempt");
+    assert_eq!(next.status, Status::Queued);
+    assert_eq!((next.attempt, next.retries), (Some(2), 1));
+    assert_eq!(next.retry_of.as_ref(), Some(&first.id));
+    assert_eq!(next.supervisor.pid, 77);
+    assert!(next.start_after.unwrap() >= tend_ledger::now_ms() + 50_000);
+    assert!(next.stdout_path.ends_with(&format!("{}.out", next.id)));
+    assert_eq!(
+        l.run_spec(&next.id).unwrap().as_deref(),
+        Some("{\"spec\":1}")
+    );
+    assert_eq!(l.next_attempt(&first.id).unwrap().unwrap().id, next.id);
+    // The key went from the attempt that ended to the one that follows.
+    let holder = l.by_key("nightly").unwrap().unwrap();
+    assert_eq!(holder.id, next.id);
+    assert!(matches!(
+        l.create(&new_exec(Some("nightly"), None)).unwrap(),
+        Created::Existing(_)
+    ));
+    let kinds: Vec<String> = l
+        .events(&first.id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"retry-scheduled".to_string()), "{kinds:?}");
+    // The last attempt is not retried again, and neither is a kill.
+    l.start(&next.id, &proc_id()).unwrap();
+    let (t, none) = l
+        .transition_retrying(&next.id, Status::Running, &failed(3), &retry(77))
+        .unwrap();
+    assert!(t.won() && none.is_none());
+    let other = retried_run(l, 3, None);
+    l.start(&other.id, &proc_id()).unwrap();
+    let killed = outcome(Status::Killed, "user");
+    let (_, none) = l
+        .transition_retrying(&other.id, Status::Running, &killed, &retry(77))
+        .unwrap();
+    assert!(none.is_none(), "a killed attempt is never retried");
+}
+
+fn a_pending_attempt_is_adopted_once<L: Ledger + ?Sized>(l: &L) {
+    let first = retried_run(l, 2, None);
+    l.start(&first.id, &proc_id()).unwrap();
+    let (_, next) = l
+        .transition_retrying(&first.id, Status::Running, &failed(1), &retry(77))
+        .unwrap();
+    let next = next.unwrap();
+    let gone = next.supervisor.clone();
+    let new = ProcessIdentity {
+        pid: 88,
+        ..proc_id()
+    };
+    let t = l.adopt(&next.id, &gone, &new).unwrap();
+    assert!(t.won());
+    assert_eq!(t.execution().supervisor.pid, 88);
+    // A second adopter, still naming the gone supervisor, loses.
+    let late = ProcessIdentity {
+        pid: 99,
+        ..proc_id()
+    };
+    let t = l.adopt(&next.id, &gone, &late).unwrap();
+    assert!(!t.won());
+    assert_eq!(t.execution().supervisor.pid, 88);
+}
+
 fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
     let dir = tempfile::tempdir().unwrap();
     let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
@@ -719,6 +825,8 @@ mod sqlite_backend {
         jobs_are_stored_refused_twice_replaced_paused_and_removed,
         job_numbers_count_up_and_are_never_reused,
         a_fire_is_decided_once_and_never_before_a_later_one,
+        a_retry_is_recorded_with_the_outcome_and_holds_the_key,
+        a_pending_attempt_is_adopted_once,
     );
 
     #[test]
@@ -768,6 +876,32 @@ mod sqlite_backend {
             o: &Outcome,
         ) -> tend_ledger::Result<Transition> {
             self.l().transition(id, s, o)
+        }
+        fn transition_retrying(
+            &self,
+            id: &tend_model::ExecutionId,
+            s: Status,
+            o: &Outcome,
+            r: &tend_ledger::Retry,
+        ) -> tend_ledger::Result<(Transition, Option<Execution>)> {
+            self.l().transition_retrying(id, s, o, r)
+        }
+        fn next_attempt(
+            &self,
+            id: &tend_model::ExecutionId,
+        ) -> tend_ledger::Result<Option<Execution>> {
+            self.l().next_attempt(id)
+        }
+        fn adopt(
+            &self,
+            id: &tend_model::ExecutionId,
+            from: &ProcessIdentity,
+            to: &ProcessIdentity,
+        ) -> tend_ledger::Result<Transition> {
+            self.l().adopt(id, from, to)
+        }
+        fn run_spec(&self, id: &tend_model::ExecutionId) -> tend_ledger::Result<Option<String>> {
+            self.l().run_spec(id)
         }
         fn request_kill(
             &self,

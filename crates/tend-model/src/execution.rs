@@ -167,9 +167,33 @@ pub struct Execution {
     /// Its number in the job (1, 2, 3…, never reused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_number: Option<u64>,
-    /// Which attempt of that number it is (1 for the first).
+    /// Which attempt of that number it is (1 for the first); set for a
+    /// job's run and for any run with retries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// How many attempts may follow the first (`--retries`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// The wait before the first retry; doubled before each next one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_backoff_ms: Option<u64>,
+    /// The longest wait between two attempts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_max_backoff_ms: Option<u64>,
+    /// The attempt this one retries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<ExecutionId>,
+    /// A pending attempt starts no earlier than this.
+    #[serde(
+        serialize_with = "ser_opt_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub start_after: Option<i64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Execution {
@@ -184,11 +208,15 @@ impl Execution {
     }
 
     /// The exit code a shell would see for this execution: the command's own
-    /// code, 128+N for death by signal N, 124 for a timeout, 127/126 when it
+    /// code, 128+N for death by signal N, 124 for a timeout, 130 when it was
+    /// cancelled before it started, 127/126 when it
     /// could not be started, and 1 when tend can say nothing better (lost).
     pub fn shell_code(&self) -> i32 {
         match self.status {
             Status::TimedOut => 124,
+            // Cancelled before it started (Ctrl-C or a kill during a
+            // retry's backoff): as a shell reports an interrupted command.
+            Status::Cancelled => 130,
             _ => {
                 if let Some(sig) = self.signal {
                     128 + sig

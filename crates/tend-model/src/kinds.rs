@@ -121,6 +121,14 @@ named! {
         /// tend's stdout and stderr were one file, so the command got one
         /// pipe for both: its order is kept, and all of it is in the stdout log.
         StreamsMerged = "streams-merged",
+        /// The attempt ended in a retried outcome: its next attempt was
+        /// recorded, to start after the backoff.
+        RetryScheduled = "retry-scheduled",
+        /// A pending attempt whose supervisor was gone was taken over by a
+        /// new supervisor (the daemon's), which starts it.
+        Adopted = "adopted",
+        /// A queued execution was cancelled before it started.
+        Cancelled = "cancelled",
         /// A job's schedule fired and an execution was started (job event).
         Fired = "fired",
         /// A fire was skipped: `forbid` and one of the job's runs was live

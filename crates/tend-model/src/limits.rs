@@ -79,6 +79,20 @@ pub enum LimitError {
     /// An option that only means something with a key.
     #[error("{0} needs a key: give one, or leave {0} out")]
     NeedsKey(&'static str),
+    /// More retries than [`crate::run::MAX_RETRIES`].
+    #[error("{0} retries were asked for; at most 100 are allowed")]
+    TooManyRetries(u32),
+    /// A retry backoff option without retries.
+    #[error("{0} needs --retries: give a number of retries, or leave {0} out")]
+    NeedsRetries(&'static str),
+    /// A first retry wait longer than the longest.
+    #[error("a retry backoff of {backoff} is longer than the longest backoff of {max} (retry_max_backoff)")]
+    BackoffOverMax {
+        /// The first wait, as given.
+        backoff: String,
+        /// The longest wait.
+        max: String,
+    },
     /// No program to run.
     #[error("the command is empty: name a program to run")]
     EmptyCommand,

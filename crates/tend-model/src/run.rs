@@ -126,6 +126,28 @@ pub struct RunOptions {
     #[serde(default, skip_serializing_if = "Option::is_none", with = "text::size")]
     #[schema(value_type = Option<String>, pattern = r"^[0-9]+([KMGTkmgt](i?B)?|B)?$")]
     pub max_memory: Option<u64>,
+    /// Run a `failed`, `timed_out` or `lost` attempt again, up to this many
+    /// times (never a `killed` one): each attempt is an execution of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 100)]
+    pub retries: Option<u32>,
+    /// The wait before the first retry (default 1s), doubled before each
+    /// next one, with ±10 % jitter.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "text::duration"
+    )]
+    #[schema(value_type = Option<String>, pattern = r"^(0|([0-9]{1,9}(ms|s|m|h|d)){1,4})$")]
+    pub retry_backoff: Option<Duration>,
+    /// The longest wait between two attempts (default 5m).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "text::duration"
+    )]
+    #[schema(value_type = Option<String>, pattern = r"^([0-9]{1,9}(ms|s|m|h|d)){1,4}$")]
+    pub retry_max_backoff: Option<Duration>,
 }
 
 /// The defaults and maxima a run is resolved against: the configuration of
@@ -184,6 +206,7 @@ impl RunOptions {
     /// this, so they accept and refuse alike, in the same words.
     pub fn resolve(self, policy: &Policy) -> Result<RunSpec, OptionError> {
         check_command(&self.command).map_err(at("command"))?;
+        let retry = self.retry_policy()?;
         let cwd = self.cwd.unwrap_or_else(|| PathBuf::from("/"));
         if !cwd.is_absolute() {
             let shown = crate::text::escape(&cwd.to_string_lossy()).into_owned();
@@ -258,8 +281,72 @@ impl RunOptions {
             tty: false,
             requested_by: None,
             job: None,
+            retries: retry.retries,
+            retry_backoff_ms: retry.backoff_ms,
+            retry_max_backoff_ms: retry.max_backoff_ms,
         })
     }
+
+    /// `--retries` and its backoff: at most [`MAX_RETRIES`]; the backoff
+    /// options only with retries, and the first wait no longer than the
+    /// longest.
+    fn retry_policy(&self) -> Result<RetryPolicy, OptionError> {
+        let retries = self.retries.unwrap_or(0);
+        if retries > MAX_RETRIES {
+            return Err(at("retries")(LimitError::TooManyRetries(retries)));
+        }
+        if retries == 0 {
+            for (field, given) in [
+                ("retry_backoff", self.retry_backoff.is_some()),
+                ("retry_max_backoff", self.retry_max_backoff.is_some()),
+            ] {
+                if given {
+                    return Err(at(field)(LimitError::NeedsRetries(field)));
+                }
+            }
+        }
+        if self.retry_max_backoff == Some(Duration::ZERO) {
+            return Err(at("retry_max_backoff")(LimitError::ZeroLimit(
+                "longest retry backoff",
+            )));
+        }
+        let backoff = self.retry_backoff.unwrap_or(DEFAULT_RETRY_BACKOFF);
+        let max = self.retry_max_backoff.unwrap_or(DEFAULT_RETRY_MAX_BACKOFF);
+        if backoff > max {
+            return Err(at("retry_backoff")(LimitError::BackoffOverMax {
+                backoff: crate::format_duration(backoff),
+                max: crate::format_duration(max),
+            }));
+        }
+        Ok(RetryPolicy {
+            retries,
+            backoff_ms: backoff.as_millis() as u64,
+            max_backoff_ms: max.as_millis() as u64,
+        })
+    }
+}
+
+/// The most retries a run may ask for: more is a loop, not a retry.
+pub const MAX_RETRIES: u32 = 100;
+/// The first wait before a retry when `--retry-backoff` is left out.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between attempts when `--retry-max-backoff` is left out.
+pub const DEFAULT_RETRY_MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How a run is retried, resolved.
+struct RetryPolicy {
+    retries: u32,
+    backoff_ms: u64,
+    max_backoff_ms: u64,
+}
+
+/// The wait before the attempt after attempt `attempt` (1-based) ended:
+/// `backoff` doubled once per earlier retry, capped at `max`, times
+/// `jitter` (0.9–1.1, drawn by the caller), and never more than `max`.
+pub fn retry_delay_ms(attempt: u32, backoff_ms: u64, max_ms: u64, jitter: f64) -> u64 {
+    let doublings = attempt.saturating_sub(1).min(40);
+    let base = backoff_ms.saturating_mul(1u64 << doublings).min(max_ms);
+    ((base as f64 * jitter.clamp(0.9, 1.1)) as u64).min(max_ms)
 }
 
 /// A program is named, and no argument holds a NUL byte (no `execve`
@@ -329,6 +416,16 @@ pub struct RunSpec {
     /// job's counter in the transaction that records it.
     #[serde(default)]
     pub job: Option<String>,
+    /// How many times a `failed`, `timed_out` or `lost` attempt is run
+    /// again (`--retries`); each attempt is an execution of its own.
+    #[serde(default)]
+    pub retries: u32,
+    /// The wait before the first retry; doubled before each next one.
+    #[serde(default)]
+    pub retry_backoff_ms: u64,
+    /// The longest wait between two attempts.
+    #[serde(default)]
+    pub retry_max_backoff_ms: u64,
 }
 
 impl RunSpec {

@@ -31,6 +31,13 @@ pub async fn watch(state: AppState) {
         watch_supervisor(&mut watched, &e, &dead_tx);
         watch_overdue(&mut timers, &e, &dead_tx);
     }
+    let s = state.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Ok(l) = s.ledger() {
+            adopt_pending(&s, &*l);
+        }
+    })
+    .await;
     let mut tick = tokio::time::interval(state.config().reconcile_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -94,7 +101,18 @@ fn backstop(state: &AppState) -> Option<Vec<Execution>> {
     )
     .unwrap_or_default();
     state.note_reaped(lost.len(), strays.len());
+    adopt_pending(state, &*l);
     l.live().ok()
+}
+
+/// Adopts every pending attempt whose supervisor is gone: at start (they
+/// waited while no daemon ran) and in the backstop.
+fn adopt_pending(state: &AppState, l: &dyn Ledger) {
+    for e in l.live().unwrap_or_default() {
+        if tend_supervisor::retry::is_pending_attempt(&e) {
+            adopt(state, l, &e);
+        }
+    }
 }
 
 /// Reconciles `id` after its supervisor's pidfd fired or its timeout became
@@ -109,6 +127,28 @@ fn reconcile_one(state: &AppState, id: &ExecutionId) {
     }
     if let Ok(Some(_)) = tend_supervisor::reconcile_execution(&l, &state.config().home, &e) {
         state.note_reaped(1, 0);
+    }
+    // A pending attempt whose supervisor died, or the retry that a `lost`
+    // verdict just recorded: this daemon starts it.
+    let Ok(e) = l.get(id) else { return };
+    let orphan = match tend_supervisor::retry::is_pending_attempt(&e) {
+        true => Some(e),
+        false => l.next_attempt(id).ok().flatten(),
+    };
+    if let Some(o) = orphan {
+        adopt(state, &*l, &o);
+    }
+}
+
+/// Gives the pending attempt `e` a new supervisor if its own is gone.
+fn adopt(state: &AppState, l: &dyn Ledger, e: &Execution) {
+    let c = state.config();
+    match tend_supervisor::retry::adopt_if_orphaned(l, &c.home, &c.exe, &c.store, e) {
+        Ok(true) => {
+            tracing::info!(id = %e.id, "adopted a pending attempt whose supervisor was gone")
+        }
+        Ok(false) => {}
+        Err(err) => tracing::warn!(id = %e.id, error = %err, "cannot adopt a pending attempt"),
     }
 }
 

@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tend_ledger::Store;
+use tend_ledger::{Ledger, Store};
+use tend_model::ExecutionId;
 
 use crate::{Error, Home, Mode, Report, RunResult, RunSpec};
 
@@ -24,6 +25,10 @@ struct Envelope {
     home: PathBuf,
     /// The ledger, as [`Store`]'s display form.
     store: String,
+    /// Adopt this pending attempt (whose supervisor is gone) instead of
+    /// recording a new execution.
+    #[serde(default)]
+    adopt: Option<String>,
 }
 
 /// The background supervisor's answer, once the start is decided.
@@ -55,11 +60,53 @@ pub enum Answer {
 /// Starts a background supervisor for `spec` with the `tend` executable
 /// `exe`, and returns its answer. Blocks only until the start is decided.
 pub fn launch(exe: &Path, home: &Home, store: &Store, spec: &RunSpec) -> Result<Answer, Error> {
-    let envelope = Envelope {
-        spec: spec.clone(),
-        home: home.root().to_path_buf(),
-        store: store.to_string(),
+    start(
+        exe,
+        &Envelope {
+            spec: spec.clone(),
+            home: home.root().to_path_buf(),
+            store: store.to_string(),
+            adopt: None,
+        },
+    )
+}
+
+/// Starts a background supervisor that adopts the pending attempt `id`
+/// (a retry whose supervisor is gone) and runs it when it is due, with the
+/// run description stored with it. The answer is `Started` once it holds
+/// the attempt, `Existing` when another supervisor adopted it first.
+pub fn adopt<L: Ledger + ?Sized>(
+    ledger: &L,
+    exe: &Path,
+    home: &Home,
+    store: &Store,
+    id: &ExecutionId,
+) -> Result<Answer, Error> {
+    let Some(text) = ledger.run_spec(id)? else {
+        return Ok(Answer::Error {
+            message: format!("execution {id} has no stored run description to start it from"),
+        });
     };
+    let spec: RunSpec = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(Answer::Error {
+                message: format!("execution {id}'s stored run description is unreadable: {e}"),
+            })
+        }
+    };
+    start(
+        exe,
+        &Envelope {
+            spec,
+            home: home.root().to_path_buf(),
+            store: store.to_string(),
+            adopt: Some(id.to_string()),
+        },
+    )
+}
+
+fn start(exe: &Path, envelope: &Envelope) -> Result<Answer, Error> {
     let mut cmd = Command::new(exe);
     for secret in crate::SECRET_VARS {
         cmd.env_remove(secret);
@@ -75,7 +122,7 @@ pub fn launch(exe: &Path, home: &Home, store: &Store, spec: &RunSpec) -> Result<
     {
         let mut stdin = child.stdin.take().expect("stdin was piped");
         stdin
-            .write_all(&serde_json::to_vec(&envelope).expect("a run spec serialises"))
+            .write_all(&serde_json::to_vec(envelope).expect("a run spec serialises"))
             .map_err(Error::io("handing the run to its supervisor"))?;
     }
     let text = read_answer(child.stdout.take().expect("stdout was piped"))?;
@@ -184,12 +231,21 @@ pub fn supervise_from_stdin() -> i32 {
     };
     let home = Home::new(env.home);
     let mut answered = false;
-    let result = crate::run(&*ledger, &home, &env.spec, Mode::Detached, &mut |r| {
+    let mut report = |r: Report<'_>| {
         if let Some(a) = answer_for(r) {
             answered = true;
             answer(&a, devnull);
         }
-    });
+    };
+    let result = match env.adopt.as_deref().map(ExecutionId::parse) {
+        None => crate::run(&*ledger, &home, &env.spec, Mode::Detached, &mut report),
+        Some(Ok(id)) => crate::retry::run_adopted(&*ledger, &home, &env.spec, &id, &mut report),
+        Some(Err(e)) => {
+            let message = format!("the supervisor got an unreadable execution id: {e}");
+            answer(&Answer::Error { message }, devnull);
+            return 2;
+        }
+    };
     match result {
         Ok(RunResult::Finished(e) | RunResult::Undelivered(e, _)) => e.shell_code(),
         Ok(RunResult::Existing(..)) => 0,
@@ -234,6 +290,11 @@ fn answer_for(r: Report<'_>) -> Option<Answer> {
             id: e.id.to_string(),
         },
         Report::Replacing(_) => return None,
+        // The first answer decides; a retry (or an adopted attempt) is
+        // reported as the attempt now held.
+        Report::Retrying { next, .. } => Answer::Started {
+            id: next.id.to_string(),
+        },
     })
 }
 

@@ -114,6 +114,13 @@ pub fn kill<L: Ledger + ?Sized>(
     targets: &[Execution],
     req: &KillRequest,
 ) -> Result<Vec<KillResult>, Error> {
+    // A retried run's id stands for its attempts: the kill is for the one
+    // that is live (a pending one is cancelled, never started).
+    let targets = targets
+        .iter()
+        .map(|e| crate::retry::last_attempt(ledger, e.clone()))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let targets = &targets[..];
     let finished = request(ledger, home, targets, req)?;
     let pending: Vec<_> = targets
         .iter()

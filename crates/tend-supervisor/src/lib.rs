@@ -38,6 +38,7 @@ pub mod output;
 pub mod prune;
 mod reap;
 mod reaper;
+pub mod retry;
 mod signals;
 mod supervisor;
 mod takeover;

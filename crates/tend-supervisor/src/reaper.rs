@@ -130,6 +130,16 @@ fn reconcile_with<L: Ledger + ?Sized>(
         overdue(ledger, home, e)?;
         return Ok(None);
     };
+    if crate::retry::is_pending_attempt(e) {
+        // Nothing of it ever ran: it is not lost, only unowned.
+        return Ok(
+            crate::retry::orphaned(ledger, home, e)?.map(|row| Reconciled {
+                execution: row,
+                was: e.status,
+                processes_ended: 0,
+            }),
+        );
+    }
     // End the tree first, then commit: the row then says how it was ended,
     // and the status is never `lost` while a process of it still runs.
     let started = std::time::Instant::now();
@@ -158,17 +168,45 @@ fn reconcile_with<L: Ledger + ?Sized>(
         actor: Actor::Reaper,
         details: json!({ "supervisor_pid": e.supervisor.pid, "remaining": ended.map(|t| t.remaining) }),
     };
-    match ledger.transition(&e.id, e.status, &outcome)? {
-        Transition::Won(row) => {
-            home.notifier().announce(&row.id, row.status);
-            Ok(Some(Reconciled {
-                execution: row,
-                was: e.status,
-                processes_ended: ended.map_or(0, |t| t.signalled),
-            }))
-        }
+    match mark_lost(ledger, home, e, &outcome)? {
+        Transition::Won(row) => Ok(Some(Reconciled {
+            execution: row,
+            was: e.status,
+            processes_ended: ended.map_or(0, |t| t.signalled),
+        })),
         Transition::Lost(_) => Ok(None),
     }
+}
+
+/// Commits `lost` (and announces it); with retries left, its next attempt
+/// in the same transaction, which has no supervisor yet: the home's daemon
+/// adopts it, or, without one, it is cancelled at once with the reason.
+fn mark_lost<L: Ledger + ?Sized>(
+    ledger: &L,
+    home: &Home,
+    e: &Execution,
+    outcome: &Outcome,
+) -> Result<Transition, Error> {
+    if e.retries == 0 {
+        let t = ledger.transition(&e.id, e.status, outcome)?;
+        if let Transition::Won(row) = &t {
+            home.notifier().announce(&row.id, row.status);
+        }
+        return Ok(t);
+    }
+    let retry = tend_ledger::Retry {
+        delay_ms: crate::retry::delay_ms(e),
+        supervisor: e.supervisor.clone(),
+    };
+    let (t, next) = ledger.transition_retrying(&e.id, e.status, outcome, &retry)?;
+    if let Transition::Won(row) = &t {
+        home.notifier().announce(&row.id, row.status);
+    }
+    if let Some(next) = next {
+        home.notifier().announce(&next.id, next.status);
+        crate::retry::orphaned(ledger, home, &next)?;
+    }
+    Ok(t)
 }
 
 /// A running execution past its timeout (plus grace and [`ACT_WITHIN`])
@@ -329,6 +367,10 @@ mod tests {
             idle_timeout_ms: None,
             max_memory_bytes: None,
             job: None,
+            retries: 0,
+            retry_backoff_ms: None,
+            retry_max_backoff_ms: None,
+            run_spec: None,
         };
         match ledger.create(&new).expect("created") {
             Created::New(e) => e,

@@ -91,6 +91,14 @@ pub enum Report<'a> {
     /// `--on-duplicate replace`: this holder of the key is being killed so
     /// that the run can start (it is reported before the kill).
     Replacing(&'a Execution),
+    /// `--retries`: the attempt `ended` is retried as `next`, which starts
+    /// at its `start_after`.
+    Retrying {
+        /// The attempt that ended.
+        ended: &'a Execution,
+        /// The attempt that follows it, `queued`.
+        next: &'a Execution,
+    },
 }
 
 /// How a supervised run ended.
@@ -124,18 +132,8 @@ pub fn run<L: Ledger + ?Sized>(
     mode: Mode,
     report: &mut dyn FnMut(Report<'_>),
 ) -> Result<RunResult, Error> {
-    spawn::become_subreaper().map_err(Error::io("becoming a child subreaper"))?;
-    crate::signals::shield_nudge().map_err(Error::io("installing signal handlers"))?;
-    let me = std::process::id() as i32;
-    let supervisor =
-        tend_proc::identify(me).map_err(Error::io("reading the supervisor's identity"))?;
-    let tier = crate::tier::choose(ledger.ledger_id(), spec.containment)?;
-    let agent = home
-        .agent()
-        .map_err(Error::io("reading the home's agent id"))?
-        .id;
-    let boot_id = supervisor.boot_id.clone();
-    let new = new_execution(spec, home, &tier, supervisor, &agent);
+    let me = Me::become_supervisor(ledger, home, spec)?;
+    let new = new_execution(spec, home, &me.tier, me.identity.clone(), &me.agent);
     let exec = match create(ledger, home, &new, spec, report)? {
         Ok(e) => e,
         Err(e) => {
@@ -147,18 +145,75 @@ pub fn run<L: Ledger + ?Sized>(
     // keeps the default signals (Ctrl-C ends the attaching tend, never
     // the holder).
     let signals = Signals::install().map_err(Error::io("installing signal handlers"))?;
+    let first = attempt(ledger, home, spec, mode, &me, &signals, exec, report)?;
+    crate::retry::follow_attempts(ledger, home, spec, mode, &me, &signals, first, report)
+}
+
+/// The supervisor's own facts, found once and kept for every attempt.
+pub(crate) struct Me {
+    /// Its pid.
+    pub(crate) pid: i32,
+    /// Its identity, as the ledger records it.
+    pub(crate) identity: tend_model::ProcessIdentity,
+    /// The containment tier its executions get.
+    pub(crate) tier: crate::Tier,
+    /// The home's agent id.
+    pub(crate) agent: String,
+}
+
+impl Me {
+    /// Turns the calling process into a supervisor (a child subreaper that
+    /// survives a nudge) and finds its facts.
+    pub(crate) fn become_supervisor<L: Ledger + ?Sized>(
+        ledger: &L,
+        home: &Home,
+        spec: &RunSpec,
+    ) -> Result<Me, Error> {
+        spawn::become_subreaper().map_err(Error::io("becoming a child subreaper"))?;
+        crate::signals::shield_nudge().map_err(Error::io("installing signal handlers"))?;
+        let pid = std::process::id() as i32;
+        let identity =
+            tend_proc::identify(pid).map_err(Error::io("reading the supervisor's identity"))?;
+        let tier = crate::tier::choose(ledger.ledger_id(), spec.containment)?;
+        let agent = home
+            .agent()
+            .map_err(Error::io("reading the home's agent id"))?
+            .id;
+        Ok(Me {
+            pid,
+            identity,
+            tier,
+            agent,
+        })
+    }
+}
+
+/// Runs one recorded, `queued` execution (a first attempt or a retry) to
+/// its end: logs and cgroup, the command, the supervision, the outcome.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attempt<L: Ledger + ?Sized>(
+    ledger: &L,
+    home: &Home,
+    spec: &RunSpec,
+    mode: Mode,
+    me: &Me,
+    signals: &Signals,
+    exec: Execution,
+    report: &mut dyn FnMut(Report<'_>),
+) -> Result<RunResult, Error> {
     home.notifier().announce(&exec.id, exec.status);
     failpoint("after-queued-commit");
-    let (mut out, mut err, cgroup) = match prepare(&exec, spec, &tier) {
+    let (mut out, mut err, cgroup) = match prepare(&exec, spec, &me.tier) {
         Ok(made) => made,
         Err(why) => return failed_to_start(ledger, home, exec, 1, why, report),
     };
     let markers = [
         (MARKER_EXECUTION, exec.id.as_str()),
         (MARKER_LEDGER, ledger.ledger_id()),
-        (MARKER_AGENT, agent.as_str()),
+        (MARKER_AGENT, me.agent.as_str()),
     ];
-    let launched = match launch(spec, mode, &tier, cgroup.as_ref(), &markers, &boot_id)? {
+    let boot_id = &me.identity.boot_id;
+    let launched = match launch(spec, mode, &me.tier, cgroup.as_ref(), &markers, boot_id)? {
         Ok(l) => l,
         Err((code, why)) => {
             if let Some(cg) = &cgroup {
@@ -168,7 +223,7 @@ pub fn run<L: Ledger + ?Sized>(
         }
     };
     failpoint("after-spawn");
-    let exec = match commit_start(ledger, mode, &exec, &launched, me, cgroup.as_ref())? {
+    let exec = match commit_start(ledger, mode, &exec, &launched, me.pid, cgroup.as_ref())? {
         Transition::Won(e) => e,
         Transition::Lost(current) => return Ok(RunResult::Finished(current)),
     };
@@ -184,7 +239,7 @@ pub fn run<L: Ledger + ?Sized>(
     report(Report::Started(&exec));
     let logs = [&mut out, &mut err];
     let mut sup = Supervision::new(
-        ledger, exec, me, mode, signals, launched, logs, cgroup, spec,
+        ledger, exec, me.pid, mode, signals, launched, logs, cgroup, spec,
     )?;
     if sup.exec.kill_request.is_some() {
         sup.on_nudge()?;
@@ -326,6 +381,18 @@ fn new_execution(
         idle_timeout_ms: spec.idle_timeout_ms,
         max_memory_bytes: spec.max_memory_bytes,
         job: spec.job.clone(),
+        retries: spec.retries,
+        retry_backoff_ms: (spec.retries > 0).then_some(spec.retry_backoff_ms),
+        retry_max_backoff_ms: (spec.retries > 0).then_some(spec.retry_max_backoff_ms),
+        run_spec: (spec.retries > 0).then(|| {
+            // What a daemon needs to start a pending attempt whose supervisor
+            // is gone: it has no terminal to give it.
+            let detached = RunSpec {
+                tty: false,
+                ..spec.clone()
+            };
+            serde_json::to_string(&detached).expect("a run spec serialises")
+        }),
     }
 }
 
@@ -346,7 +413,7 @@ struct Supervision<'a, L: Ledger + ?Sized> {
     exec: Execution,
     me: i32,
     mode: Mode,
-    signals: Signals,
+    signals: &'a Signals,
     child: Option<Pidfd>,
     /// The supervisor's own child: the command, or in the pidns tier the
     /// relay whose exit status is the command's.
@@ -390,7 +457,7 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         exec: Execution,
         me: i32,
         mode: Mode,
-        signals: Signals,
+        signals: &'a Signals,
         launched: Launched,
         logs: [&'a mut LogFile; 2],
         cgroup: Option<Cgroup>,
@@ -458,8 +525,12 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         self.outbox.flush_all(self.ledger);
         failpoint("before-terminal-commit");
         let (ledger, id) = (self.ledger, self.exec.id.clone());
-        let t = self.outbox.commit("record the outcome", || {
-            ledger.transition(&id, Status::Running, &outcome)
+        let retry = self.retry();
+        let t = self.outbox.commit("record the outcome", || match &retry {
+            Some(r) => ledger
+                .transition_retrying(&id, Status::Running, &outcome, r)
+                .map(|(t, _)| t),
+            None => ledger.transition(&id, Status::Running, &outcome),
         })?;
         home.notifier().announce(&id, t.execution().status);
         self.term.flush();
@@ -470,6 +541,20 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
         Ok(match self.term.failure() {
             Some((stream, err)) => RunResult::Undelivered(e, format!("{stream}: {err}")),
             None => RunResult::Finished(e),
+        })
+    }
+
+    /// The retry to ask for with the outcome, if the run has retries: not
+    /// after a Ctrl-C (whatever the command then did, the person at the
+    /// terminal wants it to stop). The ledger decides whether the outcome
+    /// is one that is retried and whether attempts are left.
+    fn retry(&self) -> Option<tend_ledger::Retry> {
+        if self.exec.retries == 0 || self.interrupted.is_some() {
+            return None;
+        }
+        Some(tend_ledger::Retry {
+            delay_ms: crate::retry::delay_ms(&self.exec),
+            supervisor: self.exec.supervisor.clone(),
         })
     }
 
@@ -688,7 +773,7 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
     /// the tree being killed.
     fn poll_once(&self, timeout: Option<&Timespec>) -> Result<Ready, Error> {
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(8);
-        fds.push(PollFd::new(&self.signals, PollFlags::IN));
+        fds.push(PollFd::new(self.signals, PollFlags::IN));
         let child_at = self.child.as_ref().map(|c| {
             fds.push(PollFd::new(c, PollFlags::IN));
             fds.len() - 1

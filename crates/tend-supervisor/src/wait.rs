@@ -29,13 +29,17 @@ pub fn wait_until_done<L: Ledger + ?Sized>(
     timeout: Option<Duration>,
 ) -> Result<Option<Vec<Execution>>, Error> {
     let host = procfs::hostname();
-    // A supervisor exits right after it commits the outcome, so on this host
-    // its pidfd is the whole wake-up. Announcements are only needed for
+    // A supervisor exits right after it commits the outcome (unless it has
+    // a retry to run), so on this host its pidfd is the whole wake-up. Announcements are only needed for
     // executions supervised elsewhere — and only then paid for: closing an
     // inotify descriptor waits for an RCU grace period (~10 ms).
-    let remote = ids
-        .iter()
-        .any(|id| ledger.get(id).is_ok_and(|e| !crate::is_local(&e, &host)));
+    // A supervisor with retries goes on to the next attempt instead of
+    // exiting: its attempts' ends are announced too.
+    let remote = ids.iter().any(|id| {
+        ledger
+            .get(id)
+            .is_ok_and(|e| !crate::is_local(&e, &host) || e.retries > 0)
+    });
     let mut transitions = if remote {
         Some(home.notifier().subscribe()?)
     } else {

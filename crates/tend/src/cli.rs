@@ -226,6 +226,15 @@ pub struct RunOptionArgs {
     /// Also stand for a succeeded execution with the key that ended less than this long ago (reuse its result)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "key")]
     pub reuse_finished: Option<Duration>,
+    /// Run it again, up to N times, when it fails, times out or is lost (never when killed); each attempt is an execution of its own
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Wait before the first retry, doubled before each next one, ±10 % jitter [default: 1s]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub retry_backoff: Option<Duration>,
+    /// Longest wait between two attempts [default: 5m]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub retry_max_backoff: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -295,6 +295,31 @@ mod tests {
     }
 }
 
+/// How an attempt that is retried ended, and when its next one starts:
+/// `attempt 1 failed (exit 1); attempt 2 of 4 in 1.0s, as execution abcd1234`.
+pub fn retrying(ended: &Execution, next: &Execution) -> String {
+    let how = match (ended.status, ended.exit_code) {
+        (Status::Failed, Some(code)) => format!("failed (exit {code})"),
+        _ => format!(
+            "{}: {}",
+            ended.status,
+            esc(ended.reason.as_deref().unwrap_or("no reason recorded"))
+        ),
+    };
+    let wait = next
+        .start_after
+        .map(|at| (at - tend_ledger::now_ms()).max(0) as u64)
+        .unwrap_or(0);
+    format!(
+        "attempt {} {how}; attempt {} of {} in {}, as execution {}",
+        ended.attempt.unwrap_or(1),
+        next.attempt.unwrap_or(2),
+        next.retries + 1,
+        short(Duration::from_millis(wait)),
+        next.id
+    )
+}
+
 /// The one line a person is owed when tend, not the command, ended an
 /// execution: why, and what the kill took (`timed out after 1s; killed 3
 /// processes gracefully in 4ms`). `None` when the command ended by itself.
@@ -318,6 +343,7 @@ pub fn ending(e: &Execution) -> Option<String> {
     match e.status {
         Status::TimedOut | Status::Killed => Some(format!("{why}{kill}")),
         Status::Lost => Some(format!("execution {} was lost: {why}", e.id)),
+        Status::Cancelled => Some(format!("execution {} was {why}", e.id)),
         _ => None,
     }
 }

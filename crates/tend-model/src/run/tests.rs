@@ -81,6 +81,34 @@ fn every_rule_refuses_with_its_field_and_sentence() {
         ),
         (with(|o| o.max_memory = Some(0)), "max_memory", "the memory limit must be more than zero; leave it out for no limit"),
         (with(|o| o.kill_grace = Some(s(7200))), "kill_grace", "a kill grace of 2h00m is too long; at most 1h is allowed"),
+        (with(|o| o.retries = Some(101)), "retries", "101 retries were asked for; at most 100 are allowed"),
+        (
+            with(|o| o.retry_backoff = Some(s(1))),
+            "retry_backoff",
+            "retry_backoff needs --retries: give a number of retries, or leave retry_backoff out",
+        ),
+        (
+            with(|o| o.retry_max_backoff = Some(s(60))),
+            "retry_max_backoff",
+            "retry_max_backoff needs --retries: give a number of retries, or leave retry_max_backoff out",
+        ),
+        (
+            with(|o| {
+                o.retries = Some(2);
+                o.retry_max_backoff = Some(Duration::ZERO);
+            }),
+            "retry_max_backoff",
+            "the longest retry backoff must be longer than zero; leave it out for no limit",
+        ),
+        (
+            with(|o| {
+                o.retries = Some(2);
+                o.retry_backoff = Some(s(600));
+                o.retry_max_backoff = Some(s(60));
+            }),
+            "retry_backoff",
+            "a retry backoff of 10m00s is longer than the longest backoff of 1m00s (retry_max_backoff)",
+        ),
     ];
     for (o, field, sentence) in cases {
         let e = o.clone().resolve(&Policy::default()).unwrap_err();
@@ -174,4 +202,35 @@ fn a_default_name_is_the_program_cut_to_the_cap() {
     let o = with(|o| o.command = vec![format!("/bin/{}", "é".repeat(200))]);
     let name = o.resolve(&Policy::default()).unwrap().display_name();
     assert!(name.len() <= MAX_NAME_BYTES && name.starts_with('é'));
+}
+
+#[test]
+fn retries_resolve_with_their_defaults() {
+    let spec = with(|o| o.retries = Some(3))
+        .resolve(&Policy::default())
+        .unwrap();
+    assert_eq!(
+        (
+            spec.retries,
+            spec.retry_backoff_ms,
+            spec.retry_max_backoff_ms
+        ),
+        (3, 1000, 300_000)
+    );
+    let none = opts().resolve(&Policy::default()).unwrap();
+    assert_eq!(none.retries, 0);
+}
+
+#[test]
+fn the_retry_delay_doubles_is_capped_and_jittered_within_ten_percent() {
+    assert_eq!(retry_delay_ms(1, 1000, 300_000, 1.0), 1000);
+    assert_eq!(retry_delay_ms(2, 1000, 300_000, 1.0), 2000);
+    assert_eq!(retry_delay_ms(4, 1000, 300_000, 1.0), 8000);
+    assert_eq!(retry_delay_ms(20, 1000, 300_000, 1.0), 300_000);
+    assert_eq!(retry_delay_ms(1, 1000, 300_000, 0.9), 900);
+    assert_eq!(retry_delay_ms(1, 1000, 300_000, 1.1), 1100);
+    // Jitter never goes outside ±10 %, nor past the cap.
+    assert_eq!(retry_delay_ms(1, 1000, 300_000, 5.0), 1100);
+    assert_eq!(retry_delay_ms(30, 1000, 300_000, 1.1), 300_000);
+    assert_eq!(retry_delay_ms(u32::MAX, u64::MAX, 5, 1.0), 5);
 }

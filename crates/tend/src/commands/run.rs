@@ -64,6 +64,9 @@ pub fn options(args: &cli::RunOptionArgs, command: &[String]) -> Result<RunOptio
         heartbeat_timeout: args.heartbeat_timeout,
         idle_timeout: args.idle_timeout,
         max_memory: args.max_memory,
+        retries: args.retries,
+        retry_backoff: args.retry_backoff,
+        retry_max_backoff: args.retry_max_backoff,
     })
 }
 
@@ -146,6 +149,9 @@ pub fn execute(ctx: &Context, spec: RunSpec, detach: bool) -> Result<i32> {
         match r {
             Report::Started(e) if verbose => {
                 note!("execution {} started (pid {})", e.id, e.pid.unwrap_or(0));
+            }
+            Report::Retrying { ended, next } if !ctx.global.quiet => {
+                note!("{}", output::retrying(ended, next));
             }
             Report::Replacing(h) => note!(
                 "key '{}' is held by execution {}; ending it to start this run (--on-duplicate replace)",

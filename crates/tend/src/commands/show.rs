@@ -45,6 +45,23 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `2 of 4, retries abcd1234, starts in 3s` for a run with retries.
+fn attempt(e: &Execution) -> Option<String> {
+    if e.retries == 0 {
+        return None;
+    }
+    let mut s = format!("{} of {}", e.attempt.unwrap_or(1), e.retries + 1);
+    if let Some(prev) = &e.retry_of {
+        s.push_str(&format!(", retries {prev}"));
+    }
+    if let (tend_model::Status::Queued, Some(at)) = (e.status, e.start_after) {
+        let left = (at - tend_ledger::now_ms()).max(0) as u64;
+        let left = output::short(std::time::Duration::from_millis(left));
+        s.push_str(&format!(", starts in {left}"));
+    }
+    Some(s)
+}
+
 /// The fields of `e`, one per line, in the order a person reads them.
 fn fields(e: &Execution) -> Vec<(&'static str, Cell)> {
     let opt = |v: Option<String>| -> Cell { v.unwrap_or_else(|| "-".into()).into() };
@@ -58,6 +75,7 @@ fn fields(e: &Execution) -> Vec<(&'static str, Cell)> {
         ("id", e.id.to_string().into()),
         ("name", Cell::text(&e.name)),
         ("job", opt(e.job_ref())),
+        ("attempt", opt(attempt(e))),
         ("status", Cell::status(e.status, colour())),
         ("reason", opt(e.reason.clone())),
         ("exit code", opt(e.exit_code.map(|c| c.to_string()))),

@@ -57,18 +57,20 @@ pub fn wait(ctx: &Context, args: &WaitArgs) -> Result<i32> {
             .collect::<Result<Vec<_>>>()?,
     };
     let ids: Vec<_> = targets.iter().map(|e| e.id.clone()).collect();
-    let done = tend_supervisor::wait_until_done(&ctx.ledger, &ctx.home, &ids, args.timeout)
-        .map_err(|e| {
-            if !out_of_descriptors(&e) {
-                return e.into();
-            }
-            crate::usage(format!(
-                "cannot wait for {} executions at once: each live one needs an open file and \
+    // A retried run's id stands for its attempts: the wait ends with the last.
+    let done =
+        tend_supervisor::retry::wait_for_last_attempts(&ctx.ledger, &ctx.home, &ids, args.timeout)
+            .map_err(|e| {
+                if !out_of_descriptors(&e) {
+                    return e.into();
+                }
+                crate::usage(format!(
+                    "cannot wait for {} executions at once: each live one needs an open file and \
                  the limit is {}; wait for fewer at a time or raise it (ulimit -n)",
-                ids.len(),
-                limit.map_or("unlimited".into(), |l| l.to_string())
-            ))
-        })?;
+                    ids.len(),
+                    limit.map_or("unlimited".into(), |l| l.to_string())
+                ))
+            })?;
     let Some(done) = done else {
         let names: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         note!("gave up waiting for {} after --timeout", names.join(", "));

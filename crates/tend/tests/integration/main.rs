@@ -56,5 +56,7 @@ mod views;
 
 // Stored jobs: add, list, show, run, numbering, refusals, the scheduler.
 mod jobs;
+// Retries: attempts, backoff, the chain's id, pending attempts.
+mod retries;
 // The terminal monitor, driven through tmux.
 mod top;

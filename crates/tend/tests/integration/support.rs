@@ -206,8 +206,11 @@ pub fn finish(mut cmd: Command, within: Duration) -> Output {
         .expect("the command starts");
     if !eventually(within, || child.try_wait().unwrap().is_some()) {
         let _ = child.kill();
-        let _ = child.wait();
-        panic!("still running after {within:?}");
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "still running after {within:?}; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     child.wait_with_output().unwrap()
 }

@@ -295,6 +295,11 @@ mod tests {
             job: None,
             job_number: None,
             attempt: None,
+            retries: 0,
+            retry_backoff_ms: None,
+            retry_max_backoff_ms: None,
+            retry_of: None,
+            start_after: None,
         }
     }
 
