@@ -12,12 +12,19 @@
 //! a supervisor is dead is `tend-supervisor`'s job; the ledger only makes the
 //! resulting write safe.
 //!
-//! ```no_run
-//! use tend_ledger::{Ledger, SqliteLedger};
-//! let ledger = SqliteLedger::open("/tmp/tend.db".as_ref()).unwrap();
-//! for e in ledger.live().unwrap() {
+//! ```
+//! use tend_ledger::{Ledger, Store};
+//! let dir = tempfile::tempdir()?;
+//! // `--store` and `TEND_STORE` take the same text: a path or sqlite://PATH.
+//! let store = Store::parse(&dir.path().join("tend.db").to_string_lossy())?;
+//! // Created and migrated on first open; everything above sees the trait.
+//! let ledger: Box<dyn Ledger> = tend_ledger::open(&store)?;
+//! let (found, newest) = ledger.schema()?;
+//! assert_eq!(found, newest);
+//! for e in ledger.live()? {
 //!     println!("{} {}", e.id, e.status);
 //! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 // Only tend-proc may use `unsafe` (see ARCHITECTURE.md).

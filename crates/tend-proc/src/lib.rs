@@ -13,7 +13,8 @@
 //!
 //! This crate never decides *whether* to kill; it makes killing exact.
 //!
-//! ```no_run
+//! ```
+//! // Who this process is, then a pidfd that is known to pin exactly it.
 //! let me = tend_proc::identify(std::process::id() as i32).unwrap();
 //! assert!(tend_proc::Pidfd::open_verified(&me).unwrap().is_alive());
 //! ```

@@ -57,8 +57,17 @@ pub enum Answer {
     },
 }
 
-/// Starts a background supervisor for `spec` with the `tend` executable
-/// `exe`, and returns its answer. Blocks only until the start is decided.
+/// The argument [`launch`] runs its executable with. Whatever program
+/// launches must answer it by calling [`supervise_from_stdin`] and exiting
+/// with its code: `tend` has a hidden `tend __supervise` command for it, and
+/// a Rust program can be its own supervisor the same way (see the crate's
+/// `examples/`).
+pub const SUPERVISE_ARG: &str = "__supervise";
+
+/// Starts a background supervisor for `spec` by running `exe`
+/// [`SUPERVISE_ARG`] (the `tend` executable, or any program that answers
+/// that argument), and returns its answer. Blocks only until the start is
+/// decided.
 pub fn launch(exe: &Path, home: &Home, store: &Store, spec: &RunSpec) -> Result<Answer, Error> {
     start(
         exe,
@@ -111,7 +120,7 @@ fn start(exe: &Path, envelope: &Envelope) -> Result<Answer, Error> {
     for secret in crate::SECRET_VARS {
         cmd.env_remove(secret);
     }
-    cmd.arg("__supervise")
+    cmd.arg(SUPERVISE_ARG)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

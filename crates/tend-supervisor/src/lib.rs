@@ -1,4 +1,8 @@
-//! Running executions and keeping the ledger true.
+//! Running executions and keeping the ledger true: the library that
+//! `tend` and `tend serve` are built on, and the one to use to launch,
+//! wait for, follow and kill executions from Rust (the CLI's `run -d`,
+//! `wait`, `logs -f` and `kill` are thin layers over [`detach::launch`],
+//! [`wait_until_done`], [`follow`] and [`kill()`]).
 //!
 //! - [`run`]: the supervisor. One single-threaded process per execution is
 //!   the direct parent of the command; it commits the execution before the
@@ -21,6 +25,44 @@
 //!
 //! What it does not do: it holds no state between calls and speaks no HTTP;
 //! the daemon and the CLI are built on these functions.
+//!
+//! A program launches an execution in a home, under a background
+//! supervisor that outlives it, and waits for its outcome. The supervisor
+//! is the program [`detach::launch`] is given, run again with
+//! [`detach::SUPERVISE_ARG`]: `tend` itself, or (as here) the calling
+//! program, when it answers that argument first thing. `examples/` in this
+//! crate does the same, and also follows output and kills.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tend_model::run::{Policy, RunOptions};
+//! use tend_supervisor::{detach, Home};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     if std::env::args().nth(1).as_deref() == Some(detach::SUPERVISE_ARG) {
+//!         std::process::exit(detach::supervise_from_stdin());
+//!     }
+//!     let dir = tempfile::tempdir()?;
+//!     let home = Home::new(dir.path());
+//!     home.ensure()?;
+//!     let store = tend_ledger::Store::Sqlite(home.default_db());
+//!     let ledger = tend_ledger::open(&store)?;
+//!     let opts = RunOptions {
+//!         command: vec!["true".into()],
+//!         ..RunOptions::default()
+//!     };
+//!     let spec = opts.resolve(&Policy::default())?;
+//!     let me = std::env::current_exe()?;
+//!     let detach::Answer::Started { id } = detach::launch(&me, &home, &store, &spec)? else {
+//!         return Err("the command did not start".into());
+//!     };
+//!     let ids = [tend_model::ExecutionId::parse(&id)?];
+//!     let timeout = Some(Duration::from_secs(10));
+//!     let done = tend_supervisor::wait_until_done(&ledger, &home, &ids, timeout)?;
+//!     assert_eq!(done.ok_or("still running")?[0].status, tend_model::Status::Succeeded);
+//!     Ok(())
+//! }
+//! ```
 
 // Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
 #![forbid(unsafe_code)]

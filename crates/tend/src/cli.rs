@@ -162,7 +162,7 @@ while something runs, and nothing wakes it while nothing does.")]
     )]
     Job(JobCmd),
     /// Supervise one execution described on stdin (used by `run -d`)
-    #[command(name = "__supervise", hide = true)]
+    #[command(name = tend_supervisor::detach::SUPERVISE_ARG, hide = true)]
     Supervise,
 }
 
