@@ -222,6 +222,11 @@ pub trait Ledger: Send {
         outcome: FireOutcome,
     ) -> Result<Claim>;
 
+    /// The newest fire of `job` that agent `by` decided to run at or after
+    /// `since_ms` but that no execution was recorded for (a daemon stopped
+    /// between the claim and the launch), if any.
+    fn unlaunched_fire(&self, job: &str, by: &str, since_ms: i64) -> Result<Option<i64>>;
+
     /// The nominal instant of the job's last decided fire.
     fn last_fire(&self, job: &str) -> Result<Option<i64>>;
 
@@ -365,6 +370,9 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
         outcome: FireOutcome,
     ) -> Result<Claim> {
         (**self).claim_fire(job, scheduled_at, by, outcome)
+    }
+    fn unlaunched_fire(&self, job: &str, by: &str, since_ms: i64) -> Result<Option<i64>> {
+        (**self).unlaunched_fire(job, by, since_ms)
     }
     fn last_fire(&self, job: &str) -> Result<Option<i64>> {
         (**self).last_fire(job)

@@ -33,7 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_cwd_bytes.sql"),
     include_str!("migrations/sqlite/0004_agents.sql"),
     include_str!("migrations/sqlite/0005_jobs.sql"),
-    include_str!("migrations/sqlite/0006_retries.sql"),
+    include_str!("migrations/sqlite/0006_retries_and_fire_slots.sql"),
 ];
 
 /// How long a writer waits for another's transaction before giving up.
@@ -614,9 +614,10 @@ fn insert_queued(
                  created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
                  timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
                  idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id, job, job_number, attempt, \
-                 retries, retry_backoff_ms, retry_max_backoff_ms, run_spec) \
+                 retries, retry_backoff_ms, retry_max_backoff_ms, run_spec, job_slot) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                 ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32) \
+                 ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, \
+                 ?33) \
                  ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
             ),
             params![
@@ -652,6 +653,7 @@ fn insert_queued(
                 new.retry_backoff_ms.map(|v| v as i64),
                 new.retry_max_backoff_ms.map(|v| v as i64),
                 new.run_spec,
+                new.job_slot,
             ],
             row_to_execution,
         )
@@ -1274,6 +1276,10 @@ impl Ledger for SqliteLedger {
         let claim = jobs::claim(&tx, job, at, by, outcome)?;
         tx.commit().map_err(Error::storage("committing a fire"))?;
         Ok(claim)
+    }
+
+    fn unlaunched_fire(&self, job: &str, by: &str, since_ms: i64) -> Result<Option<i64>> {
+        jobs::unlaunched_fire(&self.conn, job, by, since_ms)
     }
 
     fn last_fire(&self, job: &str) -> Result<Option<i64>> {

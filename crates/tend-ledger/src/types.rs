@@ -49,6 +49,10 @@ pub struct NewExecution {
     /// The stored job it is a run of: it takes the job's next number, in
     /// the same transaction that records it.
     pub job: Option<String>,
+    /// The fire of its job it runs for (the nominal instant, ms): a fire
+    /// is launched at most once, and one decided but never launched is
+    /// found ([`crate::Ledger::unlaunched_fire`]).
+    pub job_slot: Option<i64>,
     /// How many attempts may follow this one (`--retries`), and their
     /// backoff; each next attempt copies them.
     pub retries: u32,

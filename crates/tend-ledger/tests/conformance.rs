@@ -41,6 +41,7 @@ fn new_exec(key: Option<&str>, reuse_finished_ms: Option<u64>) -> NewExecution {
         idle_timeout_ms: None,
         max_memory_bytes: None,
         job: None,
+        job_slot: None,
         retries: 0,
         retry_backoff_ms: None,
         retry_max_backoff_ms: None,
@@ -994,6 +995,14 @@ mod sqlite_backend {
             o: FireOutcome,
         ) -> tend_ledger::Result<Claim> {
             self.l().claim_fire(j, at, by, o)
+        }
+        fn unlaunched_fire(
+            &self,
+            j: &str,
+            by: &str,
+            since: i64,
+        ) -> tend_ledger::Result<Option<i64>> {
+            self.l().unlaunched_fire(j, by, since)
         }
         fn last_fire(&self, j: &str) -> tend_ledger::Result<Option<i64>> {
             self.l().last_fire(j)

@@ -134,6 +134,9 @@ named! {
         /// A fire was skipped: `forbid` and one of the job's runs was live
         /// (job event).
         FireSkipped = "fire-skipped",
+        /// A fire was decided but its run never started (the daemon stopped
+        /// in between): a restarted daemon started it late (job event).
+        FireRecovered = "fire-recovered",
         /// Fires came and went while no daemon was up; the details say how
         /// many and what catch-up did (job event).
         FireMissed = "fire-missed",

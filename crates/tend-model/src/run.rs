@@ -281,6 +281,7 @@ impl RunOptions {
             tty: false,
             requested_by: None,
             job: None,
+            fire: None,
             retries: retry.retries,
             retry_backoff_ms: retry.backoff_ms,
             retry_max_backoff_ms: retry.max_backoff_ms,
@@ -416,6 +417,11 @@ pub struct RunSpec {
     /// job's counter in the transaction that records it.
     #[serde(default)]
     pub job: Option<String>,
+    /// The fire of the job this run is for (its nominal instant, ms), set
+    /// by the scheduler: recorded with the execution, so that a fire is
+    /// launched once.
+    #[serde(default)]
+    pub fire: Option<i64>,
     /// How many times a `failed`, `timed_out` or `lost` attempt is run
     /// again (`--retries`); each attempt is an execution of its own.
     #[serde(default)]

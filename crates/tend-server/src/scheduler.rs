@@ -46,6 +46,8 @@ pub async fn schedule(state: AppState) {
             None
         }
     };
+    let s = state.clone();
+    let _ = tokio::task::spawn_blocking(move || recover(&s)).await;
     loop {
         let s = state.clone();
         let next = tokio::task::spawn_blocking(move || pass(&s, started))
@@ -134,6 +136,48 @@ fn pass(state: &AppState, started: i64) -> Option<i64> {
         }
     }
     next
+}
+
+/// How far back a restarted daemon looks for fires it decided but never
+/// launched: older ones are history (and their runs may be pruned).
+const RECOVER_WITHIN: Duration = Duration::from_secs(24 * 3600);
+
+/// At start: a fire this home's agent decided to run but whose execution
+/// was never recorded (the daemon stopped between the claim and the launch)
+/// is started now, late, with a `fire-recovered` event, so that no fire is
+/// lost without a word. The execution carries the fire's instant under a
+/// unique index, so it can never run twice.
+fn recover(state: &AppState) {
+    let Ok(ledger) = tend_ledger::open(&state.config().store) else {
+        return;
+    };
+    let home = &state.config().home;
+    let agent = home.agent().map(|a| a.id).unwrap_or_default();
+    let since = tend_ledger::ms_ago(RECOVER_WITHIN);
+    for job in ledger
+        .jobs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|j| !j.paused)
+    {
+        let name = &job.definition.name;
+        let Ok(Some(at)) = ledger.unlaunched_fire(name, &agent, since) else {
+            continue;
+        };
+        let details = json!({
+            "scheduled_at": tend_model::format_rfc3339(at),
+            "note": "the daemon stopped between deciding this fire and starting its run; started now",
+        });
+        let started = match make_room(&*ledger, home, &job, Actor::Scheduler) {
+            Ok(Room::Free) => launch(state, &*ledger, &job, at),
+            Ok(Room::Forbidden(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        let _ = ledger.record_job(name, EventKind::FireRecovered, &Actor::Scheduler, details);
+        if let Err(e) = started {
+            tracing::warn!(job = %name, error = %e, "a recovered fire failed");
+        }
+    }
 }
 
 /// Decides the fire at `latest`, the newest one owed.
@@ -225,7 +269,9 @@ fn record_missed(
 /// Starts the job's run for the fire at `at` under a background supervisor.
 fn launch(state: &AppState, ledger: &dyn Ledger, job: &Job, at: i64) -> Result<(), Failed> {
     let c = state.config();
-    let spec = job.spec(&c.run).map_err(|e| e.to_string())?;
+    let mut spec = job.spec(&c.run).map_err(|e| e.to_string())?;
+    spec.fire = Some(at);
+    crate::failpoint("scheduler-after-claim");
     let answer = tend_supervisor::detach::launch(&c.exe, &c.home, &c.store, &spec)?;
     let id = match answer {
         Answer::Started { id } | Answer::FailedToStart { id } | Answer::Existing { id } => id,

@@ -49,6 +49,16 @@ pub async fn watch(state: AppState) {
                     let s = state.clone();
                     let row = tokio::task::spawn_blocking(move || s.ledger().ok()?.get(&id).ok()).await.ok().flatten();
                     if let Some(e) = row {
+                        // A retried attempt's next one is recorded with its
+                        // outcome: watch it now, in case its supervisor dies
+                        // before it announces it.
+                        if e.status.is_terminal() && e.retries > 0 {
+                            let (s, id) = (state.clone(), e.id.clone());
+                            let next = tokio::task::spawn_blocking(move || s.ledger().ok()?.next_attempt(&id).ok().flatten()).await.ok().flatten();
+                            if let Some(n) = next.filter(|n| !n.status.is_terminal()) {
+                                watch_supervisor(&mut watched, &n, &dead_tx);
+                            }
+                        }
                         if e.status.is_terminal() {
                             for map in [&mut watched, &mut timers] {
                                 if let Some(h) = map.remove(&e.id) {
@@ -122,11 +132,10 @@ fn adopt_pending(state: &AppState, l: &dyn Ledger) {
 fn reconcile_one(state: &AppState, id: &ExecutionId) {
     let Ok(l) = state.ledger() else { return };
     let Ok(e) = l.get(id) else { return };
-    if e.status.is_terminal() {
-        return;
-    }
-    if let Ok(Some(_)) = tend_supervisor::reconcile_execution(&l, &state.config().home, &e) {
-        state.note_reaped(1, 0);
+    if !e.status.is_terminal() {
+        if let Ok(Some(_)) = tend_supervisor::reconcile_execution(&l, &state.config().home, &e) {
+            state.note_reaped(1, 0);
+        }
     }
     // A pending attempt whose supervisor died, or the retry that a `lost`
     // verdict just recorded: this daemon starts it.

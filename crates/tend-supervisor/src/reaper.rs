@@ -367,6 +367,7 @@ mod tests {
             idle_timeout_ms: None,
             max_memory_bytes: None,
             job: None,
+            job_slot: None,
             retries: 0,
             retry_backoff_ms: None,
             retry_max_backoff_ms: None,

@@ -381,6 +381,7 @@ fn new_execution(
         idle_timeout_ms: spec.idle_timeout_ms,
         max_memory_bytes: spec.max_memory_bytes,
         job: spec.job.clone(),
+        job_slot: spec.fire,
         retries: spec.retries,
         retry_backoff_ms: (spec.retries > 0).then_some(spec.retry_backoff_ms),
         retry_max_backoff_ms: (spec.retries > 0).then_some(spec.retry_max_backoff_ms),

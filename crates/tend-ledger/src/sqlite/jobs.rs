@@ -155,6 +155,26 @@ pub(super) fn last_fire(conn: &Connection, job: &str) -> Result<Option<i64>> {
     .map_err(Error::storage("reading a job's fires"))
 }
 
+/// The newest fire `by` decided to run since `since_ms` that no execution
+/// was recorded for.
+pub(super) fn unlaunched_fire(
+    conn: &Connection,
+    job: &str,
+    by: &str,
+    since_ms: i64,
+) -> Result<Option<i64>> {
+    conn.query_row(
+        "SELECT f.scheduled_at FROM job_fires f WHERE f.job = ?1 AND f.decided_by = ?2 \
+         AND f.outcome = 'fired' AND f.decided_at >= ?3 AND NOT EXISTS \
+         (SELECT 1 FROM executions e WHERE e.job = f.job AND e.job_slot = f.scheduled_at) \
+         ORDER BY f.scheduled_at DESC LIMIT 1",
+        params![job, by, since_ms],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(Error::storage("reading a job's fires"))
+}
+
 /// Appends a job event.
 pub(super) fn insert_event(
     conn: &Connection,

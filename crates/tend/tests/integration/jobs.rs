@@ -542,3 +542,66 @@ fn the_api_adds_lists_shows_runs_pauses_resumes_and_deletes_jobs() {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
 }
+
+#[test]
+fn a_fire_decided_but_never_launched_is_started_by_the_next_daemon() {
+    let env = TestEnv::new();
+    env.ok(&[
+        "job",
+        "add",
+        "tick",
+        "--schedule",
+        "* * * * * *",
+        "--",
+        "true",
+    ]);
+    // This daemon dies between deciding its first fire and launching it.
+    let mut cmd = env.cmd();
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TEND_FAILPOINT", "scheduler-after-claim");
+    let out = crate::support::finish(cmd, Duration::from_secs(20));
+    assert_eq!(
+        out.status.code(),
+        None,
+        "killed by its failpoint: {}",
+        crate::support::stderr(&out)
+    );
+    use tend_ledger::Ledger;
+    let slot = env
+        .ledger()
+        .last_fire("tick")
+        .unwrap()
+        .expect("a fire was decided");
+    assert!(env
+        .json(&["list", "--job", "tick"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let slot_text = tend_model::format_rfc3339(slot);
+    let _daemon = Daemon::start(&env);
+    let ran_for = |at: &str| -> usize {
+        let rows = env.json(&["list", "--job", "tick"]);
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                env.events(e["id"].as_str().unwrap())
+                    .iter()
+                    .any(|ev| ev["kind"] == "fired" && ev["details"]["scheduled_at"] == at)
+            })
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || ran_for(&slot_text) == 1),
+        "the decided fire was never started"
+    );
+    let shown = env.json(&["job", "show", "tick"]);
+    let kinds: Vec<&str> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"fire-recovered"), "{shown}");
+    assert_eq!(ran_for(&slot_text), 1, "a recovered fire runs once");
+}

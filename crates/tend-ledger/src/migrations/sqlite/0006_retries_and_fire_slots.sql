@@ -11,3 +11,10 @@ ALTER TABLE executions ADD COLUMN start_after INTEGER; -- a pending attempt star
 ALTER TABLE executions ADD COLUMN run_spec TEXT;
 -- At most one next attempt per attempt.
 CREATE UNIQUE INDEX executions_retry_of ON executions (retry_of) WHERE retry_of IS NOT NULL;
+
+-- The fire of a job that an execution was started for (its nominal
+-- instant, ms): recorded with the execution, so a fire decided but not
+-- launched (a daemon killed in between) is found and started, and no fire
+-- is ever launched twice. Retries do not copy it.
+ALTER TABLE executions ADD COLUMN job_slot INTEGER;
+CREATE UNIQUE INDEX executions_job_slot ON executions (job, job_slot) WHERE job_slot IS NOT NULL;
