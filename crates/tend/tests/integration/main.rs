@@ -58,3 +58,5 @@ mod views;
 mod jobs;
 // The terminal monitor, driven through tmux.
 mod top;
+// Alerts to a real webhook receiver on loopback: signed, retried, given up.
+mod alerts;
