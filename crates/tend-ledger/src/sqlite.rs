@@ -1406,6 +1406,17 @@ mod tests {
         let e = c.get(&ExecutionId::parse("live0001").unwrap()).unwrap();
         assert_eq!(e.status, Status::Lost);
         assert!(e.reason.unwrap().contains("copied"));
+        // Its alerts, the copied rows' too, are the original's to send.
+        assert_eq!(c.alert_counts(0).unwrap().queued, 0);
+        let skipped: i64 = c
+            .conn
+            .query_row(
+                "SELECT count(*) FROM alerts WHERE state = 'skipped'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(skipped, 1);
         drop(c);
         // Said once; the original is untouched.
         assert_eq!(SqliteLedger::open(&copy).unwrap().copied_from(), None);

@@ -4,7 +4,7 @@
 //! (an execution ending `lost`, `timed_out` or `failed`; a `fire-missed`
 //! job event), so a transition made while no daemon runs still alerts; the
 //! level alerts (long-running, health) are queued by this sender when it
-//! sees the level change ([`levels`]). One task per daemon:
+//! sees the level change (`levels.rs`). One task per daemon:
 //!
 //! 1. It wakes on every transition the watcher streams (the home's
 //!    notifier), on the scheduler's missed fires, at the next due retry,

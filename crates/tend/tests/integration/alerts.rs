@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,6 @@ struct Hit {
 struct Receiver {
     addr: SocketAddr,
     hits: Arc<Mutex<Vec<Hit>>>,
-    status: Arc<AtomicU16>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -44,23 +43,21 @@ impl Receiver {
     fn on(listener: TcpListener, status: u16) -> Receiver {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
-        let status = Arc::new(AtomicU16::new(status));
         let stop = Arc::new(AtomicBool::new(false));
-        let (h, s, st) = (hits.clone(), status.clone(), stop.clone());
+        let (h, st) = (hits.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     return;
                 }
                 if let Ok(c) = conn {
-                    serve_one(c, &h, s.load(Ordering::SeqCst), &st);
+                    serve_one(c, &h, status, &st);
                 }
             }
         });
         Receiver {
             addr,
             hits,
-            status,
             stop,
             thread: Some(thread),
         }
