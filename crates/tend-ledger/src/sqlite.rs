@@ -1227,6 +1227,10 @@ impl Ledger for SqliteLedger {
         kind: tend_model::AlertKind,
         details: serde_json::Value,
     ) -> Result<bool> {
+        // Most calls change nothing: say so without taking the write lock.
+        if alerts::stored_level(&self.conn, name)?.as_deref() == Some(level) {
+            return Ok(false);
+        }
         let tx = self.write()?;
         let queued = alerts::set_level(&tx, name, level, quiet, kind, &details)?;
         tx.commit()

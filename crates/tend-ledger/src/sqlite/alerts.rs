@@ -34,6 +34,17 @@ fn row_to_alert(r: &Row<'_>) -> rusqlite::Result<Alert> {
     })
 }
 
+/// The level stored for `name`, if any.
+pub(super) fn stored_level(conn: &Connection, name: &str) -> Result<Option<String>> {
+    conn.query_row(
+        "SELECT level FROM alert_levels WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(Error::storage("reading an alert level"))
+}
+
 /// See [`crate::Ledger::set_alert_level`].
 pub(super) fn set_level(
     conn: &Connection,
@@ -44,14 +55,7 @@ pub(super) fn set_level(
     details: &serde_json::Value,
 ) -> Result<bool> {
     let doing = "recording an alert level";
-    let before: Option<String> = conn
-        .query_row(
-            "SELECT level FROM alert_levels WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(Error::storage(doing))?;
+    let before = stored_level(conn, name)?;
     if before.as_deref().unwrap_or(quiet) == level {
         if before.is_none() {
             conn.execute(
