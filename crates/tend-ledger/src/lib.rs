@@ -30,6 +30,7 @@
 // Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod busy;
 mod error;
 mod sqlite;
@@ -38,6 +39,7 @@ mod sqlite_stats;
 mod store;
 mod types;
 
+pub use alerts::{Alert, AlertCounts, AlertOutcome};
 pub use busy::{on_long_busy, LONG_BUSY};
 pub use error::Error;
 pub use sqlite::SqliteLedger;
@@ -48,7 +50,7 @@ pub use types::{
 };
 
 use tend_model::job::{Job, JobDefinition, JobEvent};
-use tend_model::{Actor, Event, EventKind, Execution, ExecutionId, ProcessIdentity};
+use tend_model::{Actor, AlertKind, Event, EventKind, Execution, ExecutionId, ProcessIdentity};
 
 /// Shorthand for ledger results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -245,6 +247,49 @@ pub trait Ledger: Send {
     /// Per job, what its schedule did since `since_ms` (ever when `None`),
     /// by name.
     fn fire_stats(&self, since_ms: Option<i64>) -> Result<Vec<FireStats>>;
+
+    /// Stores `level` as the level of `name` (`long_running`,
+    /// `health:<agent>`) and, when it differs from the one stored before
+    /// (or from `quiet` when none was), queues an alert of `kind` with
+    /// `details`, in one transaction: of several daemons that see the same
+    /// change, one queues it. Returns whether an alert was queued.
+    fn set_alert_level(
+        &self,
+        name: &str,
+        level: &str,
+        quiet: &str,
+        kind: AlertKind,
+        details: serde_json::Value,
+    ) -> Result<bool>;
+
+    /// Claims up to `limit` queued alerts that are due, for `lease_ms`:
+    /// nobody else gets them until the lease ends (a sender that dies
+    /// holding them loses them then), and a row claimed by one caller is
+    /// never handed to another while the lease runs. `by` is the agent id.
+    fn claim_alerts(&self, by: &str, lease_ms: i64, limit: u32) -> Result<Vec<Alert>>;
+
+    /// Gives back every claim `by` holds (a daemon starting again after a
+    /// crash, which alone sends for its agent). Returns how many.
+    fn release_alerts(&self, by: &str) -> Result<u64>;
+
+    /// Records how a claimed alert went, with its event (`alert-sent`,
+    /// `alert-failed`) on the execution or the job, in one transaction.
+    /// `false` when `by` no longer holds the claim (its lease ended and
+    /// another sender took the alert): nothing is written then.
+    fn finish_alert(&self, id: i64, by: &str, outcome: &AlertOutcome) -> Result<bool>;
+
+    /// When the next queued alert is due (its retry time, or the end of
+    /// the lease that holds it), ms since the epoch; `None` when none waits.
+    fn next_alert_at(&self) -> Result<Option<i64>>;
+
+    /// How many alerts wait, and how many were given up since
+    /// `failed_since_ms`.
+    fn alert_counts(&self, failed_since_ms: i64) -> Result<AlertCounts>;
+
+    /// Deletes the alerts queued before `before_ms`, whatever their state
+    /// (`tend prune` and the daemon's prune keep the outbox bounded).
+    /// Returns how many went.
+    fn prune_alerts(&self, before_ms: i64) -> Result<u64>;
 }
 
 /// A boxed ledger is a ledger, so that what [`open`] returns goes wherever
@@ -391,6 +436,34 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
     }
     fn fire_stats(&self, since_ms: Option<i64>) -> Result<Vec<FireStats>> {
         (**self).fire_stats(since_ms)
+    }
+    fn set_alert_level(
+        &self,
+        name: &str,
+        level: &str,
+        quiet: &str,
+        kind: AlertKind,
+        details: serde_json::Value,
+    ) -> Result<bool> {
+        (**self).set_alert_level(name, level, quiet, kind, details)
+    }
+    fn claim_alerts(&self, by: &str, lease_ms: i64, limit: u32) -> Result<Vec<Alert>> {
+        (**self).claim_alerts(by, lease_ms, limit)
+    }
+    fn release_alerts(&self, by: &str) -> Result<u64> {
+        (**self).release_alerts(by)
+    }
+    fn finish_alert(&self, id: i64, by: &str, outcome: &AlertOutcome) -> Result<bool> {
+        (**self).finish_alert(id, by, outcome)
+    }
+    fn next_alert_at(&self) -> Result<Option<i64>> {
+        (**self).next_alert_at()
+    }
+    fn alert_counts(&self, failed_since_ms: i64) -> Result<AlertCounts> {
+        (**self).alert_counts(failed_since_ms)
+    }
+    fn prune_alerts(&self, before_ms: i64) -> Result<u64> {
+        (**self).prune_alerts(before_ms)
     }
 }
 

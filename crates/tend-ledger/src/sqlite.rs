@@ -18,10 +18,12 @@ use tend_model::{
 use tend_model::job::{Job, JobDefinition, JobEvent};
 
 use crate::{
-    now_ms, Claim, Created, Error, Filter, FireOutcome, FireStats, KillRequest, Ledger,
-    NewExecution, Outcome, Result, Retry, Summary, Transition,
+    now_ms, Alert, AlertCounts, AlertOutcome, Claim, Created, Error, Filter, FireOutcome,
+    FireStats, KillRequest, Ledger, NewExecution, Outcome, Result, Retry, Summary, Transition,
 };
 
+mod alerts;
+pub(crate) use alerts::prune as prune_alerts;
 mod jobs;
 mod retries;
 
@@ -34,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0004_agents.sql"),
     include_str!("migrations/sqlite/0005_jobs.sql"),
     include_str!("migrations/sqlite/0006_retries_and_fire_slots.sql"),
+    include_str!("migrations/sqlite/0007_alerts.sql"),
 ];
 
 /// How long a writer waits for another's transaction before giving up.
@@ -433,6 +436,7 @@ fn become_a_ledger_of_its_own(tx: &Transaction<'_>) -> Result<String> {
             "note": "no process was signalled: it belongs to the original ledger" }),
         )?;
     }
+    alerts::skip_copied(tx)?;
     Ok(old)
 }
 
@@ -1306,6 +1310,59 @@ impl Ledger for SqliteLedger {
     fn fire_stats(&self, since_ms: Option<i64>) -> Result<Vec<FireStats>> {
         jobs::stats(&self.conn, since_ms.unwrap_or(i64::MIN))
     }
+
+    fn set_alert_level(
+        &self,
+        name: &str,
+        level: &str,
+        quiet: &str,
+        kind: tend_model::AlertKind,
+        details: serde_json::Value,
+    ) -> Result<bool> {
+        // Most calls change nothing: say so without taking the write lock.
+        if alerts::stored_level(&self.conn, name)?.as_deref() == Some(level) {
+            return Ok(false);
+        }
+        let tx = self.write()?;
+        let queued = alerts::set_level(&tx, name, level, quiet, kind, &details)?;
+        tx.commit()
+            .map_err(Error::storage("committing an alert level"))?;
+        Ok(queued)
+    }
+
+    fn claim_alerts(&self, by: &str, lease_ms: i64, limit: u32) -> Result<Vec<Alert>> {
+        let tx = self.write()?;
+        let claimed = alerts::claim(&tx, by, lease_ms, limit)?;
+        tx.commit().map_err(Error::storage("committing a claim"))?;
+        Ok(claimed)
+    }
+
+    fn release_alerts(&self, by: &str) -> Result<u64> {
+        let tx = self.write()?;
+        let n = alerts::release(&tx, by)?;
+        tx.commit()
+            .map_err(Error::storage("committing a release"))?;
+        Ok(n)
+    }
+
+    fn finish_alert(&self, id: i64, by: &str, outcome: &AlertOutcome) -> Result<bool> {
+        let tx = self.write()?;
+        let done = alerts::finish(&tx, id, by, outcome)?;
+        tx.commit().map_err(Error::storage("committing an alert"))?;
+        Ok(done)
+    }
+
+    fn next_alert_at(&self) -> Result<Option<i64>> {
+        alerts::next_at(&self.conn)
+    }
+
+    fn alert_counts(&self, failed_since_ms: i64) -> Result<AlertCounts> {
+        alerts::counts(&self.conn, failed_since_ms)
+    }
+
+    fn prune_alerts(&self, before_ms: i64) -> Result<u64> {
+        self.prune_alert_rows(before_ms)
+    }
 }
 
 fn merge(into: &mut serde_json::Value, extra: &serde_json::Value) {
@@ -1445,6 +1502,17 @@ mod tests {
         let e = c.get(&ExecutionId::parse("live0001").unwrap()).unwrap();
         assert_eq!(e.status, Status::Lost);
         assert!(e.reason.unwrap().contains("copied"));
+        // Its alerts, the copied rows' too, are the original's to send.
+        assert_eq!(c.alert_counts(0).unwrap().queued, 0);
+        let skipped: i64 = c
+            .conn
+            .query_row(
+                "SELECT count(*) FROM alerts WHERE state = 'skipped'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(skipped, 1);
         drop(c);
         // Said once; the original is untouched.
         assert_eq!(SqliteLedger::open(&copy).unwrap().copied_from(), None);

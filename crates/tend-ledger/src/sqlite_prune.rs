@@ -72,4 +72,18 @@ impl SqliteLedger {
             }
         }
     }
+
+    /// See [`crate::Ledger::prune_alerts`]: in batches of [`BATCH`] rows too.
+    pub(crate) fn prune_alert_rows(&self, before_ms: i64) -> Result<u64> {
+        let mut gone = 0;
+        loop {
+            let tx = self.write()?;
+            let n = crate::sqlite::prune_alerts(&tx, before_ms, BATCH)?;
+            tx.commit().map_err(Error::storage("pruning alerts"))?;
+            gone += n;
+            if (n as i64) < BATCH {
+                return Ok(gone);
+            }
+        }
+    }
 }

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tend_ledger::{
-    Claim, Created, Error, Filter, FireOutcome, KillRequest, Ledger, NewExecution, Outcome,
-    SqliteLedger, Transition,
+    AlertOutcome, Claim, Created, Error, Filter, FireOutcome, KillRequest, Ledger, NewExecution,
+    Outcome, SqliteLedger, Transition,
 };
 use tend_model::job::JobDefinition;
-use tend_model::{Execution, ProcessIdentity, Status};
+use tend_model::{AlertKind, Execution, ProcessIdentity, Status};
 
 fn new_exec(key: Option<&str>, reuse_finished_ms: Option<u64>) -> NewExecution {
     NewExecution {
@@ -791,6 +791,215 @@ fn a_pending_attempt_is_adopted_once<L: Ledger + ?Sized>(l: &L) {
     assert_eq!(t.execution().supervisor.pid, 88);
 }
 
+/// A lost execution on its way to `lost` through the ledger's own
+/// compare-and-set, as the reaper makes it.
+fn lost_one<L: Ledger + ?Sized>(l: &L) -> Execution {
+    let e = created(l, None);
+    l.start(&e.id, &proc_id()).unwrap();
+    let t = l
+        .transition(&e.id, Status::Running, &outcome(Status::Lost, "reaper"))
+        .unwrap();
+    assert!(t.won());
+    e
+}
+
+fn an_outcome_queues_its_alert_and_one_claimer_gets_it<L: Ledger + ?Sized>(l: &L) {
+    let ok = created(l, None);
+    l.start(&ok.id, &proc_id()).unwrap();
+    l.transition(
+        &ok.id,
+        Status::Running,
+        &outcome(Status::Succeeded, "supervisor"),
+    )
+    .unwrap();
+    assert_eq!(
+        l.alert_counts(0).unwrap().queued,
+        0,
+        "success alerts nobody"
+    );
+    let e = lost_one(l);
+    assert_eq!(l.alert_counts(0).unwrap().queued, 1);
+    let got = l.claim_alerts("a", 60_000, 10).unwrap();
+    assert_eq!(got.len(), 1);
+    let a = &got[0];
+    assert_eq!(
+        (a.kind, a.execution.as_ref()),
+        (AlertKind::Lost, Some(&e.id))
+    );
+    assert_eq!(a.details["reason"], "by reaper");
+    assert_eq!(a.details["name"], "job");
+    assert!(
+        l.claim_alerts("b", 60_000, 10).unwrap().is_empty(),
+        "claimed twice"
+    );
+    let done = AlertOutcome::Delivered {
+        delivered_to: vec!["w1".into()],
+    };
+    assert!(
+        !l.finish_alert(a.id, "b", &done).unwrap(),
+        "b holds no claim"
+    );
+    assert!(l.finish_alert(a.id, "a", &done).unwrap());
+    assert!(!l.finish_alert(a.id, "a", &done).unwrap(), "finished twice");
+    let kinds: Vec<String> = l
+        .events(&e.id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds.last().map(String::as_str), Some("alert-sent"));
+    assert!(l.claim_alerts("a", 60_000, 10).unwrap().is_empty());
+    assert_eq!(l.alert_counts(0).unwrap().queued, 0);
+}
+
+fn a_retry_waits_and_keeps_what_was_delivered<L: Ledger + ?Sized>(l: &L) {
+    lost_one(l);
+    let a = l.claim_alerts("a", 60_000, 10).unwrap().remove(0);
+    let later = tend_ledger::now_ms() + 60_000;
+    let retry = AlertOutcome::Retry {
+        at: later,
+        error: "500".into(),
+        delivered_to: vec!["w1".into()],
+    };
+    assert!(l.finish_alert(a.id, "a", &retry).unwrap());
+    assert!(
+        l.claim_alerts("a", 60_000, 10).unwrap().is_empty(),
+        "not due yet"
+    );
+    assert_eq!(l.next_alert_at().unwrap(), Some(later));
+    let now = AlertOutcome::Retry {
+        at: 0,
+        error: "500".into(),
+        delivered_to: vec!["w1".into()],
+    };
+    // Only the holder of a claim may reschedule: take it again first.
+    assert!(!l.finish_alert(a.id, "a", &now).unwrap());
+    let e = lost_one(l);
+    let b = l.claim_alerts("a", 60_000, 10).unwrap().remove(0);
+    assert_eq!(b.execution.as_ref(), Some(&e.id));
+    let failed = AlertOutcome::Failed {
+        error: "500 for a day".into(),
+        delivered_to: vec![],
+    };
+    assert!(l.finish_alert(b.id, "a", &failed).unwrap());
+    let c = l.alert_counts(0).unwrap();
+    assert_eq!((c.queued, c.failed), (1, 1));
+    assert_eq!(c.last_error.as_deref(), Some("500 for a day"));
+    let kinds: Vec<String> = l
+        .events(&e.id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds.last().map(String::as_str), Some("alert-failed"));
+    assert_eq!(l.prune_alerts(tend_ledger::now_ms() + 1).unwrap(), 2);
+    assert_eq!(
+        l.alert_counts(0).unwrap(),
+        tend_ledger::AlertCounts::default()
+    );
+}
+
+fn an_expired_claim_is_retaken_and_a_released_one_at_once<L: Ledger + ?Sized>(l: &L) {
+    lost_one(l);
+    // A sender that died holding it: its lease is over.
+    let a = l.claim_alerts("dead", -1, 10).unwrap().remove(0);
+    let b = l.claim_alerts("alive", 60_000, 10).unwrap();
+    assert_eq!(b.iter().map(|b| b.id).collect::<Vec<_>>(), [a.id]);
+    let done = AlertOutcome::Delivered {
+        delivered_to: vec![],
+    };
+    assert!(
+        !l.finish_alert(a.id, "dead", &done).unwrap(),
+        "its claim was retaken"
+    );
+    assert_eq!(l.release_alerts("alive").unwrap(), 1);
+    let c = l.claim_alerts("again", 60_000, 10).unwrap();
+    assert_eq!(c.len(), 1);
+    let skip = AlertOutcome::Skipped {
+        why: "not configured".into(),
+    };
+    assert!(l.finish_alert(c[0].id, "again", &skip).unwrap());
+    assert!(l.claim_alerts("again", 60_000, 10).unwrap().is_empty());
+}
+
+fn missed_fires_and_level_changes_queue_alerts<L: Ledger + ?Sized>(l: &L) {
+    let actor = tend_model::Actor::Scheduler;
+    let missed = serde_json::json!({"missed": 3});
+    l.record_job("j", tend_model::EventKind::FireMissed, &actor, missed)
+        .unwrap();
+    let a = l.claim_alerts("a", 60_000, 10).unwrap().remove(0);
+    assert_eq!(
+        (a.kind, a.job.as_deref()),
+        (AlertKind::FireMissed, Some("j"))
+    );
+    assert_eq!(a.details["missed"], 3);
+    let done = AlertOutcome::Delivered {
+        delivered_to: vec![],
+    };
+    assert!(l.finish_alert(a.id, "a", &done).unwrap());
+    let kinds: Vec<String> = l
+        .job_events("j")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["fire-missed", "alert-sent"]);
+    let lr = AlertKind::LongRunning;
+    let set = |level: &str| {
+        l.set_alert_level("lr", level, "normal", lr, serde_json::json!({"count": 1}))
+            .unwrap()
+    };
+    assert!(!set("normal"), "the quiet level alerts nobody");
+    assert!(set("above"));
+    assert!(!set("above"), "the same level twice");
+    assert!(set("normal"), "falling back alerts too");
+    let got = l.claim_alerts("a", 60_000, 10).unwrap();
+    let levels: Vec<&str> = got
+        .iter()
+        .map(|a| a.details["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(levels, ["above", "normal"]);
+    assert_eq!(got[1].details["previous"], "above");
+}
+
+/// Several senders claiming at once (as daemons on one ledger would): each
+/// alert goes to exactly one.
+fn racing_senders_claim_each_alert_once<L: Ledger + Send + Sync + 'static>(l: Arc<L>) {
+    for _ in 0..30 {
+        lost_one(&*l);
+    }
+    let barrier = Arc::new(std::sync::Barrier::new(4));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (l, barrier) = (l.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let by = format!("daemon-{t}");
+                let mut mine = Vec::new();
+                loop {
+                    let got = l.claim_alerts(&by, 60_000, 3).unwrap();
+                    if got.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(got.into_iter().map(|a| a.id));
+                }
+            })
+        })
+        .collect();
+    let mut ids: Vec<i64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (ids.len(), n),
+        (30, 30),
+        "an alert was claimed twice or never"
+    );
+}
+
 fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
     let dir = tempfile::tempdir().unwrap();
     let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
@@ -828,7 +1037,18 @@ mod sqlite_backend {
         a_fire_is_decided_once_and_never_before_a_later_one,
         a_retry_is_recorded_with_the_outcome_and_holds_the_key,
         a_pending_attempt_is_adopted_once,
+        an_outcome_queues_its_alert_and_one_claimer_gets_it,
+        a_retry_waits_and_keeps_what_was_delivered,
+        an_expired_claim_is_retaken_and_a_released_one_at_once,
+        missed_fires_and_level_changes_queue_alerts,
     );
+
+    #[test]
+    fn racing_senders_claim_each_alert_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Arc::new(PerCall(dir.path().join("tend.db")));
+        super::racing_senders_claim_each_alert_once(l);
+    }
 
     #[test]
     fn racing_claims_have_one_winner_per_fire() {
@@ -1021,6 +1241,39 @@ mod sqlite_backend {
         }
         fn fire_stats(&self, s: Option<i64>) -> tend_ledger::Result<Vec<tend_ledger::FireStats>> {
             self.l().fire_stats(s)
+        }
+        fn set_alert_level(
+            &self,
+            n: &str,
+            level: &str,
+            quiet: &str,
+            k: AlertKind,
+            d: serde_json::Value,
+        ) -> tend_ledger::Result<bool> {
+            self.l().set_alert_level(n, level, quiet, k, d)
+        }
+        fn claim_alerts(
+            &self,
+            by: &str,
+            lease: i64,
+            limit: u32,
+        ) -> tend_ledger::Result<Vec<tend_ledger::Alert>> {
+            self.l().claim_alerts(by, lease, limit)
+        }
+        fn release_alerts(&self, by: &str) -> tend_ledger::Result<u64> {
+            self.l().release_alerts(by)
+        }
+        fn finish_alert(&self, id: i64, by: &str, o: &AlertOutcome) -> tend_ledger::Result<bool> {
+            self.l().finish_alert(id, by, o)
+        }
+        fn next_alert_at(&self) -> tend_ledger::Result<Option<i64>> {
+            self.l().next_alert_at()
+        }
+        fn alert_counts(&self, since: i64) -> tend_ledger::Result<tend_ledger::AlertCounts> {
+            self.l().alert_counts(since)
+        }
+        fn prune_alerts(&self, before: i64) -> tend_ledger::Result<u64> {
+            self.l().prune_alerts(before)
         }
     }
 

@@ -140,7 +140,43 @@ named! {
         /// Fires came and went while no daemon was up; the details say how
         /// many and what catch-up did (job event).
         FireMissed = "fire-missed",
+        /// An alert about it reached every configured webhook.
+        AlertSent = "alert-sent",
+        /// An alert about it could not be delivered within the retry
+        /// period (`TEND_ALERT_RETRY_FOR`) and was given up.
+        AlertFailed = "alert-failed",
     }
+}
+
+named! {
+    /// What an alert is about (`TEND_ALERTS` chooses which are sent).
+    AlertKind, "alert kind" {
+        /// An execution ended `lost`.
+        Lost = "lost",
+        /// An execution ended `timed_out`.
+        TimedOut = "timed_out",
+        /// An execution ended `failed`.
+        Failed = "failed",
+        /// The number of executions running longer than the threshold rose
+        /// above the alert count, or fell back to it.
+        LongRunning = "long_running",
+        /// A job's schedule missed fires.
+        FireMissed = "fire_missed",
+        /// A home's health changed (healthy, degraded, unhealthy).
+        Health = "health",
+    }
+}
+
+impl AlertKind {
+    /// What `TEND_ALERTS` sends when it is not set: everything but
+    /// `failed`, which a busy host has many of.
+    pub const DEFAULT: &'static [AlertKind] = &[
+        AlertKind::Lost,
+        AlertKind::TimedOut,
+        AlertKind::LongRunning,
+        AlertKind::FireMissed,
+        AlertKind::Health,
+    ];
 }
 
 named! {
@@ -197,6 +233,8 @@ pub enum Actor {
     Api,
     /// The daemon's job scheduler.
     Scheduler,
+    /// The daemon's alert sender.
+    Alerts,
     /// A person at a shell: `user:NAME`, or `user` when the name is unknown
     /// (Ctrl-C at the terminal).
     User(Option<String>),
@@ -211,6 +249,7 @@ impl fmt::Display for Actor {
             Actor::Ledger => f.write_str("ledger"),
             Actor::Api => f.write_str("api"),
             Actor::Scheduler => f.write_str("scheduler"),
+            Actor::Alerts => f.write_str("alerts"),
             Actor::User(None) => f.write_str("user"),
             Actor::User(Some(n)) => write!(f, "user:{n}"),
         }
@@ -227,6 +266,7 @@ impl FromStr for Actor {
             "ledger" => Actor::Ledger,
             "api" => Actor::Api,
             "scheduler" => Actor::Scheduler,
+            "alerts" => Actor::Alerts,
             "user" => Actor::User(None),
             _ => match s.strip_prefix("user:") {
                 Some(n) => Actor::User(Some(n.to_string())),
@@ -284,12 +324,16 @@ mod tests {
         for k in EventKind::ALL {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(*k));
         }
+        for k in AlertKind::ALL {
+            assert_eq!(k.as_str().parse::<AlertKind>(), Ok(*k));
+        }
         for a in [
             Actor::Supervisor,
             Actor::Reaper,
             Actor::Kernel,
             Actor::Ledger,
             Actor::Api,
+            Actor::Alerts,
             Actor::User(None),
             Actor::User(Some("root".into())),
         ] {

@@ -36,7 +36,7 @@ pub use duration::{format_duration, parse_duration, parse_size, DurationError, S
 pub use execution::{format_rfc3339, Event, Execution, KillMethod, KillRequested, ProcessIdentity};
 pub use glob::{Glob, GlobError};
 pub use id::{ExecutionId, IdError, ID_LEN, MIN_PREFIX_LEN};
-pub use kinds::{Actor, CatchUp, Concurrency, Containment, EventKind, LostReason};
+pub use kinds::{Actor, AlertKind, CatchUp, Concurrency, Containment, EventKind, LostReason};
 pub use status::{Status, UnknownStatus};
 
 /// Environment variable that carries the execution id into every launched

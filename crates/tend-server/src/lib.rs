@@ -20,7 +20,9 @@
 //!   [`tend_supervisor::Notifier`]) and a pidfd on every live supervisor, so it
 //!   reconciles the moment a supervisor dies and streams every transition to
 //!   server-sent-event clients and long-poll waiters; a slow timer (every
-//!   30 s) is only a backstop.
+//!   30 s) is only a backstop;
+//! - sends the ledger's alert outbox to the configured webhooks
+//!   ([`alerts`]), retried with backoff, signed when a secret is set.
 //!
 //! What it does not do: hold any state that matters. Everything it reports
 //! comes from the ledger, so a restarted daemon tells the same truth.
@@ -35,6 +37,7 @@
 // Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 mod api;
 mod auth;
 mod connections;
@@ -92,6 +95,8 @@ pub struct Config {
     pub long_running_after: Duration,
     /// Health is degraded when more than this many are long-running.
     pub long_running_alert: u64,
+    /// Where alerts go, which, and how long they are retried.
+    pub alerts: alerts::AlertConfig,
 }
 
 /// The daemon's periodic `tend prune`: how often, and with which age and
@@ -252,6 +257,7 @@ async fn run_locked(
     let watcher = tokio::spawn(watch::watch(state.clone()));
     let scheduler = tokio::spawn(scheduler::schedule(state.clone()));
     let pruner = tokio::spawn(prune_now_and_then(state.clone()));
+    let alerter = tokio::spawn(alerts::send_alerts(state.clone()));
     state.write_daemon_file();
     tracing::info!(%addr, "listening");
     let stopper = state.clone();
@@ -263,6 +269,7 @@ async fn run_locked(
     watcher.abort();
     scheduler.abort();
     pruner.abort();
+    alerter.abort();
     // The file goes first, the lock last: a daemon that starts meanwhile
     // waits for neither and overwrites nothing of ours.
     state.remove_daemon_file();

@@ -54,6 +54,9 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
                     let _ = writeln!(o, "tend_job_fires_total{{job=\"{}\",outcome=\"{outcome}\"}} {n}", escape(&f.job));
                 }
             }
+            let queued = l.alert_counts(tend_ledger::now_ms())?.queued;
+            let _ = writeln!(o, "# HELP tend_alerts_queued Alerts in the outbox waiting to be sent (from the ledger).\n# TYPE tend_alerts_queued gauge");
+            let _ = writeln!(o, "tend_alerts_queued {queued}");
             let c = s.counters();
             let counters = [
                 ("tend_api_launches_total", "Launches through the API.", &c.launches),
@@ -61,6 +64,8 @@ pub async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, Api
                 ("tend_reaper_lost_total", "Executions this daemon's reaper marked lost.", &c.reaped_lost),
                 ("tend_reaper_stragglers_total", "Stray processes this daemon's reaper ended.", &c.reaped_stragglers),
                 ("tend_transitions_streamed_total", "Transitions sent to event subscribers.", &c.transitions),
+                ("tend_alerts_sent_total", "Alerts this daemon delivered to every webhook.", &c.alerts_sent),
+                ("tend_alerts_failed_total", "Alerts this daemon gave up after the retry period.", &c.alerts_failed),
             ];
             for (name, help, v) in counters {
                 let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));

@@ -204,6 +204,8 @@ fn decide(
         return Ok(());
     };
     record_missed(ledger, job, previous, latest, outcome, started)?;
+    // A missed fire queued its alert with its event: no transition says so.
+    state.want_alerts();
     let refs = |l: &[tend_model::Execution]| -> Vec<String> {
         l.iter()
             .map(|e| e.job_ref().unwrap_or_else(|| e.id.to_string()))

@@ -23,6 +23,7 @@ struct Inner {
     started: Instant,
     counters: Counters,
     stopping: tokio::sync::watch::Sender<bool>,
+    alerts_wanted: tokio::sync::Notify,
 }
 
 /// Counters of what this daemon process did (ledger-derived numbers are
@@ -39,6 +40,10 @@ pub struct Counters {
     pub reaped_stragglers: AtomicU64,
     /// Transitions streamed.
     pub transitions: AtomicU64,
+    /// Alerts every configured webhook took.
+    pub alerts_sent: AtomicU64,
+    /// Alerts given up after the retry period.
+    pub alerts_failed: AtomicU64,
 }
 
 impl AppState {
@@ -62,6 +67,7 @@ impl AppState {
             started: Instant::now(),
             counters: Counters::default(),
             stopping,
+            alerts_wanted: tokio::sync::Notify::new(),
         })))
     }
 
@@ -119,6 +125,18 @@ impl AppState {
     pub async fn stopped(&self) {
         let mut rx = self.0.stopping.subscribe();
         let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Wakes the alert sender: something that is not a transition (a
+    /// missed fire) may have queued an alert.
+    pub fn want_alerts(&self) {
+        self.0.alerts_wanted.notify_one();
+    }
+
+    /// Resolves at the next [`AppState::want_alerts`] (at once when one
+    /// came since the last wait).
+    pub async fn alerts_wanted(&self) {
+        self.0.alerts_wanted.notified().await
     }
 
     /// A receiver of every transition from now on.

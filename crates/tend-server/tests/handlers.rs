@@ -39,6 +39,7 @@ fn state(dir: &tempfile::TempDir) -> AppState {
             prune: None,
             long_running_after: Duration::from_secs(3600),
             long_running_alert: 5,
+            alerts: Default::default(),
         },
         HOST.parse().unwrap(),
     )

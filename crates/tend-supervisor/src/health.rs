@@ -10,7 +10,9 @@
 //! `tend doctor`'s: health is probed often); stale executions (live rows whose supervision is gone: they
 //! are reconciled on the spot, as every reader of the ledger does, so the
 //! report is `degraded`, or `unhealthy` when some could not be marked
-//! `lost`); long-running executions (`degraded` above the alert count).
+//! `lost`); long-running executions (`degraded` above the alert count);
+//! missed fires of a job in the last day (`degraded`); alerts given up in
+//! the last day, after `TEND_ALERT_RETRY_FOR` of retries (`degraded`).
 //! Whether a daemon runs is the CLI's own check: it asks the daemon.
 
 use std::time::Duration;
@@ -61,6 +63,7 @@ pub fn check<L: Ledger + ?Sized>(
     check_stale(&mut report, ledger, home)?;
     check_long_running(&mut report, ledger, thresholds)?;
     check_fires(&mut report, ledger)?;
+    check_alerts(&mut report, ledger)?;
     let live = ledger.live()?;
     report.running = live.iter().filter(|e| e.status == Status::Running).count() as u64;
     report.queued = live.len() as u64 - report.running;
@@ -88,6 +91,24 @@ fn check_fires(report: &mut HealthReport, ledger: &(impl Ledger + ?Sized)) -> Re
             HealthStatus::Healthy,
             "no fire missed in the last day".to_string(),
         );
+    }
+    Ok(())
+}
+
+/// Degraded when an alert was given up in the last day (its webhooks did
+/// not take it within the retry period); said only where alerts exist.
+fn check_alerts(report: &mut HealthReport, ledger: &(impl Ledger + ?Sized)) -> Result<(), Error> {
+    let c = ledger.alert_counts(tend_ledger::now_ms() - 86_400_000)?;
+    if c.failed > 0 {
+        let detail = format!(
+            "{} alert(s) could not be delivered in the last day (the last one: {})",
+            c.failed,
+            c.last_error.as_deref().unwrap_or("no answer")
+        );
+        report.add("alerts", HealthStatus::Degraded, detail);
+    } else if c.queued > 0 {
+        let detail = format!("{} alert(s) waiting to be sent by tend serve", c.queued);
+        report.add("alerts", HealthStatus::Healthy, detail);
     }
     Ok(())
 }

@@ -38,14 +38,20 @@ fn files_of(e: &Execution) -> Vec<PathBuf> {
 
 /// Deletes the terminal executions created more than `older` ago (never a
 /// live one; the `keep_last` newest of each job stay), with their events,
-/// then their files. With `dry_run`, only says what would go.
+/// then their files, and the alerts queued that long ago, whatever their
+/// state (so the outbox stays bounded). With `dry_run`, only says what
+/// executions would go.
 pub fn prune<L: Ledger + ?Sized>(
     ledger: &L,
     older: Duration,
     keep_last: u32,
     dry_run: bool,
 ) -> Result<Pruned, Error> {
-    let executions = ledger.prune(tend_ledger::ms_ago(older), keep_last, dry_run)?;
+    let cutoff = tend_ledger::ms_ago(older);
+    let executions = ledger.prune(cutoff, keep_last, dry_run)?;
+    if !dry_run {
+        ledger.prune_alerts(cutoff)?;
+    }
     let mut bytes = 0;
     for f in executions.iter().flat_map(files_of) {
         let Ok(meta) = std::fs::symlink_metadata(&f) else {

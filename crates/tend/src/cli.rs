@@ -161,6 +161,17 @@ while something runs, and nothing wakes it while nothing does.")]
   tend list --job backup"
     )]
     Job(JobCmd),
+    /// Alerts to webhooks (TEND_ALERT_WEBHOOKS): try them out
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  TEND_ALERT_WEBHOOKS=https://hooks.example.com/tend tend alert test
+  tend --json alert test
+
+tend serve sends alerts (lost, timed_out, failed, long_running, fire_missed,
+health; TEND_ALERTS chooses) from the ledger's outbox; see README."
+    )]
+    Alert(AlertCmd),
     /// Supervise one execution described on stdin (used by `run -d`)
     #[command(name = tend_supervisor::detach::SUPERVISE_ARG, hide = true)]
     Supervise,
@@ -243,6 +254,12 @@ pub enum OnDuplicate {
     Skip,
     Fail,
     Replace,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCmd {
+    /// Send a test alert to every configured webhook and say what each answered (exit 1 if one did not take it)
+    Test,
 }
 
 #[derive(Debug, Subcommand)]

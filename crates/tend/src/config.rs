@@ -40,6 +40,77 @@ pub struct Config {
     pub keep_last: u32,
     /// How often `tend serve` prunes on its own (`TEND_PRUNE_EVERY`, 1h).
     pub prune_every: std::time::Duration,
+    /// The alert settings as written; checked by the commands that use
+    /// them (`serve`, `alert test`, `doctor`), so that a bad webhook URL
+    /// never stops a `tend run`.
+    pub alerts: AlertSettings,
+}
+
+/// `TEND_ALERT_WEBHOOKS`, `TEND_ALERTS`, `TEND_ALERT_SECRET` and
+/// `TEND_ALERT_RETRY_FOR` as written (the long-running threshold is
+/// `alert_long_running_after` and `_count`, which health uses too).
+#[derive(Clone, Default)]
+pub struct AlertSettings {
+    webhooks: Option<Setting>,
+    kinds: Option<Setting>,
+    secret: Option<Setting>,
+    retry_for: Option<Setting>,
+}
+
+impl std::fmt::Debug for AlertSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AlertSettings(…)")
+    }
+}
+
+impl AlertSettings {
+    fn load(src: &Sources) -> AlertSettings {
+        AlertSettings {
+            webhooks: src.get("alert_webhooks"),
+            kinds: src.get("alerts"),
+            secret: src.get("alert_secret"),
+            retry_for: src.get("alert_retry_for"),
+        }
+    }
+
+    /// Each webhook as written, checked on its own (for `tend doctor`).
+    pub fn webhooks(&self) -> Vec<(String, Result<tend_server::alerts::Webhook, String>)> {
+        let Some(s) = &self.webhooks else {
+            return Vec::new();
+        };
+        s.value
+            .split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(|w| (w.to_string(), tend_server::alerts::Webhook::parse(w)))
+            .collect()
+    }
+
+    /// The checked settings; a bad one is one sentence naming where it was
+    /// written (exit 2).
+    pub fn resolve(&self) -> Result<tend_server::alerts::AlertConfig> {
+        let mut c = tend_server::alerts::AlertConfig::default();
+        for (_, w) in self.webhooks() {
+            let w = w.map_err(|e| self.webhooks.as_ref().expect("listed").bad(e))?;
+            c.webhooks.push(w);
+        }
+        if let Some(s) = &self.kinds {
+            c.kinds = s
+                .value
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(|k| k.parse().map_err(|e| s.bad(e)))
+                .collect::<Result<_>>()?;
+        }
+        if let Some(s) = &self.secret {
+            c.secret = Some(tend_server::alerts::Secret::parse(&s.value).map_err(|e| s.bad(e))?);
+        }
+        if let Some(s) = &self.retry_for {
+            c.retry_for = tend_model::parse_duration(&s.value).map_err(|e| s.bad(e))?;
+        }
+        Ok(c)
+    }
 }
 
 /// The settings that bound what clients can do to `tend serve` (issue 8).
@@ -77,11 +148,16 @@ const KEYS: &[(&str, &str)] = &[
     ("retention", "TEND_RETENTION"),
     ("keep_last", "TEND_KEEP_LAST"),
     ("prune_every", "TEND_PRUNE_EVERY"),
+    ("alert_webhooks", "TEND_ALERT_WEBHOOKS"),
+    ("alerts", "TEND_ALERTS"),
+    ("alert_secret", "TEND_ALERT_SECRET"),
+    ("alert_retry_for", "TEND_ALERT_RETRY_FOR"),
 ];
 
 /// One setting's value, and where it came from, so that a bad value is
 /// reported where the user wrote it: `TEND_KILL_GRACE`, or `kill_grace in
 /// ~/.config/tend/config.toml`.
+#[derive(Clone)]
 struct Setting {
     value: String,
     from: String,
@@ -297,6 +373,7 @@ impl Config {
                 .unwrap_or(Duration::from_secs(7 * 86_400)),
             keep_last: src.number("keep_last")?.unwrap_or(10),
             prune_every: prune_every(&src)?,
+            alerts: AlertSettings::load(&src),
         })
     }
 

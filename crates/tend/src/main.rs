@@ -82,6 +82,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cmd::Supervise => return Ok(tend_supervisor::detach::supervise_from_stdin()),
         Cmd::Completions(a) => return commands::completions(a.shell),
         Cmd::Man(a) => return commands::man(a.command.as_deref()),
+        Cmd::Alert(cli::AlertCmd::Test) => return commands::alert::test(cli.global.json),
         _ => {}
     }
     let access = match cli.command {
@@ -132,7 +133,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Cmd::Serve(a) => commands::serve::serve(&ctx, a),
         Cmd::Doctor => commands::health::doctor(&ctx),
         Cmd::Job(c) => commands::job::job(&ctx, c),
-        Cmd::Supervise | Cmd::Completions(_) | Cmd::Man(_) => {
+        Cmd::Supervise | Cmd::Completions(_) | Cmd::Man(_) | Cmd::Alert(_) => {
             unreachable!("handled before the ledger is opened")
         }
     }

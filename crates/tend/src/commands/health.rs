@@ -71,6 +71,53 @@ fn job_checks(ctx: &Context) -> Vec<HealthCheck> {
         .collect()
 }
 
+/// Each webhook is an http or https URL, and the other alert settings can
+/// be used (tend serve refuses to start otherwise). Nothing is sent: that
+/// is `tend alert test`.
+fn alert_checks(ctx: &Context) -> Vec<HealthCheck> {
+    let a = &ctx.config.alerts;
+    let hooks = a.webhooks();
+    let n = hooks.len();
+    let mut checks: Vec<HealthCheck> = hooks
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, w))| {
+            let r = w.map(|w| {
+                format!(
+                    "{} is an http(s) URL; tend alert test sends it a test alert",
+                    w.shown()
+                )
+            });
+            check(&format!("alert webhook {} of {n}", i + 1), r)
+        })
+        .collect();
+    let r = match a.resolve() {
+        Err(e) => Err(e.to_string()),
+        Ok(c) if c.webhooks.is_empty() => {
+            Ok("no webhook configured (TEND_ALERT_WEBHOOKS): alerts are not sent".to_string())
+        }
+        Ok(c) => {
+            let kinds: Vec<&str> = c.kinds.iter().map(|k| k.as_str()).collect();
+            let signed = if c.secret.is_some() {
+                "signed"
+            } else {
+                "unsigned (no TEND_ALERT_SECRET)"
+            };
+            Ok(format!(
+                "tend serve sends {} to {} webhook(s), {signed}, retried for {}",
+                kinds.join(", "),
+                c.webhooks.len(),
+                tend_model::format_duration(c.retry_for)
+            ))
+        }
+    };
+    // A bad webhook was said above; say only what else is wrong.
+    if checks.iter().all(|c| c.ok) {
+        checks.push(check("alerts", r));
+    }
+    checks
+}
+
 /// `tend doctor`: what this host offers, and how to fix what it lacks.
 pub fn doctor(ctx: &Context) -> Result<i32> {
     let mut checks = kernel_checks();
@@ -121,6 +168,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         },
     ));
     checks.extend(job_checks(ctx));
+    checks.extend(alert_checks(ctx));
     checks.push(check(
         "daemon",
         match daemon(ctx) {
@@ -131,9 +179,10 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
             }
         },
     ));
+    // A bad alert setting stops tend serve from starting: a failure too.
     let healthy = checks
         .iter()
-        .filter(|c| c.name == "pidfd" || c.name == "ledger")
+        .filter(|c| c.name == "pidfd" || c.name == "ledger" || c.name.starts_with("alert"))
         .all(|c| c.ok);
     if ctx.global.json {
         output::json(&checks)?;

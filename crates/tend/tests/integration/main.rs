@@ -60,3 +60,5 @@ mod jobs;
 mod retries;
 // The terminal monitor, driven through tmux.
 mod top;
+// Alerts to a real webhook receiver on loopback: signed, retried, given up.
+mod alerts;
