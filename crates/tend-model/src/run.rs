@@ -207,6 +207,7 @@ impl RunOptions {
     pub fn resolve(self, policy: &Policy) -> Result<RunSpec, OptionError> {
         check_command(&self.command).map_err(at("command"))?;
         let retry = self.retry_policy()?;
+        self.check_key_options()?;
         let cwd = self.cwd.unwrap_or_else(|| PathBuf::from("/"));
         if !cwd.is_absolute() {
             let shown = crate::text::escape(&cwd.to_string_lossy()).into_owned();
@@ -221,17 +222,6 @@ impl RunOptions {
                 Some(v) => check_text(field, v, max).map_err(at(field))?,
                 None => {}
             }
-        }
-        if self.key.is_none() {
-            if self.on_duplicate.is_some() {
-                return Err(at("on_duplicate")(LimitError::NeedsKey("on_duplicate")));
-            }
-            if self.reuse_finished.is_some() {
-                return Err(at("reuse_finished")(LimitError::NeedsKey("reuse_finished")));
-            }
-        }
-        if self.reuse_finished == Some(Duration::ZERO) {
-            return Err(at("reuse_finished")(LimitError::Empty("reuse window")));
         }
         check_labels(&self.labels).map_err(at("labels"))?;
         check_env(&self.env).map_err(at("env"))?;
@@ -286,6 +276,23 @@ impl RunOptions {
             retry_backoff_ms: retry.backoff_ms,
             retry_max_backoff_ms: retry.max_backoff_ms,
         })
+    }
+
+    /// `--on-duplicate` and `--reuse-finished` only with a key, and a reuse
+    /// window that is not empty.
+    fn check_key_options(&self) -> Result<(), OptionError> {
+        if self.key.is_none() {
+            if self.on_duplicate.is_some() {
+                return Err(at("on_duplicate")(LimitError::NeedsKey("on_duplicate")));
+            }
+            if self.reuse_finished.is_some() {
+                return Err(at("reuse_finished")(LimitError::NeedsKey("reuse_finished")));
+            }
+        }
+        if self.reuse_finished == Some(Duration::ZERO) {
+            return Err(at("reuse_finished")(LimitError::Empty("reuse window")));
+        }
+        Ok(())
     }
 
     /// `--retries` and its backoff: at most [`MAX_RETRIES`]; the backoff

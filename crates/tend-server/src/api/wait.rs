@@ -32,7 +32,7 @@ pub struct WaitQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/executions/{id}/wait", params(IdPath, WaitQuery),
-    responses((status = 200, description = "it ended", body = Execution),
+    responses((status = 200, description = "it ended (a run with retries: its last attempt)", body = Execution),
               (status = 408, description = "still live when the timeout passed")), security(("token" = [])))]
 pub(super) async fn wait(
     State(s): State<AppState>,
@@ -43,8 +43,19 @@ pub(super) async fn wait(
         .unwrap_or(Duration::from_secs(30))
         .min(MAX_WAIT);
     let mut rx = s.subscribe();
-    let e = s.blocking(move |_, l| resolve(l, &id)).await?;
-    Ok(Json(wait_terminal(&s, &mut rx, &e, Some(timeout)).await?))
+    let mut e = s.blocking(move |_, l| resolve(l, &id)).await?;
+    // A retried run's id stands for its attempts: the wait ends with the
+    // last (each next attempt is recorded with the outcome before it).
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let done = wait_terminal(&s, &mut rx, &e, Some(left)).await?;
+        let id = done.id.clone();
+        match s.blocking(move |_, l| Ok(l.next_attempt(&id)?)).await? {
+            Some(next) => e = next,
+            None => return Ok(Json(done)),
+        }
+    }
 }
 
 /// What ended one wait for a wake-up.

@@ -8,7 +8,7 @@ use tend_ledger::{Filter, Ledger};
 use tend_model::{Execution, Status};
 
 use crate::support::{
-    assert_one_sentence, code, eventually, finish, sigkill, stderr, Daemon, TestEnv,
+    assert_one_sentence, code, eventually, finish, sigkill_recorded, stderr, Daemon, TestEnv,
 };
 
 /// A shell command that fails (exit 3) until its `n`th run, counting in
@@ -221,7 +221,10 @@ fn a_supervisor_sigkilled_during_the_backoff_loses_nothing() {
         &["sh", "-c", "exit 1"],
     );
     let next = pending(&env);
-    sigkill(next.supervisor.pid as u32);
+    assert!(
+        sigkill_recorded(&next.supervisor),
+        "the supervisor waits out its backoff"
+    );
     env.ok(&["list"]);
     let row = env.ledger().get(&next.id).unwrap();
     assert_eq!(row.status, Status::Cancelled);
@@ -233,11 +236,14 @@ fn a_supervisor_sigkilled_during_the_backoff_loses_nothing() {
     let daemon = Daemon::start(&env);
     let script = flaky(&env, 2);
     let id = env.detach_with(
-        &["--retries", "2", "--retry-backoff", "1s"],
+        &["--retries", "2", "--retry-backoff", "3s"],
         &["sh", "-c", &script],
     );
     let next = pending(&env);
-    sigkill(next.supervisor.pid as u32);
+    assert!(
+        sigkill_recorded(&next.supervisor),
+        "the supervisor waits out its backoff"
+    );
     let out = finish(
         {
             let mut c = env.cmd();
@@ -274,7 +280,10 @@ fn a_lost_attempt_is_retried_by_the_daemon() {
         .ledger()
         .get(&tend_model::ExecutionId::parse(&id).unwrap())
         .unwrap();
-    sigkill(first.supervisor.pid as u32);
+    assert!(
+        sigkill_recorded(&first.supervisor),
+        "the supervisor runs the first attempt"
+    );
     let mut second = None;
     assert!(
         eventually(Duration::from_secs(10), || {
@@ -352,4 +361,32 @@ fn bad_retry_options_are_refused_in_one_sentence() {
         assert!(said.contains(words), "{args:?}: {said}");
     }
     assert!(rows(&env).is_empty(), "nothing is recorded");
+}
+
+#[test]
+fn the_api_takes_retries_and_its_wait_ends_with_the_last_attempt() {
+    let env = TestEnv::new();
+    let d = Daemon::start(&env);
+    let script = flaky(&env, 3);
+    let body = serde_json::json!({
+        "command": ["sh", "-c", script], "retries": 3, "retry_backoff": "100ms",
+    });
+    let (st, first) = d.post("/api/v1/executions", body);
+    assert_eq!(st, 201, "{first}");
+    let id = first["id"].as_str().unwrap();
+    let (st, last) = d.get(&format!("/api/v1/executions/{id}/wait?timeout=20s"));
+    assert_eq!(st, 200, "{last}");
+    assert_eq!(
+        (last["attempt"].as_u64(), last["status"].as_str()),
+        (Some(3), Some("succeeded"))
+    );
+    let (st, refused) = d.post(
+        "/api/v1/executions",
+        serde_json::json!({"command": ["true"], "retries": 101}),
+    );
+    assert_eq!(
+        (st, refused["field"].as_str()),
+        (400, Some("retries")),
+        "{refused}"
+    );
 }

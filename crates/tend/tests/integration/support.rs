@@ -255,6 +255,23 @@ pub fn sigkill(pid: u32) {
     );
 }
 
+/// SIGKILLs the process a ledger row names, only if it is still that
+/// process (a pidfd checked against its start time): a PID read from the
+/// ledger may belong to another test's process by now. Returns whether it
+/// was killed.
+pub fn sigkill_recorded(who: &tend_model::ProcessIdentity) -> bool {
+    let Ok(tend_proc::Verified::Alive(fd)) = tend_proc::Pidfd::open_verified(who) else {
+        return false;
+    };
+    let _ = fd.signal(tend_proc::Sig::Kill);
+    assert!(
+        eventually(Duration::from_secs(5), || !fd.is_alive()),
+        "pid {} survived SIGKILL",
+        who.pid
+    );
+    true
+}
+
 /// A running `tend serve` on a free loopback port, stopped (SIGKILL, by
 /// its PID: it is our child) when dropped.
 pub struct Daemon {
