@@ -45,8 +45,8 @@ pub use error::Error;
 pub use sqlite::SqliteLedger;
 pub use store::{open, open_read_only, Store};
 pub use types::{
-    Claim, Created, Filter, FireOutcome, FireStats, KillReport, KillRequest, NewExecution, Outcome,
-    Retry, Summary, Transition, Usage, KILL_BUCKETS_MS,
+    Claim, Created, Filter, FireOutcome, FireStats, KillReport, KillRequest, LeftWorkspace,
+    NewExecution, NewWorkspace, Outcome, Retry, Summary, Transition, Usage, KILL_BUCKETS_MS,
 };
 
 use tend_model::job::{Job, JobDefinition, JobEvent};
@@ -290,6 +290,14 @@ pub trait Ledger: Send {
     /// (`tend prune` and the daemon's prune keep the outbox bounded).
     /// Returns how many went.
     fn prune_alerts(&self, before_ms: i64) -> Result<u64>;
+
+    /// The workspaces tend made that no execution uses any more (their
+    /// executions were pruned), for `prune` to clean up.
+    fn left_workspaces(&self) -> Result<Vec<LeftWorkspace>>;
+
+    /// A left workspace cleaned up: forgotten, or, with `branch_kept`, its
+    /// worktree recorded as removed while its unmerged branch stays known.
+    fn workspace_cleaned(&self, path: &str, branch_kept: bool) -> Result<()>;
 }
 
 /// A boxed ledger is a ledger, so that what [`open`] returns goes wherever
@@ -464,6 +472,12 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
     }
     fn prune_alerts(&self, before_ms: i64) -> Result<u64> {
         (**self).prune_alerts(before_ms)
+    }
+    fn left_workspaces(&self) -> Result<Vec<LeftWorkspace>> {
+        (**self).left_workspaces()
+    }
+    fn workspace_cleaned(&self, path: &str, branch_kept: bool) -> Result<()> {
+        (**self).workspace_cleaned(path, branch_kept)
     }
 }
 

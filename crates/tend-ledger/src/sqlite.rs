@@ -26,6 +26,7 @@ mod alerts;
 pub(crate) use alerts::prune as prune_alerts;
 mod jobs;
 mod retries;
+mod workspaces;
 
 /// Schema migrations, applied in order; the index + 1 is the schema version
 /// stored in `PRAGMA user_version`.
@@ -37,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0005_jobs.sql"),
     include_str!("migrations/sqlite/0006_retries_and_fire_slots.sql"),
     include_str!("migrations/sqlite/0007_alerts.sql"),
+    include_str!("migrations/sqlite/0008_workspaces.sql"),
 ];
 
 /// How long a writer waits for another's transaction before giving up.
@@ -85,7 +87,7 @@ pub(crate) const COLS: &str =
     stdout_path, stderr_path, version, cgroup, heartbeat_timeout_ms, idle_timeout_ms, \
     max_memory_bytes, last_heartbeat_at, progress, cpu_ms, max_rss_bytes, cwd_bytes, agent_id, \
     job, job_number, attempt, retries, retry_backoff_ms, retry_max_backoff_ms, retry_of, \
-    start_after";
+    start_after, workspace_kind, workspace_path, workspace_repo, workspace_branch";
 
 /// A ledger in one SQLite file.
 pub struct SqliteLedger {
@@ -528,7 +530,24 @@ pub(crate) fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
             .map(|s| ExecutionId::parse(&s).map_err(|e| bad(52, e.to_string())))
             .transpose()?,
         start_after: r.get(53)?,
+        workspace: workspace_of(r)?,
     })
+}
+
+/// The workspace, if the run has one (columns 54 to 57).
+fn workspace_of(r: &Row<'_>) -> rusqlite::Result<Option<tend_model::Workspace>> {
+    let (Some(kind), Some(path)) = (r.get::<_, Option<String>>(54)?, r.get(55)?) else {
+        return Ok(None);
+    };
+    let kind = kind.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(54, rusqlite::types::Type::Text, e.into())
+    })?;
+    Ok(Some(tend_model::Workspace {
+        kind,
+        path,
+        repository: r.get(56)?,
+        branch: r.get(57)?,
+    }))
 }
 
 /// The command's identity, once it started (`pid` is column 6): it runs on
@@ -612,16 +631,18 @@ fn insert_queued(
             .to_string()
     };
     let (cwd_text, cwd_bytes) = path_columns(&new.cwd);
-    conn.query_row(
+    let ws = new.workspace.as_ref().map(|w| w.for_execution(id));
+    let row = conn.query_row(
             &format!(
                 "INSERT INTO executions (id, name, command, cwd, env, labels, key, live_key, status, \
                  created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
                  timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
                  idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id, job, job_number, attempt, \
-                 retries, retry_backoff_ms, retry_max_backoff_ms, run_spec, job_slot) \
+                 retries, retry_backoff_ms, retry_max_backoff_ms, run_spec, job_slot, \
+                 workspace_kind, workspace_path, workspace_repo, workspace_branch) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
                  ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, \
-                 ?33) \
+                 ?33, ?34, ?35, ?36, ?37) \
                  ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
             ),
             params![
@@ -658,11 +679,19 @@ fn insert_queued(
                 new.retry_max_backoff_ms.map(|v| v as i64),
                 new.run_spec,
                 new.job_slot,
+                ws.as_ref().map(|w| w.kind.as_str()),
+                ws.as_ref().map(|w| w.path.clone()),
+                ws.as_ref().and_then(|w| w.repository.clone()),
+                ws.as_ref().and_then(|w| w.branch.clone()),
             ],
             row_to_execution,
         )
         .optional()
-        .map_err(Error::storage("recording a new execution"))
+        .map_err(Error::storage("recording a new execution"))?;
+    if let (Some(_), Some(w)) = (&row, &ws) {
+        workspaces::record(conn, w, id)?;
+    }
+    Ok(row)
 }
 
 /// What stands for `key` when a new execution wants it: the live holder,
@@ -1280,6 +1309,14 @@ impl Ledger for SqliteLedger {
         let claim = jobs::claim(&tx, job, at, by, outcome)?;
         tx.commit().map_err(Error::storage("committing a fire"))?;
         Ok(claim)
+    }
+
+    fn left_workspaces(&self) -> Result<Vec<crate::LeftWorkspace>> {
+        workspaces::left(&self.conn)
+    }
+
+    fn workspace_cleaned(&self, path: &str, branch_kept: bool) -> Result<()> {
+        workspaces::cleaned(&self.conn, path, branch_kept)
     }
 
     fn unlaunched_fire(&self, job: &str, by: &str, since_ms: i64) -> Result<Option<i64>> {

@@ -60,10 +60,51 @@ pub struct NewExecution {
     pub retry_backoff_ms: Option<u64>,
     /// The longest wait between two attempts.
     pub retry_max_backoff_ms: Option<u64>,
+    /// `--workspace`: what to record, before it is made.
+    pub workspace: Option<NewWorkspace>,
     /// With retries: the run's description (a `RunSpec` as JSON, opaque to
     /// the ledger), from which a daemon starts a pending attempt whose
     /// supervisor is gone.
     pub run_spec: Option<String>,
+}
+
+/// The workspace a new execution will get: its kind, the folder the
+/// workspaces go in (its path is that folder joined with the execution's
+/// id, which is never reused) and, for a worktree, the repository.
+#[derive(Clone, Debug)]
+pub struct NewWorkspace {
+    /// `tmp` or `worktree`.
+    pub kind: tend_model::WorkspaceKind,
+    /// The folder of workspaces.
+    pub dir: PathBuf,
+    /// `worktree`: the repository's top level.
+    pub repository: Option<PathBuf>,
+}
+
+impl NewWorkspace {
+    /// The workspace of the execution `id`: its path and, for a worktree,
+    /// its branch `exec-<id>`.
+    pub fn for_execution(&self, id: &tend_model::ExecutionId) -> tend_model::Workspace {
+        let worktree = self.kind == tend_model::WorkspaceKind::Worktree;
+        tend_model::Workspace {
+            kind: self.kind,
+            path: self.dir.join(id.as_str()).display().to_string(),
+            repository: self.repository.as_ref().map(|r| r.display().to_string()),
+            branch: worktree.then(|| format!("exec-{id}")),
+        }
+    }
+}
+
+/// A workspace tend made that no execution uses any more: what `prune`
+/// cleans up (the directory, or the worktree and then its branch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftWorkspace {
+    /// The workspace as recorded.
+    pub workspace: tend_model::Workspace,
+    /// The execution that made it (its row may be gone).
+    pub execution_id: String,
+    /// A worktree already removed whose branch was kept (unmerged).
+    pub worktree_removed: bool,
 }
 
 /// A retry asked for with an outcome: if the outcome is one that is retried

@@ -42,6 +42,7 @@ fn new_exec(key: Option<&str>, reuse_finished_ms: Option<u64>) -> NewExecution {
         max_memory_bytes: None,
         job: None,
         job_slot: None,
+        workspace: None,
         retries: 0,
         retry_backoff_ms: None,
         retry_max_backoff_ms: None,
@@ -1000,6 +1001,55 @@ fn racing_senders_claim_each_alert_once<L: Ledger + Send + Sync + 'static>(l: Ar
     );
 }
 
+fn a_workspace_is_recorded_and_outlives_its_executions_until_cleaned<L: Ledger + ?Sized>(l: &L) {
+    let new = NewExecution {
+        workspace: Some(tend_ledger::NewWorkspace {
+            kind: tend_model::WorkspaceKind::Worktree,
+            dir: "/home/w".into(),
+            repository: Some("/src/repo".into()),
+        }),
+        retries: 1,
+        ..new_exec(None, None)
+    };
+    let Created::New(e) = l.create(&new).unwrap() else {
+        panic!("a new execution")
+    };
+    let w = e.workspace.clone().expect("recorded with the execution");
+    assert_eq!(w.path, format!("/home/w/{}", e.id));
+    assert_eq!(w.branch, Some(format!("exec-{}", e.id)));
+    assert!(l.left_workspaces().unwrap().is_empty(), "in use");
+    // A retry shares it.
+    l.start(&e.id, &proc_id()).unwrap();
+    let (_, next) = l
+        .transition_retrying(&e.id, Status::Running, &failed(1), &retry(5))
+        .unwrap();
+    let next = next.unwrap();
+    assert_eq!(next.workspace, Some(w.clone()));
+    l.transition(
+        &next.id,
+        Status::Queued,
+        &outcome(Status::Cancelled, "user"),
+    )
+    .unwrap();
+    assert_eq!(
+        l.prune(tend_ledger::now_ms() + 1, 0, false).unwrap().len(),
+        2
+    );
+    let left = l.left_workspaces().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (left[0].workspace.clone(), left[0].worktree_removed),
+        (w.clone(), false)
+    );
+    l.workspace_cleaned(&w.path, true).unwrap();
+    assert!(
+        l.left_workspaces().unwrap()[0].worktree_removed,
+        "its branch stays known"
+    );
+    l.workspace_cleaned(&w.path, false).unwrap();
+    assert!(l.left_workspaces().unwrap().is_empty());
+}
+
 fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
     let dir = tempfile::tempdir().unwrap();
     let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
@@ -1037,6 +1087,7 @@ mod sqlite_backend {
         a_fire_is_decided_once_and_never_before_a_later_one,
         a_retry_is_recorded_with_the_outcome_and_holds_the_key,
         a_pending_attempt_is_adopted_once,
+        a_workspace_is_recorded_and_outlives_its_executions_until_cleaned,
         an_outcome_queues_its_alert_and_one_claimer_gets_it,
         a_retry_waits_and_keeps_what_was_delivered,
         an_expired_claim_is_retaken_and_a_released_one_at_once,
@@ -1215,6 +1266,12 @@ mod sqlite_backend {
             o: FireOutcome,
         ) -> tend_ledger::Result<Claim> {
             self.l().claim_fire(j, at, by, o)
+        }
+        fn left_workspaces(&self) -> tend_ledger::Result<Vec<tend_ledger::LeftWorkspace>> {
+            self.l().left_workspaces()
+        }
+        fn workspace_cleaned(&self, path: &str, kept: bool) -> tend_ledger::Result<()> {
+            self.l().workspace_cleaned(path, kept)
         }
         fn unlaunched_fire(
             &self,

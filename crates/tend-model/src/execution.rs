@@ -190,6 +190,25 @@ pub struct Execution {
     )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub start_after: Option<i64>,
+    /// `--workspace`: where its command ran instead of its cwd.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<Workspace>,
+}
+
+/// A run's workspace, recorded with the execution before it is made, and
+/// removed only by `prune`, never while an execution that uses it lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Workspace {
+    /// `tmp` or `worktree`.
+    pub kind: crate::WorkspaceKind,
+    /// The directory.
+    pub path: String,
+    /// `worktree`: the repository it is a worktree of (its top level).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// `worktree`: its branch, `exec-<id>` of the run's first attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

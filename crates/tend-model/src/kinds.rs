@@ -79,6 +79,28 @@ impl utoipa::PartialSchema for Containment {
 impl utoipa::ToSchema for Containment {}
 
 named! {
+    /// Where a run's command works instead of its cwd (`--workspace`).
+    WorkspaceKind, "workspace" {
+        /// A fresh private directory (mode 0700) under tend's home.
+        Tmp = "tmp",
+        /// A new git worktree of the repository at the run's cwd, on a new
+        /// branch `exec-<id>`, under tend's home.
+        Worktree = "worktree",
+    }
+}
+
+impl utoipa::PartialSchema for WorkspaceKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(WorkspaceKind::ALL.iter().map(|c| c.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for WorkspaceKind {}
+
+named! {
     /// What an audit event records.
     EventKind, "event kind" {
         /// The execution was recorded (`queued`).

@@ -33,10 +33,14 @@ pub mod text;
 pub mod wire;
 
 pub use duration::{format_duration, parse_duration, parse_size, DurationError, SizeError};
-pub use execution::{format_rfc3339, Event, Execution, KillMethod, KillRequested, ProcessIdentity};
+pub use execution::{
+    format_rfc3339, Event, Execution, KillMethod, KillRequested, ProcessIdentity, Workspace,
+};
 pub use glob::{Glob, GlobError};
 pub use id::{ExecutionId, IdError, ID_LEN, MIN_PREFIX_LEN};
-pub use kinds::{Actor, AlertKind, CatchUp, Concurrency, Containment, EventKind, LostReason};
+pub use kinds::{
+    Actor, AlertKind, CatchUp, Concurrency, Containment, EventKind, LostReason, WorkspaceKind,
+};
 pub use status::{Status, UnknownStatus};
 
 /// Environment variable that carries the execution id into every launched

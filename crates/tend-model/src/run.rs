@@ -148,6 +148,11 @@ pub struct RunOptions {
     )]
     #[schema(value_type = Option<String>, pattern = r"^([0-9]{1,9}(ms|s|m|h|d)){1,4}$")]
     pub retry_max_backoff: Option<Duration>,
+    /// Run the command in a fresh private directory (`tmp`) or in a new
+    /// git worktree of the repository at `cwd` on branch `exec-<id>`
+    /// (`worktree`), kept until `prune`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<crate::WorkspaceKind>,
 }
 
 /// The defaults and maxima a run is resolved against: the configuration of
@@ -272,6 +277,7 @@ impl RunOptions {
             requested_by: None,
             job: None,
             fire: None,
+            workspace: self.workspace,
             retries: retry.retries,
             retry_backoff_ms: retry.backoff_ms,
             retry_max_backoff_ms: retry.max_backoff_ms,
@@ -429,6 +435,9 @@ pub struct RunSpec {
     /// launched once.
     #[serde(default)]
     pub fire: Option<i64>,
+    /// `--workspace`: the command runs there instead of in `cwd`.
+    #[serde(default)]
+    pub workspace: Option<crate::WorkspaceKind>,
     /// How many times a `failed`, `timed_out` or `lost` attempt is run
     /// again (`--retries`); each attempt is an execution of its own.
     #[serde(default)]

@@ -129,6 +129,7 @@ async fn prune_now_and_then(state: AppState) {
                     p.older,
                     p.keep_last,
                     false,
+                    tend_supervisor::prune::Force::default(),
                 )?)
             })
             .await;

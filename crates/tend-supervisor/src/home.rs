@@ -202,6 +202,11 @@ impl Home {
         self.root.join("logs")
     }
 
+    /// Folder of the runs' workspaces (`--workspace`), one per execution id.
+    pub fn workspaces_dir(&self) -> PathBuf {
+        self.root.join("workspaces")
+    }
+
     /// Folder of notification files ([`FileNotifier`]'s).
     pub fn notify_dir(&self) -> PathBuf {
         self.root.join("notify")

@@ -87,6 +87,7 @@ mod takeover;
 mod tier;
 mod wait;
 pub mod watchdog;
+pub mod workspace;
 
 pub use follow::follow;
 pub use home::{open_small, read_small, Agent, Home, SMALL_FILE_MAX};

@@ -368,6 +368,7 @@ mod tests {
             max_memory_bytes: None,
             job: None,
             job_slot: None,
+            workspace: None,
             retries: 0,
             retry_backoff_ms: None,
             retry_max_backoff_ms: None,

@@ -133,7 +133,15 @@ pub fn run<L: Ledger + ?Sized>(
     report: &mut dyn FnMut(Report<'_>),
 ) -> Result<RunResult, Error> {
     let me = Me::become_supervisor(ledger, home, spec)?;
-    let new = new_execution(spec, home, &me.tier, me.identity.clone(), &me.agent);
+    // `tend run` and the API refuse a workspace that cannot be made before
+    // they launch; a job's fire finds out here, and records why.
+    let checked = crate::workspace::check(spec);
+    let mut new = new_execution(spec, home, &me.tier, me.identity.clone(), &me.agent);
+    new.workspace = spec.workspace.map(|kind| tend_ledger::NewWorkspace {
+        kind,
+        dir: home.workspaces_dir(),
+        repository: checked.clone().ok().flatten(),
+    });
     let exec = match create(ledger, home, &new, spec, report)? {
         Ok(e) => e,
         Err(e) => {
@@ -145,6 +153,9 @@ pub fn run<L: Ledger + ?Sized>(
     // keeps the default signals (Ctrl-C ends the attaching tend, never
     // the holder).
     let signals = Signals::install().map_err(Error::io("installing signal handlers"))?;
+    if let Err(why) = checked {
+        return failed_to_start(ledger, home, exec, 1, why, report);
+    }
     let first = attempt(ledger, home, spec, mode, &me, &signals, exec, report)?;
     crate::retry::follow_attempts(ledger, home, spec, mode, &me, &signals, first, report)
 }
@@ -206,6 +217,24 @@ pub(crate) fn attempt<L: Ledger + ?Sized>(
     let (mut out, mut err, cgroup) = match prepare(&exec, spec, &me.tier) {
         Ok(made) => made,
         Err(why) => return failed_to_start(ledger, home, exec, 1, why, report),
+    };
+    // `--workspace`: the command works there, not in the cwd.
+    let in_workspace;
+    let spec = match crate::workspace::make(&exec, spec) {
+        Ok(None) => spec,
+        Ok(Some(dir)) => {
+            in_workspace = RunSpec {
+                cwd: dir,
+                ..spec.clone()
+            };
+            &in_workspace
+        }
+        Err(why) => {
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
+            return failed_to_start(ledger, home, exec, 1, why, report);
+        }
     };
     let markers = [
         (MARKER_EXECUTION, exec.id.as_str()),
@@ -382,6 +411,7 @@ fn new_execution(
         max_memory_bytes: spec.max_memory_bytes,
         job: spec.job.clone(),
         job_slot: spec.fire,
+        workspace: None,
         retries: spec.retries,
         retry_backoff_ms: (spec.retries > 0).then_some(spec.retry_backoff_ms),
         retry_max_backoff_ms: (spec.retries > 0).then_some(spec.retry_max_backoff_ms),

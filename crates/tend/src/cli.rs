@@ -237,6 +237,9 @@ pub struct RunOptionArgs {
     /// Also stand for a succeeded execution with the key that ended less than this long ago (reuse its result)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "key")]
     pub reuse_finished: Option<Duration>,
+    /// Run it in a fresh private directory (tmp) or in a new git worktree of the repository at --cwd on branch exec-<id> (worktree), kept until tend prune
+    #[arg(long, value_name = "KIND", value_parser = parse_workspace)]
+    pub workspace: Option<tend_model::WorkspaceKind>,
     /// Run it again, up to N times, when it fails, times out or is lost (never when killed); each attempt is an execution of its own
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
@@ -460,6 +463,12 @@ pub struct PruneArgs {
     /// List what would go and how much it frees; delete nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Also remove worktrees with changes that were never committed
+    #[arg(long)]
+    pub force: bool,
+    /// Also delete exec-<id> branches that are not merged into their repository's current branch
+    #[arg(long)]
+    pub force_branches: bool,
 }
 
 #[derive(Debug, Args)]
@@ -498,6 +507,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     tend_model::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn parse_workspace(s: &str) -> Result<tend_model::WorkspaceKind, String> {
+    s.parse()
 }
 
 fn parse_concurrency(s: &str) -> Result<tend_model::Concurrency, String> {

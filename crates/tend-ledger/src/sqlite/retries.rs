@@ -47,12 +47,14 @@ pub(super) fn insert(
                  created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
                  timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
                  idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id, job, job_number, attempt, \
-                 retries, retry_backoff_ms, retry_max_backoff_ms, run_spec, retry_of, start_after) \
+                 retries, retry_backoff_ms, retry_max_backoff_ms, run_spec, retry_of, start_after, \
+                 workspace_kind, workspace_path, workspace_repo, workspace_branch) \
                  SELECT ?1, name, command, cwd, env, labels, key, key, 'queued', ?2, host, tier, \
                  ?3, ?4, ?5, ?6, timeout_ms, kill_grace_ms, ?7, ?8, ?9, heartbeat_timeout_ms, \
                  idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id, job, job_number, \
                  COALESCE(attempt, 1) + 1, retries, retry_backoff_ms, retry_max_backoff_ms, \
-                 run_spec, id, ?10 FROM executions WHERE id = ?11 \
+                 run_spec, id, ?10, workspace_kind, workspace_path, workspace_repo, \
+                 workspace_branch FROM executions WHERE id = ?11 \
                  ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
             ),
             params![

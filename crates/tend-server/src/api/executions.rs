@@ -130,6 +130,7 @@ pub(super) async fn events(
 fn spec(s: &AppState, r: RunOptions) -> Result<RunSpec, ApiError> {
     let mut spec = r.resolve(&s.config().run).map_err(ApiError::option)?;
     spec.requested_by = Some(tend_model::Actor::Api.to_string());
+    tend_supervisor::workspace::check(&spec).map_err(|why| ApiError::field("workspace", why))?;
     if !spec.cwd.is_dir() {
         return Err(ApiError::field(
             "cwd",

@@ -90,6 +90,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "retries",
     "retry_backoff",
     "retry_max_backoff",
+    "workspace",
     "force",
     "grace",
     "reason",

@@ -51,7 +51,12 @@ fn job_checks(ctx: &Context) -> Vec<HealthCheck> {
             let program = run.command.first().map(String::as_str).unwrap_or_default();
             let cwd = run.cwd.clone().unwrap_or_else(|| "/".into());
             let found = tend_supervisor::find_program(program, &cwd, run.env.get("PATH")).is_ok();
+            let worktree = run.workspace == Some(tend_model::WorkspaceKind::Worktree);
             let r = match (found, cwd.is_dir()) {
+                (true, true) if worktree && !has_git() => Err(
+                    "it runs in a git worktree (--workspace worktree) but git is not installed"
+                        .to_string(),
+                ),
                 (true, true) => Ok(format!(
                     "{} in {}",
                     output::esc(program),
@@ -69,6 +74,16 @@ fn job_checks(ctx: &Context) -> Vec<HealthCheck> {
             check(&format!("job {}", j.definition.name), r)
         })
         .collect()
+}
+
+/// Whether `git` runs here (for jobs with `--workspace worktree`).
+fn has_git() -> bool {
+    std::process::Command::new("git")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Each webhook is an http or https URL, and the other alert settings can

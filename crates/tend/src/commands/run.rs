@@ -67,6 +67,7 @@ pub fn options(args: &cli::RunOptionArgs, command: &[String]) -> Result<RunOptio
         retries: args.retries,
         retry_backoff: args.retry_backoff,
         retry_max_backoff: args.retry_max_backoff,
+        workspace: args.workspace,
     })
 }
 
@@ -79,6 +80,8 @@ fn spec(ctx: &Context, args: &RunArgs) -> Result<RunSpec> {
         .map_err(|e| crate::usage(e.to_string()))?;
     spec.tty = args.tty;
     spec.requested_by = Some(super::actor().to_string());
+    // Nothing is recorded for a workspace that cannot be made.
+    tend_supervisor::workspace::check(&spec).map_err(crate::usage)?;
     Ok(spec)
 }
 

@@ -87,6 +87,13 @@ fn fields(e: &Execution) -> Vec<(&'static str, Cell)> {
         ),
         ("command", output::command_line(&e.command).into()),
         ("cwd", Cell::path(&e.cwd)),
+        (
+            "workspace",
+            opt(e.workspace.as_ref().map(|w| match &w.branch {
+                Some(b) => format!("{} (worktree, branch {b})", w.path),
+                None => format!("{} ({})", w.path, w.kind),
+            })),
+        ),
         ("key", opt(e.key.clone())),
         ("labels", join_map(&e.labels).into()),
         ("env", join_map(&e.env).into()),

@@ -58,6 +58,8 @@ mod views;
 mod jobs;
 // Retries: attempts, backoff, the chain's id, pending attempts.
 mod retries;
+// Workspaces: tmp directories and git worktrees, and their pruning.
+mod workspaces;
 // The terminal monitor, driven through tmux.
 mod top;
 // Alerts to a real webhook receiver on loopback: signed, retried, given up.

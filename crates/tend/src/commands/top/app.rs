@@ -300,6 +300,7 @@ mod tests {
             retry_max_backoff_ms: None,
             retry_of: None,
             start_after: None,
+            workspace: None,
         }
     }
 
