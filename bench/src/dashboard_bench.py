@@ -20,14 +20,18 @@ times what a person sees, from the page's own DOM:
         in ms, performance.timeOrigin + performance.now()) at which the DOM
         first showed it, and the animation frame after. Per round it runs
         `TEND run -d -- true` and waits until the row shows `succeeded`;
-        per kill round `TEND run -d -- sleep 600`, waits for `running`, then
+        then KILL_ROUNDS times `TEND run -d -- sh -c 'sleep 0.3'` (`late`: an
+        exit well after the start, for comparison), and per kill round
+        `TEND run -d -- sleep 600`, waits for `running`, then
         `TEND kill ID` and waits for `killed`. The ledger (DB, read-only)
         gives the committed instants (ms): finished_at for the exit, and
         kill_requested_at/finished_at for the kill. Prints per round:
-        `run R id ID launch_to_row_ms A launch_to_final_ms B commit_to_dom_ms C commit_to_frame_ms D`
+        `run|late R id ID launch_to_row_ms A launch_to_final_ms B commit_to_dom_ms C commit_to_frame_ms D`
         `kill R id ID kill_to_dom_ms A commit_to_dom_ms C commit_to_frame_ms D`
 
 The token is read from the environment (BENCH_DAEMON_TOKEN), never argv.
+Every script it runs in the page is a function (the page's CSP, script-src
+'self', refuses Playwright's eval of a bare expression; the CSP is kept).
 Chromium is started with --no-sandbox --disable-gpu and without background
 networking, component updates or sync; Playwright downloads no browser.
 """
@@ -93,8 +97,8 @@ def load(base, token, rounds):
         for r in range(1, rounds + 1):
             ctx, page = page_of(browser)
             page.goto(base + "/#token=" + token, wait_until="commit")
-            page.wait_for_function("window.__bench && window.__bench.firstFrame !== null", timeout=60000)
-            b = page.evaluate("window.__bench")
+            page.wait_for_function("() => window.__bench && window.__bench.firstFrame !== null", timeout=60000)
+            b = page.evaluate("() => window.__bench")
             t = page.evaluate("""() => {
                 const nav = performance.getEntriesByType('navigation')[0];
                 const res = performance.getEntriesByType('resource');
@@ -134,20 +138,22 @@ def live(base, token, binary, db, rounds, kill_rounds):
         browser = browser_of(p)
         ctx, page = page_of(browser)
         page.goto(base + "/#token=" + token)
-        page.wait_for_function("window.__bench && window.__bench.firstFrame !== null", timeout=60000)
-        page.wait_for_function("document.querySelector('#live').textContent.includes('live')", timeout=30000)
+        page.wait_for_function("() => window.__bench && window.__bench.firstFrame !== null", timeout=60000)
+        page.wait_for_function("() => document.querySelector('#live').textContent.includes('live')", timeout=30000)
         time.sleep(0.5)
-        for r in range(1, rounds + 1):
+        plan = [("run", r, ["true"]) for r in range(1, rounds + 1)]
+        plan += [("late", r, ["sh", "-c", "sleep 0.3"]) for r in range(1, kill_rounds + 1)]
+        for kind, r, argv in plan:
             t0 = time.time_ns() / 1e6
-            id_ = tend(binary, "run", "-d", "--", "true")
+            id_ = tend(binary, "run", "-d", "--", *argv)
             final = seen(page, id_ + "|succeeded")
             if final is None:
-                print("run %d id %s: the row never showed succeeded" % (r, id_))
+                print("%s %d id %s: the row never showed succeeded" % (kind, r, id_))
                 continue
-            first = min(v for k, v in page.evaluate("window.__bench.dom").items() if k.startswith(id_ + "|"))
+            first = min(v for k, v in page.evaluate("() => window.__bench.dom").items() if k.startswith(id_ + "|"))
             (fin,) = row(id_, "finished_at")
-            print("run %d id %s launch_to_row_ms %.1f launch_to_final_ms %.1f commit_to_dom_ms %.1f commit_to_frame_ms %.1f"
-                  % (r, id_, first - t0, final[0] - t0, final[0] - fin, final[1] - fin))
+            print("%s %d id %s launch_to_row_ms %.1f launch_to_final_ms %.1f commit_to_dom_ms %.1f commit_to_frame_ms %.1f"
+                  % (kind, r, id_, first - t0, final[0] - t0, final[0] - fin, final[1] - fin))
             sys.stdout.flush()
             time.sleep(0.3)
         for r in range(1, kill_rounds + 1):
