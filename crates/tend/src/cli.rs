@@ -237,7 +237,7 @@ pub struct RunOptionArgs {
     /// Also stand for a succeeded execution with the key that ended less than this long ago (reuse its result)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "key")]
     pub reuse_finished: Option<Duration>,
-    /// Run it in a fresh private directory (tmp) or in a new git worktree of the repository at --cwd on branch exec-<id> (worktree), kept until tend prune
+    /// Run it in a fresh private directory (tmp) or in a new git worktree of the repository at --cwd on branch exec-ID (worktree), kept until tend prune
     #[arg(long, value_name = "KIND", value_parser = parse_workspace)]
     pub workspace: Option<tend_model::WorkspaceKind>,
     /// Run it again, up to N times, when it fails, times out or is lost (never when killed); each attempt is an execution of its own
@@ -466,7 +466,7 @@ pub struct PruneArgs {
     /// Also remove worktrees with changes that were never committed
     #[arg(long)]
     pub force: bool,
-    /// Also delete exec-<id> branches that are not merged into their repository's current branch
+    /// Also delete exec-ID branches that are not merged into their repository's current branch
     #[arg(long)]
     pub force_branches: bool,
 }
