@@ -804,6 +804,22 @@ fn lost_one<L: Ledger + ?Sized>(l: &L) -> Execution {
     e
 }
 
+fn only_the_last_failing_attempt_of_a_retried_run_alerts<L: Ledger + ?Sized>(l: &L) {
+    let first = retried_run(l, 1, None);
+    l.start(&first.id, &proc_id()).unwrap();
+    let (_, next) = l
+        .transition_retrying(&first.id, Status::Running, &failed(3), &retry(7))
+        .unwrap();
+    assert_eq!(l.alert_counts(0).unwrap().queued, 0, "a retry follows it");
+    let next = next.unwrap();
+    l.start(&next.id, &proc_id()).unwrap();
+    l.transition_retrying(&next.id, Status::Running, &failed(3), &retry(7))
+        .unwrap();
+    let got = l.claim_alerts("a", 60_000, 10).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].execution.as_ref(), Some(&next.id));
+}
+
 fn an_outcome_queues_its_alert_and_one_claimer_gets_it<L: Ledger + ?Sized>(l: &L) {
     let ok = created(l, None);
     l.start(&ok.id, &proc_id()).unwrap();
@@ -1088,6 +1104,7 @@ mod sqlite_backend {
         a_retry_is_recorded_with_the_outcome_and_holds_the_key,
         a_pending_attempt_is_adopted_once,
         a_workspace_is_recorded_and_outlives_its_executions_until_cleaned,
+        only_the_last_failing_attempt_of_a_retried_run_alerts,
         an_outcome_queues_its_alert_and_one_claimer_gets_it,
         a_retry_waits_and_keeps_what_was_delivered,
         an_expired_claim_is_retaken_and_a_released_one_at_once,

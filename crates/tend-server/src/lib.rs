@@ -442,13 +442,3 @@ fn check_token(token: &str, what: &str) -> Result<(), Error> {
     }
     Ok(())
 }
-
-/// A crash point for tests (see [`tend_supervisor::FAILPOINT_VAR`]): the
-/// daemon SIGKILLs itself here when the variable names this point
-/// (`scheduler-after-claim`: a fire decided, its run not launched).
-pub(crate) fn failpoint(name: &str) {
-    if std::env::var(tend_supervisor::FAILPOINT_VAR).is_ok_and(|v| v == name) {
-        let _ =
-            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
-    }
-}

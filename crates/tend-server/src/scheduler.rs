@@ -273,7 +273,7 @@ fn launch(state: &AppState, ledger: &dyn Ledger, job: &Job, at: i64) -> Result<(
     let c = state.config();
     let mut spec = job.spec(&c.run).map_err(|e| e.to_string())?;
     spec.fire = Some(at);
-    crate::failpoint("scheduler-after-claim");
+    tend_supervisor::failpoint("scheduler-after-claim");
     let answer = tend_supervisor::detach::launch(&c.exe, &c.home, &c.store, &spec)?;
     let id = match answer {
         Answer::Started { id } | Answer::FailedToStart { id } | Answer::Existing { id } => id,

@@ -138,7 +138,11 @@ fn reconcile_one(state: &AppState, id: &ExecutionId) {
         }
     }
     // A pending attempt whose supervisor died, or the retry that a `lost`
-    // verdict just recorded: this daemon starts it.
+    // verdict just recorded: this daemon starts it. Runs without retries
+    // (nearly every exit) cost nothing more.
+    if e.retries == 0 {
+        return;
+    }
     let Ok(e) = l.get(id) else { return };
     let orphan = match tend_supervisor::retry::is_pending_attempt(&e) {
         true => Some(e),

@@ -185,10 +185,13 @@ pub fn marked_processes(ledger: &str, agent: Option<&str>) -> Vec<(tend_proc::Pi
 /// SIGKILLs itself when it reaches the point of that name
 /// (`after-queued-commit`, `after-spawn`, `before-terminal-commit`,
 /// `after-terminal-commit`). It is removed from the command's environment.
-/// `tend top` reads it too: `top-panic-after-draw` panics after a frame.
+/// `tend top` reads it too: `top-panic-after-draw` panics after a frame;
+/// and the daemon: `scheduler-after-claim`, a fire decided, its run not
+/// launched.
 pub const FAILPOINT_VAR: &str = "TEND_FAILPOINT";
 
-pub(crate) fn failpoint(name: &str) {
+/// SIGKILLs the calling process if [`FAILPOINT_VAR`] names `name`.
+pub fn failpoint(name: &str) {
     if std::env::var(FAILPOINT_VAR).is_ok_and(|v| v == name) {
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);

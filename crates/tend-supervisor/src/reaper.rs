@@ -187,18 +187,15 @@ fn mark_lost<L: Ledger + ?Sized>(
     e: &Execution,
     outcome: &Outcome,
 ) -> Result<Transition, Error> {
-    if e.retries == 0 {
-        let t = ledger.transition(&e.id, e.status, outcome)?;
-        if let Transition::Won(row) = &t {
-            home.notifier().announce(&row.id, row.status);
-        }
-        return Ok(t);
-    }
-    let retry = tend_ledger::Retry {
-        delay_ms: crate::retry::delay_ms(e),
-        supervisor: e.supervisor.clone(),
+    let (t, next) = if e.retries == 0 {
+        (ledger.transition(&e.id, e.status, outcome)?, None)
+    } else {
+        let retry = tend_ledger::Retry {
+            delay_ms: crate::retry::delay_ms(e),
+            supervisor: e.supervisor.clone(),
+        };
+        ledger.transition_retrying(&e.id, e.status, outcome, &retry)?
     };
-    let (t, next) = ledger.transition_retrying(&e.id, e.status, outcome, &retry)?;
     if let Transition::Won(row) = &t {
         home.notifier().announce(&row.id, row.status);
     }

@@ -25,7 +25,7 @@ use tend_model::{Actor, EventKind, Execution, ExecutionId, Status};
 use tend_proc::procfs;
 
 use crate::signals::Signals;
-use crate::supervisor::{attempt, Me};
+use crate::supervisor::{attempt, Me, Run};
 use crate::{Error, Home, Mode, Report, RunResult, RunSpec};
 
 /// The wait before the attempt after `e`: its backoff doubled once per
@@ -47,17 +47,12 @@ pub(crate) fn delay_ms(e: &Execution) -> u64 {
 /// After an attempt this supervisor ran: while the ledger recorded a next
 /// attempt for this supervisor to run, waits out its backoff and runs it.
 /// Returns the last attempt's result (or the pending attempt, cancelled).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn follow_attempts<L: Ledger + ?Sized>(
-    ledger: &L,
-    home: &Home,
-    spec: &RunSpec,
-    mode: Mode,
-    me: &Me,
-    signals: &Signals,
+    run: &Run<'_, L>,
     mut result: RunResult,
     report: &mut dyn FnMut(Report<'_>),
 ) -> Result<RunResult, Error> {
+    let (ledger, home, me) = (run.ledger, run.home, run.me);
     loop {
         let ended = match &result {
             RunResult::Finished(e) | RunResult::Undelivered(e, _) => e,
@@ -71,8 +66,8 @@ pub(crate) fn follow_attempts<L: Ledger + ?Sized>(
         }
         home.notifier().announce(&next.id, next.status);
         report(Report::Retrying { ended, next: &next });
-        match backoff(ledger, home, mode, signals, next)? {
-            Ok(due) => result = attempt(ledger, home, spec, mode, me, signals, due, report)?,
+        match backoff(ledger, home, run.mode, run.signals, next)? {
+            Ok(due) => result = attempt(run, due, report)?,
             Err(cancelled) => return Ok(RunResult::Finished(cancelled)),
         }
     }
@@ -271,35 +266,26 @@ pub(crate) fn run_adopted<L: Ledger + ?Sized>(
         next: &held,
     });
     let mode = Mode::Detached;
+    let run = Run {
+        ledger,
+        home,
+        spec,
+        mode,
+        me: &me,
+        signals: &signals,
+    };
     match backoff(ledger, home, mode, &signals, held)? {
         Ok(due) => {
-            let first = attempt(ledger, home, spec, mode, &me, &signals, due, report)?;
-            follow_attempts(ledger, home, spec, mode, &me, &signals, first, report)
+            let first = attempt(&run, due, report)?;
+            follow_attempts(&run, first, report)
         }
         Err(cancelled) => Ok(RunResult::Finished(cancelled)),
     }
 }
 
-/// The daemon's part: every pending attempt of this home whose supervisor
-/// is gone gets a new background supervisor (started with the `tend`
-/// executable `exe`). Returns how many were adopted.
-pub fn adopt_orphans<L: Ledger + ?Sized>(
-    ledger: &L,
-    home: &Home,
-    exe: &std::path::Path,
-    store: &tend_ledger::Store,
-) -> Result<usize, Error> {
-    let mut adopted = 0;
-    for e in ledger.live()?.into_iter().filter(is_pending_attempt) {
-        if adopt_if_orphaned(ledger, home, exe, store, &e)? {
-            adopted += 1;
-        }
-    }
-    Ok(adopted)
-}
-
-/// Adopts `e` if it is a pending attempt of this home whose supervisor is
-/// gone; returns whether a new supervisor now holds it.
+/// The daemon's part: adopts `e` if it is a pending attempt of this home
+/// whose supervisor is gone (a new background supervisor started with the
+/// `tend` executable `exe`); returns whether a new supervisor now holds it.
 pub fn adopt_if_orphaned<L: Ledger + ?Sized>(
     ledger: &L,
     home: &Home,

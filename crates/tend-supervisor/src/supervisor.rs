@@ -156,8 +156,26 @@ pub fn run<L: Ledger + ?Sized>(
     if let Err(why) = checked {
         return failed_to_start(ledger, home, exec, 1, why, report);
     }
-    let first = attempt(ledger, home, spec, mode, &me, &signals, exec, report)?;
-    crate::retry::follow_attempts(ledger, home, spec, mode, &me, &signals, first, report)
+    let run = Run {
+        ledger,
+        home,
+        spec,
+        mode,
+        me: &me,
+        signals: &signals,
+    };
+    let first = attempt(&run, exec, report)?;
+    crate::retry::follow_attempts(&run, first, report)
+}
+
+/// What every attempt of one run is supervised with.
+pub(crate) struct Run<'a, L: Ledger + ?Sized> {
+    pub(crate) ledger: &'a L,
+    pub(crate) home: &'a Home,
+    pub(crate) spec: &'a RunSpec,
+    pub(crate) mode: Mode,
+    pub(crate) me: &'a Me,
+    pub(crate) signals: &'a Signals,
 }
 
 /// The supervisor's own facts, found once and kept for every attempt.
@@ -201,17 +219,19 @@ impl Me {
 
 /// Runs one recorded, `queued` execution (a first attempt or a retry) to
 /// its end: logs and cgroup, the command, the supervision, the outcome.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn attempt<L: Ledger + ?Sized>(
-    ledger: &L,
-    home: &Home,
-    spec: &RunSpec,
-    mode: Mode,
-    me: &Me,
-    signals: &Signals,
+    run: &Run<'_, L>,
     exec: Execution,
     report: &mut dyn FnMut(Report<'_>),
 ) -> Result<RunResult, Error> {
+    let Run {
+        ledger,
+        home,
+        spec,
+        mode,
+        me,
+        signals,
+    } = *run;
     home.notifier().announce(&exec.id, exec.status);
     failpoint("after-queued-commit");
     let (mut out, mut err, cgroup) = match prepare(&exec, spec, &me.tier) {

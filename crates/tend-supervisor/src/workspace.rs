@@ -222,6 +222,12 @@ fn clean_worktree(
     }
 }
 
+/// Whether git runs here (what `--workspace worktree` needs; `doctor`
+/// asks for the jobs that use it).
+pub fn git_installed() -> bool {
+    git(Path::new("/"), &["--version"]).is_ok()
+}
+
 /// Why a git command did not succeed.
 enum Git {
     /// git is not on PATH.

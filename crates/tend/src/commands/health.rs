@@ -53,7 +53,7 @@ fn job_checks(ctx: &Context) -> Vec<HealthCheck> {
             let found = tend_supervisor::find_program(program, &cwd, run.env.get("PATH")).is_ok();
             let worktree = run.workspace == Some(tend_model::WorkspaceKind::Worktree);
             let r = match (found, cwd.is_dir()) {
-                (true, true) if worktree && !has_git() => Err(
+                (true, true) if worktree && !tend_supervisor::workspace::git_installed() => Err(
                     "it runs in a git worktree (--workspace worktree) but git is not installed"
                         .to_string(),
                 ),
@@ -74,16 +74,6 @@ fn job_checks(ctx: &Context) -> Vec<HealthCheck> {
             check(&format!("job {}", j.definition.name), r)
         })
         .collect()
-}
-
-/// Whether `git` runs here (for jobs with `--workspace worktree`).
-fn has_git() -> bool {
-    std::process::Command::new("git")
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Each webhook is an http or https URL, and the other alert settings can

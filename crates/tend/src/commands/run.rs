@@ -168,7 +168,9 @@ pub fn execute(ctx: &Context, spec: RunSpec, detach: bool) -> Result<i32> {
     drop(aside);
     let e = match result {
         RunResult::Finished(e) => {
-            if e.started_at.is_none() {
+            // A pending retry cancelled before it started was never meant
+            // to start yet: its ending line says so, not "cannot start".
+            if e.started_at.is_none() && e.status != tend_model::Status::Cancelled {
                 cannot_start(&e);
             } else if let Some(line) = output::ending(&e) {
                 ctx.note(line);

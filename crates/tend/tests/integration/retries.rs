@@ -96,6 +96,11 @@ fn failing_twice_then_succeeding_is_three_attempts_with_the_backoff_between() {
     }
     let kinds = env.event_kinds(all[0].id.as_str());
     assert!(kinds.contains(&"retry-scheduled".to_string()), "{kinds:?}");
+    let shown = env.ok(&["show", all[2].id.as_str()]);
+    assert!(
+        shown.contains(&format!("3 of 4, retries {}", all[1].id)),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -209,6 +214,12 @@ fn ctrl_c_during_a_foreground_backoff_cancels_the_pending_attempt() {
     let row = env.ledger().get(&next.id).unwrap();
     assert_eq!(row.status, Status::Cancelled);
     assert!(row.reason.unwrap().contains("Ctrl-C"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    let ending = format!(
+        "execution {} was cancelled during the retry backoff by Ctrl-C",
+        next.id
+    );
+    assert!(said.contains(&ending), "{said}");
 }
 
 #[test]

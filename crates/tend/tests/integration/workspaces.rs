@@ -228,6 +228,12 @@ fn an_unmerged_branch_and_a_dirty_worktree_are_kept_until_forced() {
         .is_empty()));
 }
 
+/// `tend run --cwd DIR --workspace worktree -- true`.
+fn worktree_run(env: &TestEnv, dir: &Path) -> std::process::Output {
+    let dir = dir.to_str().unwrap();
+    env.tend(&["run", "--cwd", dir, "--workspace", "worktree", "--", "true"])
+}
+
 #[test]
 fn a_worktree_that_cannot_be_made_is_refused_in_one_sentence() {
     if !has_git() {
@@ -237,33 +243,11 @@ fn a_worktree_that_cannot_be_made_is_refused_in_one_sentence() {
     let env = TestEnv::new();
     let plain = env.dir.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
-    let said = assert_one_sentence(
-        &env.tend(&[
-            "run",
-            "--cwd",
-            plain.to_str().unwrap(),
-            "--workspace",
-            "worktree",
-            "--",
-            "true",
-        ]),
-        2,
-    );
+    let said = assert_one_sentence(&worktree_run(&env, &plain), 2);
     assert!(said.contains("is not in a git repository"), "{said}");
     let r = repo(&env);
     std::fs::write(r.join("README"), "dirty\n").unwrap();
-    let said = assert_one_sentence(
-        &env.tend(&[
-            "run",
-            "--cwd",
-            r.to_str().unwrap(),
-            "--workspace",
-            "worktree",
-            "--",
-            "true",
-        ]),
-        2,
-    );
+    let said = assert_one_sentence(&worktree_run(&env, &r), 2);
     assert!(said.contains("uncommitted changes"), "{said}");
     let said = assert_one_sentence(&env.tend(&["run", "--workspace", "nfs", "--", "true"]), 2);
     assert!(said.contains("tmp, worktree"), "{said}");
@@ -271,4 +255,65 @@ fn a_worktree_that_cannot_be_made_is_refused_in_one_sentence() {
         env.json(&["list"]).as_array().unwrap().is_empty(),
         "nothing recorded"
     );
+}
+
+#[test]
+fn the_api_refuses_a_worktree_it_cannot_make_naming_the_field() {
+    if !has_git() {
+        eprintln!("skipped: git is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    let plain = env.dir.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let d = crate::support::Daemon::start(&env);
+    let body = serde_json::json!({
+        "command": ["true"], "cwd": plain.to_str().unwrap(), "workspace": "worktree",
+    });
+    let (st, refused) = d.post("/api/v1/executions", body);
+    assert_eq!(
+        (st, refused["field"].as_str()),
+        (400, Some("workspace")),
+        "{refused}"
+    );
+    assert!(
+        env.json(&["list"]).as_array().unwrap().is_empty(),
+        "nothing recorded"
+    );
+}
+
+#[test]
+fn doctor_says_when_a_worktree_job_has_no_git() {
+    if !has_git() {
+        eprintln!("skipped: git is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    let r = repo(&env);
+    let cwd = r.to_str().unwrap();
+    env.ok(&[
+        "job",
+        "add",
+        "wt",
+        "--cwd",
+        cwd,
+        "--workspace",
+        "worktree",
+        "--",
+        "/bin/true",
+    ]);
+    let line = |path: &str| -> String {
+        let out = env.cmd().env("PATH", path).arg("doctor").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.contains("job wt"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let empty = env.dir.path().join("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let without = line(empty.to_str().unwrap());
+    assert!(without.contains("git is not installed"), "{without}");
+    let with = line(&std::env::var("PATH").unwrap());
+    assert!(with.starts_with("ok"), "{with}");
 }
