@@ -541,5 +541,11 @@ fn the_daemon_prunes_on_its_own() {
         "{}",
         d.log(&env)
     );
-    env.ok(&["kill", &live]);
+    let out = env.tend(&["kill", &live]);
+    assert!(
+        out.status.success(),
+        "{}\ndaemon log:\n{}",
+        stderr(&out),
+        d.log(&env)
+    );
 }
