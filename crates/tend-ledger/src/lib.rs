@@ -136,7 +136,7 @@ pub trait Ledger: Send {
     /// not rows it returns.
     fn stats(&self, since_ms: Option<i64>, name: Option<&str>) -> Result<tend_model::wire::Stats>;
 
-    /// Deletes the terminal executions created before `before_ms`, with
+    /// Deletes the terminal executions that ended before `before_ms`, with
     /// their events, except the `keep_last` newest of each job; never a live
     /// one. Returns what went (with `dry_run`, what would go, deleting
     /// nothing), so that the caller removes their logs.

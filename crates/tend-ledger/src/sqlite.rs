@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0006_retries_and_fire_slots.sql"),
     include_str!("migrations/sqlite/0007_alerts.sql"),
     include_str!("migrations/sqlite/0008_workspaces.sql"),
+    include_str!("migrations/sqlite/0009_stats_index.sql"),
 ];
 
 /// How long a writer waits for another's transaction before giving up.

@@ -1,4 +1,4 @@
-//! `prune` over the SQLite ledger: terminal executions created before a
+//! `prune` over the SQLite ledger: terminal executions that ended before a
 //! cutoff go, with their events, in short write transactions of at most
 //! [`BATCH`] rows, so that supervisors recording their own executions are
 //! never held up for long; the last few of each job stay whatever their
@@ -13,11 +13,13 @@ use crate::{Error, Result};
 /// Rows deleted per write transaction.
 const BATCH: i64 = 500;
 
-/// Terminal, created before `before_ms`, and not among the `keep_last`
-/// newest of its job.
+/// Terminal, ended (and so created) before `before_ms`, and not among the
+/// `keep_last` newest of its job. Age counts from the end, so a run that
+/// outlived the retention is still there to be seen after it ends.
 fn candidates(keep_last: u32) -> String {
     format!(
-        "SELECT {COLS} FROM executions WHERE created_at < ?1 AND status NOT IN ('queued','running') \
+        "SELECT {COLS} FROM executions WHERE created_at < ?1 AND coalesce(finished_at, created_at) < ?1 \
+         AND status NOT IN ('queued','running') \
          AND (job IS NULL OR id NOT IN (SELECT id FROM (SELECT id, row_number() OVER \
          (PARTITION BY job ORDER BY job_number DESC, attempt DESC) AS n FROM executions WHERE job IS NOT NULL) \
          WHERE n <= {keep_last})) ORDER BY created_at LIMIT ?2"

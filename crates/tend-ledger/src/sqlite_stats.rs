@@ -1,5 +1,8 @@
-//! `stats` over the SQLite ledger: a handful of aggregate queries, each
-//! answered by SQLite over the rows, never by decoding them in Rust.
+//! `stats` over the SQLite ledger: one pass over a covering index (no row
+//! is decoded), plus two small indexed queries for lost reasons and the
+//! last day's hours.
+
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::types::Value;
 use rusqlite::Connection;
@@ -9,16 +12,16 @@ use crate::{Error, Result};
 
 /// The statuses that count as a failure in stats.
 const FAILED: &str = "status IN ('failed','timed_out','lost')";
-/// The statuses an execution ends in.
-const ENDED: &str = "status NOT IN ('queued','running')";
 
-/// The filter's `WHERE` and its arguments.
+/// The filter's `WHERE` and its arguments. The unary `+` keeps SQLite from
+/// choosing the name index (which would fetch every matching row) over the
+/// covering `executions_stats` index.
 fn filter(since_ms: Option<i64>, name: Option<&str>) -> (String, Vec<Value>) {
     let mut sql = String::from("created_at >= ?1");
     let mut args = vec![Value::Integer(since_ms.unwrap_or(i64::MIN))];
     if let Some(n) = name {
         args.push(Value::Text(n.to_string()));
-        sql += " AND name GLOB ?2";
+        sql += " AND +name GLOB ?2";
     }
     (sql, args)
 }
@@ -38,82 +41,132 @@ fn pairs(conn: &Connection, sql: &str, args: &[Value]) -> Result<Vec<(String, i6
     .map_err(Error::storage("computing stats"))
 }
 
-fn counted(rows: Vec<(String, i64)>) -> Vec<Counted> {
-    rows.into_iter()
-        .map(|(key, n)| Counted {
-            key,
-            value: n.max(0) as u64,
-        })
-        .collect()
+/// What one pass over the matching rows gathers.
+#[derive(Default)]
+struct Pass {
+    by_status: BTreeMap<String, u64>,
+    /// Run times of those that started and ended.
+    durations: Vec<i64>,
+    /// Per name: the longest run and the number of failures.
+    names: HashMap<String, (Option<i64>, u64)>,
+}
+
+impl Pass {
+    fn add(&mut self, status: &str, name: &str, duration: Option<i64>) {
+        match self.by_status.get_mut(status) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_status.insert(status.to_string(), 1);
+            }
+        }
+        let ended = !matches!(status, "queued" | "running");
+        let failed = matches!(status, "failed" | "timed_out" | "lost");
+        let duration = duration.filter(|_| ended);
+        if let Some(d) = duration {
+            self.durations.push(d);
+        }
+        if duration.is_none() && !failed {
+            return;
+        }
+        let entry = match self.names.get_mut(name) {
+            Some(e) => e,
+            None => self.names.entry(name.to_string()).or_default(),
+        };
+        entry.0 = entry.0.max(duration);
+        entry.1 += u64::from(failed);
+    }
+}
+
+/// One scan of the covering index: counts, run times and per-name figures
+/// together, instead of a sort or a grouping per figure.
+fn scan(conn: &Connection, w: &str, args: &[Value]) -> Result<Pass> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT status, name, finished_at - started_at FROM executions WHERE {w}"
+        ))
+        .map_err(Error::storage("computing stats"))?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(args))
+        .map_err(Error::storage("computing stats"))?;
+    let mut pass = Pass::default();
+    while let Some(r) = rows.next().map_err(Error::storage("computing stats"))? {
+        let err = || Error::storage("computing stats");
+        let status = r.get_ref(0).map_err(err())?.as_str().unwrap_or_default();
+        let name = r.get_ref(1).map_err(err())?.as_str().unwrap_or_default();
+        let d: Option<i64> = r.get(2).map_err(err())?;
+        pass.add(status, name, d);
+    }
+    Ok(pass)
+}
+
+/// The first `n` of `items` by value, most first (ties by name).
+fn top(items: impl Iterator<Item = (String, u64)>, n: usize) -> Vec<Counted> {
+    let mut v: Vec<Counted> = items.map(|(key, value)| Counted { key, value }).collect();
+    v.sort_by(|a, b| b.value.cmp(&a.value).then_with(|| a.key.cmp(&b.key)));
+    v.truncate(n);
+    v
 }
 
 /// Every figure of [`Stats`] for the executions created at or after
 /// `since_ms` whose name matches the glob `name`.
 pub(crate) fn stats(conn: &Connection, since_ms: Option<i64>, name: Option<&str>) -> Result<Stats> {
     let (w, args) = filter(since_ms, name);
-    let mut s = Stats::default();
-    let by_status = pairs(
-        conn,
-        &format!("SELECT status, count(*) FROM executions WHERE {w} GROUP BY status"),
-        &args,
-    )?;
-    s.total = by_status.iter().map(|(_, n)| *n as u64).sum();
-    s.by_status = by_status.into_iter().map(|(k, n)| (k, n as u64)).collect();
-    let ended: u64 = s
-        .by_status
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "queued" | "running"))
-        .map(|(_, n)| n)
-        .sum();
+    let mut pass = scan(conn, &w, &args)?;
+    let mut s = Stats {
+        total: pass.by_status.values().sum(),
+        ..Stats::default()
+    };
+    let ended: u64 = s.total
+        - ["queued", "running"]
+            .iter()
+            .filter_map(|k| pass.by_status.get(*k))
+            .sum::<u64>();
     let failed: u64 = ["failed", "timed_out", "lost"]
         .iter()
-        .filter_map(|k| s.by_status.get(*k))
+        .filter_map(|k| pass.by_status.get(*k))
         .sum();
     s.failure_rate = (ended > 0).then(|| failed as f64 / ended as f64);
-    s.duration_ms = percentiles(conn, &w, &args)?;
-    s.lost_by_reason = counted(pairs(conn, &format!(
-        "SELECT reason, count(*) FROM executions WHERE {w} AND status = 'lost' GROUP BY reason ORDER BY 2 DESC LIMIT 10"), &args)?);
-    s.slowest = counted(pairs(conn, &format!(
-        "SELECT name, max(finished_at - started_at) FROM executions WHERE {w} AND started_at IS NOT NULL \
-         AND finished_at IS NOT NULL GROUP BY name ORDER BY 2 DESC LIMIT 5"), &args)?);
-    s.most_failing = counted(pairs(conn, &format!(
-        "SELECT name, count(*) FROM executions WHERE {w} AND {FAILED} GROUP BY name ORDER BY 2 DESC LIMIT 5"), &args)?);
+    s.duration_ms = percentiles(&mut pass.durations);
+    s.by_status = pass.by_status;
+    s.lost_by_reason = top(
+        pairs(conn, &format!(
+            "SELECT reason, count(*) FROM executions WHERE {w} AND status = 'lost' GROUP BY reason"), &args)?
+        .into_iter()
+        .map(|(k, n)| (k, n.max(0) as u64)),
+        10,
+    );
+    s.slowest = top(
+        pass.names
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.0?.max(0) as u64))),
+        5,
+    );
+    s.most_failing = top(
+        pass.names
+            .into_iter()
+            .filter(|(_, v)| v.1 > 0)
+            .map(|(k, v)| (k, v.1)),
+        5,
+    );
     s.per_hour = per_hour(conn, name)?;
     Ok(s)
 }
 
-/// p50/p90/p95/p99/max of the run time of those that started and ended:
-/// one count, then one indexed step to each rank.
-fn percentiles(conn: &Connection, w: &str, args: &[Value]) -> Result<Option<Percentiles>> {
-    let ran = format!("{w} AND {ENDED} AND started_at IS NOT NULL AND finished_at IS NOT NULL");
-    let n: i64 = conn
-        .query_row(
-            &format!("SELECT count(*) FROM executions WHERE {ran}"),
-            rusqlite::params_from_iter(args),
-            |r| r.get(0),
-        )
-        .map_err(Error::storage("computing stats"))?;
+/// p50/p90/p95/p99/max: the nearest rank of each, from one sort.
+fn percentiles(durations: &mut [i64]) -> Option<Percentiles> {
+    let n = durations.len();
     if n == 0 {
-        return Ok(None);
+        return None;
     }
-    let at = |q: f64| -> Result<u64> {
-        let rank = (((n as f64) * q).ceil() as i64 - 1).clamp(0, n - 1);
-        let sql = format!(
-            "SELECT finished_at - started_at AS d FROM executions WHERE {ran} ORDER BY d LIMIT 1 OFFSET {rank}"
-        );
-        conn.query_row(&sql, rusqlite::params_from_iter(args), |r| {
-            r.get::<_, i64>(0)
-        })
-        .map(|d| d.max(0) as u64)
-        .map_err(Error::storage("computing stats"))
-    };
-    Ok(Some(Percentiles {
-        p50: at(0.50)?,
-        p90: at(0.90)?,
-        p95: at(0.95)?,
-        p99: at(0.99)?,
-        max: at(1.0)?,
-    }))
+    durations.sort_unstable();
+    let at = |q: f64| durations[((n as f64 * q).ceil() as usize).clamp(1, n) - 1].max(0) as u64;
+    Some(Percentiles {
+        p50: at(0.50),
+        p90: at(0.90),
+        p95: at(0.95),
+        p99: at(0.99),
+        max: at(1.0),
+    })
 }
 
 /// The last 24 hours, hour by hour (hours without executions included).

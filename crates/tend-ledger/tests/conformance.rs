@@ -360,6 +360,59 @@ fn prune_takes_old_terminal_rows_and_never_a_live_one<L: Ledger + ?Sized>(l: &L)
     );
 }
 
+fn prune_counts_age_from_the_end_not_the_start<L: Ledger + ?Sized>(l: &L) {
+    let long = created(l, None);
+    l.start(&long.id, &proc_id()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let cutoff = tend_ledger::now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    l.transition(
+        &long.id,
+        Status::Running,
+        &outcome(Status::Succeeded, "supervisor"),
+    )
+    .unwrap();
+    assert!(
+        l.prune(cutoff, 10, false).unwrap().is_empty(),
+        "created before the cutoff but ended after it: kept"
+    );
+    assert!(l.get(&long.id).is_ok());
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(l.prune(tend_ledger::now_ms(), 10, false).unwrap().len(), 1);
+}
+
+fn stats_percentiles_are_nearest_ranks<L: Ledger + ?Sized>(l: &L) {
+    for _ in 0..10 {
+        let e = created(l, None);
+        l.start(&e.id, &proc_id()).unwrap();
+        l.transition(
+            &e.id,
+            Status::Running,
+            &outcome(Status::Succeeded, "supervisor"),
+        )
+        .unwrap();
+    }
+    let slow = created(l, None);
+    l.start(&slow.id, &proc_id()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    l.transition(
+        &slow.id,
+        Status::Running,
+        &outcome(Status::Failed, "supervisor"),
+    )
+    .unwrap();
+    let d = l
+        .stats(None, None)
+        .unwrap()
+        .duration_ms
+        .expect("eleven ran");
+    assert!(d.p50 < 300 && d.p90 < 300, "10 of 11 are quick: {d:?}");
+    assert!(d.p95 >= 300 && d.p99 >= 300 && d.max >= 300, "{d:?}");
+    let s = l.stats(None, None).unwrap();
+    assert_eq!(s.slowest[0].key, "job");
+    assert!(s.slowest[0].value >= 300);
+}
+
 fn stats_count_what_the_ledger_holds<L: Ledger + ?Sized>(l: &L) {
     let end = |name: &str, status: Status| {
         let mut n = new_exec(None, None);
@@ -1097,7 +1150,9 @@ mod sqlite_backend {
         summaries_count_by_status_method_and_reason,
         a_working_directory_is_kept_byte_for_byte,
         stats_count_what_the_ledger_holds,
+        stats_percentiles_are_nearest_ranks,
         prune_takes_old_terminal_rows_and_never_a_live_one,
+        prune_counts_age_from_the_end_not_the_start,
         jobs_are_stored_refused_twice_replaced_paused_and_removed,
         job_numbers_count_up_and_are_never_reused,
         a_fire_is_decided_once_and_never_before_a_later_one,

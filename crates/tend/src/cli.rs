@@ -457,7 +457,7 @@ pub struct HeartbeatArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Only executions created longer ago than this [default: TEND_RETENTION, 7d]
+    /// Only executions that ended longer ago than this [default: TEND_RETENTION, 7d]
     #[arg(long, value_parser = parse_duration)]
     pub older_than: Option<Duration>,
     /// List what would go and how much it frees; delete nothing

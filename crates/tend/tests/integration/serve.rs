@@ -526,21 +526,27 @@ fn the_daemon_prunes_on_its_own() {
     let env = TestEnv::new();
     env.ok(&["run", "--", "true"]);
     env.ok(&["run", "--", "true"]);
+    // Older than the retention; the live one is younger, and once killed
+    // it has only just ended, so neither goes.
+    std::thread::sleep(Duration::from_millis(1200));
     let live = env.detach(&["sleep", "600"]);
     let d = Daemon::start_with(
         &env,
-        &[("TEND_PRUNE_EVERY", "300ms"), ("TEND_RETENTION", "1ms")],
+        &[("TEND_PRUNE_EVERY", "300ms"), ("TEND_RETENTION", "1s")],
     );
     let pruned = eventually(Duration::from_secs(10), || {
         env.json(&["list"]).as_array().unwrap().len() == 1
     });
     assert!(pruned, "{}", d.log(&env));
-    assert_eq!(env.status(&live), "running");
     assert!(
         d.log(&env).contains("pruned old executions"),
         "{}",
         d.log(&env)
     );
+    // Past the retention since it was created, it is still never pruned
+    // while it runs.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(env.status(&live), "running");
     let out = env.tend(&["kill", &live]);
     assert!(
         out.status.success(),
@@ -548,4 +554,5 @@ fn the_daemon_prunes_on_its_own() {
         stderr(&out),
         d.log(&env)
     );
+    assert_eq!(env.status(&live), "killed", "ended just now: kept");
 }
