@@ -32,8 +32,16 @@ pub(crate) enum Found {
 
 /// The stored schema version, when the database has a tend ledger.
 pub(crate) fn version(c: &mut impl GenericClient) -> PgResult<Option<i64>> {
+    // Read from the catalog with this statement's snapshot, not through
+    // to_regclass: a process that waited on the migration lock would
+    // otherwise look the name up in a catalog cache from before it waited.
     let has_meta: bool = c
-        .query_one("SELECT to_regclass('tend.meta') IS NOT NULL", &[])?
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class k \
+             JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace \
+             WHERE n.nspname = 'tend' AND k.relname = 'meta')",
+            &[],
+        )?
         .try_get(0)?;
     if !has_meta {
         return Ok(None);
