@@ -75,7 +75,7 @@ impl PgLedger {
         let target = Target::parse(url).map_err(Error::Location)?;
         let conn = Conn::open(target)?;
         let store = conn.target.shown().to_string();
-        let found = conn.run("reading the schema version", |c| migrate::version(c))?;
+        let found = conn.run("reading the schema version", migrate::version)?;
         if found != Some(migrate::latest()) {
             return Err(Error::Open {
                 path: store.into(),
@@ -133,7 +133,7 @@ impl Ledger for PgLedger {
     fn schema(&self) -> Result<(i64, i64)> {
         let found = self
             .conn
-            .run("reading the schema version", |c| migrate::version(c))?;
+            .run("reading the schema version", migrate::version)?;
         Ok((found.unwrap_or(0), migrate::latest()))
     }
 

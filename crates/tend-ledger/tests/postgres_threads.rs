@@ -19,8 +19,9 @@ fn connecting_and_querying_start_no_thread() {
     let Some(admin) = server() else { return };
     let db = format!("tend_threads_{}", std::process::id());
     let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"))
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
         .unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
     let server = admin.replacen("/postgres", &format!("/{db}"), 1);
     let before = threads();
     let l = PgLedger::open(&server).unwrap();

@@ -88,7 +88,10 @@ impl Database {
 impl Drop for Database {
     fn drop(&mut self) {
         if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -112,7 +115,11 @@ pub enum Many {
 impl Many {
     /// A pool of `n` connections to the database at `url`.
     pub fn pool(url: &str, n: usize) -> Many {
-        Many::Pool((0..n).map(|_| Mutex::new(PgLedger::open(url).unwrap())).collect())
+        Many::Pool(
+            (0..n)
+                .map(|_| Mutex::new(PgLedger::open(url).unwrap()))
+                .collect(),
+        )
     }
 
     fn with<T>(&self, f: impl FnOnce(&dyn Ledger) -> T) -> T {
@@ -165,10 +172,7 @@ impl Ledger for Many {
     ) -> tend_ledger::Result<(Transition, Option<Execution>)> {
         self.with(|l| l.transition_retrying(id, s, o, r))
     }
-    fn next_attempt(
-        &self,
-        id: &tend_model::ExecutionId,
-    ) -> tend_ledger::Result<Option<Execution>> {
+    fn next_attempt(&self, id: &tend_model::ExecutionId) -> tend_ledger::Result<Option<Execution>> {
         self.with(|l| l.next_attempt(id))
     }
     fn adopt(
@@ -231,10 +235,7 @@ impl Ledger for Many {
     fn by_key(&self, k: &str) -> tend_ledger::Result<Option<Execution>> {
         self.with(|l| l.by_key(k))
     }
-    fn events(
-        &self,
-        id: &tend_model::ExecutionId,
-    ) -> tend_ledger::Result<Vec<tend_model::Event>> {
+    fn events(&self, id: &tend_model::ExecutionId) -> tend_ledger::Result<Vec<tend_model::Event>> {
         self.with(|l| l.events(id))
     }
     fn record(
@@ -265,13 +266,7 @@ impl Ledger for Many {
     fn set_paused(&self, n: &str, p: bool) -> tend_ledger::Result<tend_model::job::Job> {
         self.with(|l| l.set_paused(n, p))
     }
-    fn claim_fire(
-        &self,
-        j: &str,
-        at: i64,
-        by: &str,
-        o: FireOutcome,
-    ) -> tend_ledger::Result<Claim> {
+    fn claim_fire(&self, j: &str, at: i64, by: &str, o: FireOutcome) -> tend_ledger::Result<Claim> {
         self.with(|l| l.claim_fire(j, at, by, o))
     }
     fn left_workspaces(&self) -> tend_ledger::Result<Vec<tend_ledger::LeftWorkspace>> {
@@ -280,12 +275,7 @@ impl Ledger for Many {
     fn workspace_cleaned(&self, path: &str, kept: bool) -> tend_ledger::Result<()> {
         self.with(|l| l.workspace_cleaned(path, kept))
     }
-    fn unlaunched_fire(
-        &self,
-        j: &str,
-        by: &str,
-        since: i64,
-    ) -> tend_ledger::Result<Option<i64>> {
+    fn unlaunched_fire(&self, j: &str, by: &str, since: i64) -> tend_ledger::Result<Option<i64>> {
         self.with(|l| l.unlaunched_fire(j, by, since))
     }
     fn last_fire(&self, j: &str) -> tend_ledger::Result<Option<i64>> {
@@ -340,4 +330,3 @@ impl Ledger for Many {
         self.with(|l| l.prune_alerts(before))
     }
 }
-

@@ -1093,13 +1093,21 @@ fn hostile_text_is_stored_and_matched_literally<L: Ledger + ?Sized>(l: &L) {
         assert_eq!((e.name.as_str(), e.key.as_deref()), (text, Some(text)));
         assert_eq!(l.by_key(text).unwrap().unwrap().id, e.id, "{text}");
         let exact = Filter {
-            name: Some(text.replace('[', "[[]").replace('*', "[*]").replace('?', "[?]")),
+            name: Some(
+                text.replace('[', "[[]")
+                    .replace('*', "[*]")
+                    .replace('?', "[?]"),
+            ),
             labels: vec![(text.into(), text.into())],
             job: Some(text.into()),
             ..Filter::default()
         };
         let found = l.list(&exact).unwrap();
-        assert_eq!(found.iter().map(|e| &e.id).collect::<Vec<_>>(), [&e.id], "{text}");
+        assert_eq!(
+            found.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            [&e.id],
+            "{text}"
+        );
         let mut def = job_def(text);
         def.name = text.into();
         assert_eq!(l.add_job(&def, false).unwrap().definition.name, text);
@@ -1122,7 +1130,11 @@ fn hostile_text_is_stored_and_matched_literally<L: Ledger + ?Sized>(l: &L) {
     assert_eq!(by("*"), hostile.len());
     assert_eq!(by("[x1]*"), 2);
     assert_eq!(by("[^x1]*"), 2);
-    assert_eq!(l.jobs().unwrap().len(), hostile.len(), "every table is still there");
+    assert_eq!(
+        l.jobs().unwrap().len(),
+        hostile.len(),
+        "every table is still there"
+    );
 }
 
 /// A test of each backend for each generic test: `NAME::sqlite` and

@@ -35,7 +35,8 @@ fn a_newer_schema_is_refused() {
 fn a_database_that_is_not_tends_is_refused_and_left_alone() {
     let Some(db) = Database::fresh() else { return };
     let mut c = db.client();
-    c.batch_execute("CREATE TABLE public.invoices (id int)").unwrap();
+    c.batch_execute("CREATE TABLE public.invoices (id int)")
+        .unwrap();
     let err = PgLedger::open(&db.url).unwrap_err();
     assert!(matches!(err, Error::NotTends { .. }), "{err}");
     assert!(one_sentence(&err).contains("not tend's"));
@@ -50,11 +51,17 @@ fn a_database_that_is_not_tends_is_refused_and_left_alone() {
 fn a_wrong_password_is_one_sentence_without_the_password() {
     let Some(db) = Database::fresh() else { return };
     let url = db.url.replacen("://tend:", "://tend:wrong-secret-", 1);
-    assert_ne!(url, db.url, "the test server's URL names user tend with a password");
+    assert_ne!(
+        url, db.url,
+        "the test server's URL names user tend with a password"
+    );
     let err = PgLedger::open(&url).unwrap_err();
     assert!(matches!(err, Error::Denied { .. }), "{err}");
     let text = one_sentence(&err);
-    assert!(!text.contains("wrong-secret") && text.contains("password"), "{text}");
+    assert!(
+        !text.contains("wrong-secret") && text.contains("password"),
+        "{text}"
+    );
     assert!(!err.is_transient());
 }
 
@@ -70,8 +77,14 @@ fn an_unreachable_server_is_one_sentence_and_transient() {
     assert!(started.elapsed().as_secs() < 5, "refused at once");
     assert!(matches!(err, Error::Open { .. }), "{err}");
     let text = one_sentence(&err);
-    assert!(text.contains(&format!("127.0.0.1:{port}")) && !text.contains(":pw@"), "{text}");
-    assert!(err.is_transient(), "a supervisor keeps its outcome and tries again");
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")) && !text.contains(":pw@"),
+        "{text}"
+    );
+    assert!(
+        err.is_transient(),
+        "a supervisor keeps its outcome and tries again"
+    );
     let err = PgLedger::open("postgres://tend@host.invalid/x").unwrap_err();
     assert!(one_sentence(&err).contains("host.invalid"), "{err}");
 }
@@ -119,7 +132,10 @@ fn reopening_keeps_the_ledger_id_and_data() {
     assert_eq!(l.ledger_id(), id);
     assert_eq!(l.get(&e.id).unwrap().id, e.id);
     assert_eq!(l.schema().unwrap(), (8, 8), "SQLite's version numbers");
-    assert_eq!((l.integrity_check(), l.files(), l.copied_from()), (None, vec![], None));
+    assert_eq!(
+        (l.integrity_check(), l.files(), l.copied_from()),
+        (None, vec![], None)
+    );
     let ro = PgLedger::open_read_only(&db.url).unwrap();
     assert_eq!(ro.ledger_id(), id);
 }
@@ -131,12 +147,17 @@ fn the_database_refuses_an_illegal_transition_from_raw_sql() {
     let queued = created(&l, None);
     let done = created(&l, None);
     l.start(&done.id, &proc_id()).unwrap();
-    l.transition(&done.id, Status::Running, &outcome(Status::Succeeded, "supervisor"))
-        .unwrap();
+    l.transition(
+        &done.id,
+        Status::Running,
+        &outcome(Status::Succeeded, "supervisor"),
+    )
+    .unwrap();
     let mut c = db.client();
     let update = |c: &mut postgres::Client, sql: &str, id: &str| {
         let e = c.execute(sql, &[&id]).unwrap_err();
-        e.as_db_error().map_or(e.to_string(), |d| d.message().to_string())
+        e.as_db_error()
+            .map_or(e.to_string(), |d| d.message().to_string())
     };
     let skip = update(
         &mut c,
@@ -152,10 +173,16 @@ fn the_database_refuses_an_illegal_transition_from_raw_sql() {
         assert!(err.contains("terminal execution never changes"), "{err}");
     }
     assert!(c
-        .execute("UPDATE tend.events SET kind = 'x' WHERE execution_id = $1", &[&done.id.as_str()])
+        .execute(
+            "UPDATE tend.events SET kind = 'x' WHERE execution_id = $1",
+            &[&done.id.as_str()]
+        )
         .is_err());
     assert_eq!(l.get(&queued.id).unwrap().status, Status::Queued);
-    assert_eq!(l.get(&done.id).unwrap().reason.as_deref(), Some("by supervisor"));
+    assert_eq!(
+        l.get(&done.id).unwrap().reason.as_deref(),
+        Some("by supervisor")
+    );
 }
 
 #[test]
@@ -165,7 +192,10 @@ fn a_database_in_the_url_is_the_one_used() {
     let l = db.ledger();
     let mut c = db.client();
     let n: i64 = c
-        .query_one("SELECT count(*) FROM tend.meta WHERE key = 'ledger_id'", &[])
+        .query_one(
+            "SELECT count(*) FROM tend.meta WHERE key = 'ledger_id'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
@@ -174,4 +204,23 @@ fn a_database_in_the_url_is_the_one_used() {
         .unwrap()
         .get(0);
     assert_eq!(id, l.ledger_id());
+}
+
+#[test]
+fn a_broken_connection_is_made_again() {
+    let Some(db) = Database::fresh() else { return };
+    let l = db.ledger();
+    let e = created(&l, None);
+    let ended: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 1, "the ledger's connection was ended");
+    assert_eq!(l.get(&e.id).unwrap().id, e.id, "read on a new connection");
+    l.start(&e.id, &proc_id()).unwrap();
 }
