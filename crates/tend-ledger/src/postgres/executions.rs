@@ -19,6 +19,22 @@ fn opt(v: Option<u64>) -> Option<i64> {
     v.map(|v| v as i64)
 }
 
+/// The insert of a new `queued` row; `$7` is both its key and its live key.
+fn insert_sql() -> String {
+    format!(
+        "INSERT INTO tend.executions (id, name, command, cwd, env, labels, key, live_key, status, \
+         created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
+         timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
+         idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id, job, job_number, attempt, \
+         retries, retry_backoff_ms, retry_max_backoff_ms, run_spec, job_slot, \
+         workspace_kind, workspace_path, workspace_repo, workspace_branch) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 'queued', $8, $9, $10, $11, $12, $13, $14, \
+         $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, \
+         $32, $33, $34, $35, $36) \
+         ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
+    )
+}
+
 /// Inserts `new` as `queued` with the id `id`. `None` when the id is
 /// taken already (the caller tries another).
 fn insert_queued(
@@ -36,18 +52,7 @@ fn insert_queued(
     let (cwd_text, cwd_bytes) = path_columns(&new.cwd);
     let ws = new.workspace.as_ref().map(|w| w.for_execution(id));
     let text = |v: serde_json::Result<String>| v.expect("argv and string maps serialise");
-    let sql = format!(
-        "INSERT INTO tend.executions (id, name, command, cwd, env, labels, key, live_key, status, \
-         created_at, host, tier, sup_boot_id, sup_pid, sup_start_time, sup_pidfd_ino, \
-         timeout_ms, kill_grace_ms, stdout_path, stderr_path, cgroup, heartbeat_timeout_ms, \
-         idle_timeout_ms, max_memory_bytes, cwd_bytes, agent_id, job, job_number, attempt, \
-         retries, retry_backoff_ms, retry_max_backoff_ms, run_spec, job_slot, \
-         workspace_kind, workspace_path, workspace_repo, workspace_branch) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 'queued', $8, $9, $10, $11, $12, $13, $14, \
-         $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, \
-         $32, $33, $34, $35, $36) \
-         ON CONFLICT (id) DO NOTHING RETURNING {COLS}"
-    );
+    let sql = insert_sql();
     let s = &new.supervisor;
     let row = tx.query_opt(
         &sql,

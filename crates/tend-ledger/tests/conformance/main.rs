@@ -1073,6 +1073,31 @@ fn a_workspace_is_recorded_and_outlives_its_executions_until_cleaned<L: Ledger +
     assert!(l.left_workspaces().unwrap().is_empty());
 }
 
+/// Racing creates of one key (as several hosts launching the same
+/// `--key` would): one records an execution, every other gets that one.
+fn racing_creates_share_one_key<L: Ledger + Send + Sync + 'static>(l: Arc<L>) {
+    for round in 0..20 {
+        let key = format!("k{round}");
+        let barrier = Arc::new(std::sync::Barrier::new(6));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (l, barrier, key) = (l.clone(), barrier.clone(), key.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    match l.create(&new_exec(Some(&key), None)).unwrap() {
+                        Created::New(e) => (true, e.id),
+                        Created::Existing(e) => (false, e.id),
+                    }
+                })
+            })
+            .collect();
+        let got: Vec<(bool, tend_model::ExecutionId)> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(got.iter().filter(|(new, _)| *new).count(), 1, "{got:?}");
+        assert!(got.iter().all(|(_, id)| *id == got[0].1), "{got:?}");
+    }
+}
+
 /// Names, labels, keys, job names and filters that look like SQL (or like
 /// a pattern's syntax) are stored as they are and matched literally.
 fn hostile_text_is_stored_and_matched_literally<L: Ledger + ?Sized>(l: &L) {
@@ -1209,6 +1234,7 @@ both!(
 
 both_racing!(
     racing_finishers_have_one_winner,
+    racing_creates_share_one_key,
     racing_claims_have_one_winner_per_fire,
     racing_senders_claim_each_alert_once,
 );
