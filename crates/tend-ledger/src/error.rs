@@ -42,10 +42,10 @@ pub enum Error {
         /// The status it asked for.
         to: tend_model::Status,
     },
-    /// The file was written by a newer tend.
+    /// The file (or PostgreSQL database) was written by a newer tend.
     #[error("the ledger {path} has schema version {found}, newer than this tend understands ({supported}); upgrade tend")]
     TooNew {
-        /// Ledger file.
+        /// Ledger file (or PostgreSQL URL, without its password).
         path: PathBuf,
         /// Version found in the file.
         found: i64,
@@ -60,13 +60,34 @@ pub enum Error {
         /// What SQLite said.
         detail: String,
     },
-    /// The file could not be opened or created.
+    /// The file could not be opened or created (or the PostgreSQL server
+    /// not reached).
     #[error("cannot open the ledger {path}: {detail}")]
     Open {
-        /// Ledger file.
+        /// Ledger file (or PostgreSQL URL, without its password).
         path: PathBuf,
         /// What went wrong.
         detail: String,
+    },
+    /// The store is no location tend can use: a malformed PostgreSQL URL,
+    /// or an `sslmode` this build does not speak. Nothing was sent.
+    #[error("{0}")]
+    Location(String),
+    /// PostgreSQL refused the user or the password. Not transient: trying
+    /// again sends the same credentials.
+    #[error("PostgreSQL refused the credentials for the ledger {store}: {detail}")]
+    Denied {
+        /// The store, without its password.
+        store: String,
+        /// What the server said.
+        detail: String,
+    },
+    /// The PostgreSQL database holds tables of other software and no tend
+    /// ledger: tend creates nothing in it.
+    #[error("the database of {store} holds tables that are not tend's and no tend ledger; give tend a database of its own (CREATE DATABASE tend)")]
+    NotTends {
+        /// The store, without its password.
+        store: String,
     },
     /// Any other storage failure, with what was being attempted.
     #[error("ledger error while {doing}: {source}")]

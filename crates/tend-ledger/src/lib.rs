@@ -1,8 +1,8 @@
 //! The durable ledger: every execution and every event, behind one trait.
 //!
 //! [`Ledger`] is what the supervisor, the reaper and the CLI talk to; the
-//! SQLite backend ([`SqliteLedger`]) is the embedded default and a PostgreSQL
-//! backend will implement the same trait. Every status change is a single
+//! SQLite backend ([`SqliteLedger`]) is the embedded default, and the
+//! PostgreSQL backend ([`PgLedger`]) is one ledger that several hosts share. Every status change is a single
 //! compare-and-set ([`Ledger::transition`]): it names the status it expects,
 //! and the caller learns whether it won ([`Transition::Won`]) or somebody
 //! else got there first ([`Transition::Lost`]). The terminal event is written
@@ -33,6 +33,7 @@
 mod alerts;
 mod busy;
 mod error;
+mod postgres;
 mod sqlite;
 mod sqlite_prune;
 mod sqlite_stats;
@@ -42,8 +43,9 @@ mod types;
 pub use alerts::{Alert, AlertCounts, AlertOutcome};
 pub use busy::{on_long_busy, LONG_BUSY};
 pub use error::Error;
+pub use postgres::PgLedger;
 pub use sqlite::SqliteLedger;
-pub use store::{open, open_read_only, Store};
+pub use store::{open, open_read_only, PgUrl, Store};
 pub use types::{
     Claim, Created, Filter, FireOutcome, FireStats, KillReport, KillRequest, LeftWorkspace,
     NewExecution, NewWorkspace, Outcome, Retry, Summary, Transition, Usage, KILL_BUCKETS_MS,

@@ -1,6 +1,9 @@
 //! One suite for every ledger backend: each test is generic over `Ledger`
-//! and runs against a fresh ledger from a factory. SQLite runs always; a
-//! PostgreSQL backend plugs its factory into the same functions.
+//! and runs against a fresh ledger of each backend (`factory.rs`): a
+//! SQLite file, and a PostgreSQL database on the server
+//! `TEND_TEST_POSTGRES` names. `both!` makes `NAME::sqlite` and
+//! `NAME::postgres` of each; what only one backend has is tested in
+//! `sqlite_only.rs` and `postgres_only.rs`.
 
 // Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
 #![forbid(unsafe_code)]
@@ -10,8 +13,12 @@ use std::sync::Arc;
 
 use tend_ledger::{
     AlertOutcome, Claim, Created, Error, Filter, FireOutcome, KillRequest, Ledger, NewExecution,
-    Outcome, SqliteLedger, Transition,
+    Outcome, Transition,
 };
+
+mod factory;
+mod postgres_only;
+mod sqlite_only;
 use tend_model::job::JobDefinition;
 use tend_model::{AlertKind, Execution, ProcessIdentity, Status};
 
@@ -1119,339 +1126,170 @@ fn a_workspace_is_recorded_and_outlives_its_executions_until_cleaned<L: Ledger +
     assert!(l.left_workspaces().unwrap().is_empty());
 }
 
-fn sqlite() -> (tempfile::TempDir, SqliteLedger) {
-    let dir = tempfile::tempdir().unwrap();
-    let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
-    (dir, l)
+/// Racing creates of one key (as several hosts launching the same
+/// `--key` would): one records an execution, every other gets that one.
+fn racing_creates_share_one_key<L: Ledger + Send + Sync + 'static>(l: Arc<L>) {
+    for round in 0..20 {
+        let key = format!("k{round}");
+        let barrier = Arc::new(std::sync::Barrier::new(6));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (l, barrier, key) = (l.clone(), barrier.clone(), key.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    match l.create(&new_exec(Some(&key), None)).unwrap() {
+                        Created::New(e) => (true, e.id),
+                        Created::Existing(e) => (false, e.id),
+                    }
+                })
+            })
+            .collect();
+        let got: Vec<(bool, tend_model::ExecutionId)> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(got.iter().filter(|(new, _)| *new).count(), 1, "{got:?}");
+        assert!(got.iter().all(|(_, id)| *id == got[0].1), "{got:?}");
+    }
 }
 
-macro_rules! sqlite_suite {
+/// Names, labels, keys, job names and filters that look like SQL (or like
+/// a pattern's syntax) are stored as they are and matched literally.
+fn hostile_text_is_stored_and_matched_literally<L: Ledger + ?Sized>(l: &L) {
+    let hostile = [
+        "x'; DROP TABLE executions; --",
+        "a\"b\\c' OR '1'='1",
+        "a.b(c)|d+$^{1}",
+        "100% _done_",
+    ];
+    for text in hostile {
+        let mut new = new_exec(Some(text), None);
+        new.name = text.into();
+        new.labels = BTreeMap::from([(text.to_string(), text.to_string())]);
+        new.job = Some(text.into());
+        let Created::New(e) = l.create(&new).unwrap() else {
+            panic!("a new execution for {text}");
+        };
+        assert_eq!((e.name.as_str(), e.key.as_deref()), (text, Some(text)));
+        assert_eq!(l.by_key(text).unwrap().unwrap().id, e.id, "{text}");
+        let exact = Filter {
+            name: Some(
+                text.replace('[', "[[]")
+                    .replace('*', "[*]")
+                    .replace('?', "[?]"),
+            ),
+            labels: vec![(text.into(), text.into())],
+            job: Some(text.into()),
+            ..Filter::default()
+        };
+        let found = l.list(&exact).unwrap();
+        assert_eq!(
+            found.iter().map(|e| &e.id).collect::<Vec<_>>(),
+            [&e.id],
+            "{text}"
+        );
+        let mut def = job_def(text);
+        def.name = text.into();
+        assert_eq!(l.add_job(&def, false).unwrap().definition.name, text);
+        assert_eq!(l.job(text).unwrap().next_number, 2, "{text}");
+    }
+    // Pattern syntax in a name is literal unless it is the glob's own.
+    let by = |glob: &str| {
+        l.list(&Filter {
+            name: Some(glob.into()),
+            ..Filter::default()
+        })
+        .unwrap()
+        .len()
+    };
+    assert_eq!(by("a.b(c)|d+$^{1}"), 1);
+    assert_eq!(by("a?b(c)|d+$^{1}"), 1, "? is any one character");
+    assert_eq!(by("axb*"), 0, "a dot is not any character");
+    assert_eq!(by("100%*"), 1);
+    assert_eq!(by("1%"), 0, "% is no wildcard");
+    assert_eq!(by("*"), hostile.len());
+    assert_eq!(by("[x1]*"), 2);
+    assert_eq!(by("[^x1]*"), 2);
+    assert_eq!(
+        l.jobs().unwrap().len(),
+        hostile.len(),
+        "every table is still there"
+    );
+}
+
+/// A test of each backend for each generic test: `NAME::sqlite` and
+/// `NAME::postgres`.
+macro_rules! both {
     ($($name:ident),* $(,)?) => {$(
-        #[test]
-        fn $name() {
-            let (_dir, l) = sqlite();
-            super::$name(&l);
+        mod $name {
+            #[test]
+            fn sqlite() {
+                let (_dir, l) = super::factory::sqlite();
+                super::$name(&l);
+            }
+
+            #[test]
+            fn postgres() {
+                let Some(db) = super::factory::Database::fresh() else { return };
+                super::$name(&db.ledger());
+            }
         }
     )*};
 }
 
-mod sqlite_backend {
-    use super::*;
+/// The same for the racing tests, whose ledger takes each call on a
+/// connection of its own.
+macro_rules! both_racing {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use std::sync::Arc;
 
-    sqlite_suite!(
-        lifecycle_records_each_step,
-        a_terminal_status_never_changes,
-        illegal_edges_are_refused,
-        keys_dedupe_and_are_released_on_the_terminal_write,
-        prefixes_resolve_or_say_why_not,
-        filters_select_by_status_name_label_and_limit,
-        kill_requests_are_stored_and_noop_when_finished,
-        heartbeats_touch_only_running_rows,
-        summaries_count_by_status_method_and_reason,
-        a_working_directory_is_kept_byte_for_byte,
-        stats_count_what_the_ledger_holds,
-        stats_percentiles_are_nearest_ranks,
-        prune_takes_old_terminal_rows_and_never_a_live_one,
-        prune_counts_age_from_the_end_not_the_start,
-        jobs_are_stored_refused_twice_replaced_paused_and_removed,
-        job_numbers_count_up_and_are_never_reused,
-        a_fire_is_decided_once_and_never_before_a_later_one,
-        a_retry_is_recorded_with_the_outcome_and_holds_the_key,
-        a_pending_attempt_is_adopted_once,
-        a_workspace_is_recorded_and_outlives_its_executions_until_cleaned,
-        only_the_last_failing_attempt_of_a_retried_run_alerts,
-        an_outcome_queues_its_alert_and_one_claimer_gets_it,
-        a_retry_waits_and_keeps_what_was_delivered,
-        an_expired_claim_is_retaken_and_a_released_one_at_once,
-        missed_fires_and_level_changes_queue_alerts,
-    );
+            #[test]
+            fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let l = super::factory::Many::PerCall(dir.path().join("tend.db"));
+                super::$name(Arc::new(l));
+            }
 
-    #[test]
-    fn racing_senders_claim_each_alert_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = Arc::new(PerCall(dir.path().join("tend.db")));
-        super::racing_senders_claim_each_alert_once(l);
-    }
-
-    #[test]
-    fn racing_claims_have_one_winner_per_fire() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = Arc::new(PerCall(dir.path().join("tend.db")));
-        super::racing_claims_have_one_winner_per_fire(l);
-    }
-
-    #[test]
-    fn racing_finishers_have_one_winner() {
-        let dir = tempfile::tempdir().unwrap();
-        // Each call gets its own connection, as separate processes would.
-        let l = Arc::new(PerCall(dir.path().join("tend.db")));
-        super::racing_finishers_have_one_winner(l);
-    }
-
-    /// Opens a fresh connection per call, so that racing threads contend
-    /// through SQLite's locks exactly as separate processes do.
-    struct PerCall(std::path::PathBuf);
-    impl PerCall {
-        fn l(&self) -> SqliteLedger {
-            SqliteLedger::open(&self.0).unwrap()
+            #[test]
+            fn postgres() {
+                let Some(db) = super::factory::Database::fresh() else { return };
+                super::$name(Arc::new(super::factory::Many::pool(&db.url, 6)));
+            }
         }
-    }
-    impl Ledger for PerCall {
-        fn ledger_id(&self) -> &str {
-            "per-call"
-        }
-        fn schema(&self) -> tend_ledger::Result<(i64, i64)> {
-            self.l().schema()
-        }
-        fn create(&self, n: &NewExecution) -> tend_ledger::Result<Created> {
-            self.l().create(n)
-        }
-        fn start(
-            &self,
-            id: &tend_model::ExecutionId,
-            p: &ProcessIdentity,
-        ) -> tend_ledger::Result<Transition> {
-            self.l().start(id, p)
-        }
-        fn transition(
-            &self,
-            id: &tend_model::ExecutionId,
-            s: Status,
-            o: &Outcome,
-        ) -> tend_ledger::Result<Transition> {
-            self.l().transition(id, s, o)
-        }
-        fn transition_retrying(
-            &self,
-            id: &tend_model::ExecutionId,
-            s: Status,
-            o: &Outcome,
-            r: &tend_ledger::Retry,
-        ) -> tend_ledger::Result<(Transition, Option<Execution>)> {
-            self.l().transition_retrying(id, s, o, r)
-        }
-        fn next_attempt(
-            &self,
-            id: &tend_model::ExecutionId,
-        ) -> tend_ledger::Result<Option<Execution>> {
-            self.l().next_attempt(id)
-        }
-        fn adopt(
-            &self,
-            id: &tend_model::ExecutionId,
-            from: &ProcessIdentity,
-            to: &ProcessIdentity,
-        ) -> tend_ledger::Result<Transition> {
-            self.l().adopt(id, from, to)
-        }
-        fn run_spec(&self, id: &tend_model::ExecutionId) -> tend_ledger::Result<Option<String>> {
-            self.l().run_spec(id)
-        }
-        fn request_kill(
-            &self,
-            id: &tend_model::ExecutionId,
-            k: &KillRequest,
-        ) -> tend_ledger::Result<Execution> {
-            self.l().request_kill(id, k)
-        }
-        fn heartbeat(
-            &self,
-            id: &tend_model::ExecutionId,
-            p: Option<&str>,
-        ) -> tend_ledger::Result<Execution> {
-            self.l().heartbeat(id, p)
-        }
-        fn count(&self, f: &tend_ledger::Filter) -> tend_ledger::Result<u64> {
-            self.l().count(f)
-        }
-        fn prune(&self, before: i64, keep: u32, dry: bool) -> tend_ledger::Result<Vec<Execution>> {
-            self.l().prune(before, keep, dry)
-        }
-        fn stats(
-            &self,
-            since: Option<i64>,
-            name: Option<&str>,
-        ) -> tend_ledger::Result<tend_model::wire::Stats> {
-            self.l().stats(since, name)
-        }
-        fn summary(
-            &self,
-            since: Option<i64>,
-            before: i64,
-        ) -> tend_ledger::Result<tend_ledger::Summary> {
-            self.l().summary(since, before)
-        }
-        fn get(&self, id: &tend_model::ExecutionId) -> tend_ledger::Result<Execution> {
-            self.l().get(id)
-        }
-        fn resolve(&self, p: &str) -> tend_ledger::Result<Execution> {
-            self.l().resolve(p)
-        }
-        fn list(&self, f: &Filter) -> tend_ledger::Result<Vec<Execution>> {
-            self.l().list(f)
-        }
-        fn live(&self) -> tend_ledger::Result<Vec<Execution>> {
-            self.l().live()
-        }
-        fn by_key(&self, k: &str) -> tend_ledger::Result<Option<Execution>> {
-            self.l().by_key(k)
-        }
-        fn events(
-            &self,
-            id: &tend_model::ExecutionId,
-        ) -> tend_ledger::Result<Vec<tend_model::Event>> {
-            self.l().events(id)
-        }
-        fn record(
-            &self,
-            id: &tend_model::ExecutionId,
-            k: tend_model::EventKind,
-            a: &tend_model::Actor,
-            d: serde_json::Value,
-        ) -> tend_ledger::Result<()> {
-            self.l().record(id, k, a, d)
-        }
-        fn add_job(
-            &self,
-            d: &JobDefinition,
-            replace: bool,
-        ) -> tend_ledger::Result<tend_model::job::Job> {
-            self.l().add_job(d, replace)
-        }
-        fn job(&self, n: &str) -> tend_ledger::Result<tend_model::job::Job> {
-            self.l().job(n)
-        }
-        fn jobs(&self) -> tend_ledger::Result<Vec<tend_model::job::Job>> {
-            self.l().jobs()
-        }
-        fn remove_job(&self, n: &str) -> tend_ledger::Result<tend_model::job::Job> {
-            self.l().remove_job(n)
-        }
-        fn set_paused(&self, n: &str, p: bool) -> tend_ledger::Result<tend_model::job::Job> {
-            self.l().set_paused(n, p)
-        }
-        fn claim_fire(
-            &self,
-            j: &str,
-            at: i64,
-            by: &str,
-            o: FireOutcome,
-        ) -> tend_ledger::Result<Claim> {
-            self.l().claim_fire(j, at, by, o)
-        }
-        fn left_workspaces(&self) -> tend_ledger::Result<Vec<tend_ledger::LeftWorkspace>> {
-            self.l().left_workspaces()
-        }
-        fn workspace_cleaned(&self, path: &str, kept: bool) -> tend_ledger::Result<()> {
-            self.l().workspace_cleaned(path, kept)
-        }
-        fn unlaunched_fire(
-            &self,
-            j: &str,
-            by: &str,
-            since: i64,
-        ) -> tend_ledger::Result<Option<i64>> {
-            self.l().unlaunched_fire(j, by, since)
-        }
-        fn last_fire(&self, j: &str) -> tend_ledger::Result<Option<i64>> {
-            self.l().last_fire(j)
-        }
-        fn record_job(
-            &self,
-            j: &str,
-            k: tend_model::EventKind,
-            a: &tend_model::Actor,
-            d: serde_json::Value,
-        ) -> tend_ledger::Result<()> {
-            self.l().record_job(j, k, a, d)
-        }
-        fn job_events(&self, j: &str) -> tend_ledger::Result<Vec<tend_model::job::JobEvent>> {
-            self.l().job_events(j)
-        }
-        fn fire_stats(&self, s: Option<i64>) -> tend_ledger::Result<Vec<tend_ledger::FireStats>> {
-            self.l().fire_stats(s)
-        }
-        fn set_alert_level(
-            &self,
-            n: &str,
-            level: &str,
-            quiet: &str,
-            k: AlertKind,
-            d: serde_json::Value,
-        ) -> tend_ledger::Result<bool> {
-            self.l().set_alert_level(n, level, quiet, k, d)
-        }
-        fn claim_alerts(
-            &self,
-            by: &str,
-            lease: i64,
-            limit: u32,
-        ) -> tend_ledger::Result<Vec<tend_ledger::Alert>> {
-            self.l().claim_alerts(by, lease, limit)
-        }
-        fn release_alerts(&self, by: &str) -> tend_ledger::Result<u64> {
-            self.l().release_alerts(by)
-        }
-        fn finish_alert(&self, id: i64, by: &str, o: &AlertOutcome) -> tend_ledger::Result<bool> {
-            self.l().finish_alert(id, by, o)
-        }
-        fn next_alert_at(&self) -> tend_ledger::Result<Option<i64>> {
-            self.l().next_alert_at()
-        }
-        fn alert_counts(&self, since: i64) -> tend_ledger::Result<tend_ledger::AlertCounts> {
-            self.l().alert_counts(since)
-        }
-        fn prune_alerts(&self, before: i64) -> tend_ledger::Result<u64> {
-            self.l().prune_alerts(before)
-        }
-    }
-
-    #[test]
-    fn a_newer_ledger_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tend.db");
-        drop(SqliteLedger::open(&path).unwrap());
-        let c = rusqlite_bump(&path);
-        assert!(c);
-        let err = SqliteLedger::open(&path).unwrap_err();
-        assert!(matches!(err, Error::TooNew { found: 99, .. }), "{err}");
-        assert!(err.to_string().contains("upgrade tend"));
-    }
-
-    #[test]
-    fn a_file_that_is_not_a_database_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tend.db");
-        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
-        let err = SqliteLedger::open(&path).unwrap_err();
-        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    }
-
-    #[test]
-    fn reopening_keeps_the_ledger_id_and_data() {
-        let (dir, l) = sqlite();
-        let id = l.ledger_id().to_string();
-        let e = created(&l, None);
-        drop(l);
-        let l = SqliteLedger::open(&dir.path().join("tend.db")).unwrap();
-        assert_eq!(l.ledger_id(), id);
-        assert_eq!(l.get(&e.id).unwrap().id, e.id);
-        assert_eq!(l.integrity_check(), Some(Ok(())));
-    }
-
-    fn rusqlite_bump(path: &std::path::Path) -> bool {
-        std::process::Command::new("sqlite3")
-            .arg(path)
-            .arg("PRAGMA user_version = 99;")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or_else(|_| bump_without_cli(path))
-    }
-
-    fn bump_without_cli(path: &std::path::Path) -> bool {
-        // user_version lives at byte offset 60 of the header, big-endian.
-        let mut bytes = std::fs::read(path).unwrap();
-        bytes[60..64].copy_from_slice(&99u32.to_be_bytes());
-        std::fs::write(path, bytes).is_ok()
-    }
+    )*};
 }
+
+both!(
+    lifecycle_records_each_step,
+    a_terminal_status_never_changes,
+    illegal_edges_are_refused,
+    keys_dedupe_and_are_released_on_the_terminal_write,
+    prefixes_resolve_or_say_why_not,
+    filters_select_by_status_name_label_and_limit,
+    kill_requests_are_stored_and_noop_when_finished,
+    heartbeats_touch_only_running_rows,
+    summaries_count_by_status_method_and_reason,
+    a_working_directory_is_kept_byte_for_byte,
+    stats_count_what_the_ledger_holds,
+    stats_percentiles_are_nearest_ranks,
+    prune_takes_old_terminal_rows_and_never_a_live_one,
+    prune_counts_age_from_the_end_not_the_start,
+    jobs_are_stored_refused_twice_replaced_paused_and_removed,
+    job_numbers_count_up_and_are_never_reused,
+    a_fire_is_decided_once_and_never_before_a_later_one,
+    a_retry_is_recorded_with_the_outcome_and_holds_the_key,
+    a_pending_attempt_is_adopted_once,
+    a_workspace_is_recorded_and_outlives_its_executions_until_cleaned,
+    only_the_last_failing_attempt_of_a_retried_run_alerts,
+    an_outcome_queues_its_alert_and_one_claimer_gets_it,
+    a_retry_waits_and_keeps_what_was_delivered,
+    an_expired_claim_is_retaken_and_a_released_one_at_once,
+    missed_fires_and_level_changes_queue_alerts,
+    hostile_text_is_stored_and_matched_literally,
+);
+
+both_racing!(
+    racing_finishers_have_one_winner,
+    racing_creates_share_one_key,
+    racing_claims_have_one_winner_per_fire,
+    racing_senders_claim_each_alert_once,
+);
