@@ -138,6 +138,12 @@ pub trait Ledger: Send {
     /// not rows it returns.
     fn stats(&self, since_ms: Option<i64>, name: Option<&str>) -> Result<tend_model::wire::Stats>;
 
+    /// Lets go of what the ledger holds open between calls (a database
+    /// connection) until the next call. A supervisor calls it before it
+    /// waits for its command, so that a thousand idle executions do not
+    /// hold a thousand PostgreSQL connections; SQLite holds only a file.
+    fn idle(&self) {}
+
     /// Deletes the terminal executions that ended before `before_ms`, with
     /// their events, except the `keep_last` newest of each job; never a live
     /// one. Returns what went (with `dry_run`, what would go, deleting
@@ -362,6 +368,9 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
     }
     fn count(&self, filter: &Filter) -> Result<u64> {
         (**self).count(filter)
+    }
+    fn idle(&self) {
+        (**self).idle()
     }
     fn prune(&self, before_ms: i64, keep_last: u32, dry_run: bool) -> Result<Vec<Execution>> {
         (**self).prune(before_ms, keep_last, dry_run)

@@ -130,6 +130,10 @@ impl Ledger for PgLedger {
         &self.ledger_id
     }
 
+    fn idle(&self) {
+        self.conn.close();
+    }
+
     fn schema(&self) -> Result<(i64, i64)> {
         let found = self
             .conn

@@ -169,6 +169,11 @@ pub fn is_local(e: &tend_model::Execution, host: &str) -> bool {
 /// still passed.
 pub const SECRET_VARS: &[&str] = &["TEND_TOKEN"];
 
+/// Variables that hold the store's secrets. A supervisor may need them to
+/// reach a PostgreSQL ledger, so only the commands it starts lose them
+/// (their `TEND_STORE` is the URL without its password as well).
+pub const STORE_SECRET_VARS: &[&str] = &["PGPASSWORD"];
+
 /// The processes carrying `ledger`'s marker (and no other agent's than
 /// `agent`, when given), with the execution id each names. Processes from
 /// before agents were recorded carry no agent marker and count.

@@ -734,6 +734,9 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
                 tv_nsec: d.subsec_nanos() as i64,
             }
         });
+        // Nothing is held open while we wait: on PostgreSQL, no connection
+        // per idle execution.
+        self.ledger.idle();
         let ready = self.poll_once(timeout.as_ref())?;
         for (i, revents) in ready.term.into_iter().enumerate() {
             let Some(r) = revents else { continue };

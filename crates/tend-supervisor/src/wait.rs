@@ -124,7 +124,9 @@ fn look<L: Ledger + ?Sized>(
             // reconcile (another home on a shared store): looking again at
             // once would spin; that agent's reaper will end it.
             Supervision::Gone(None) => pass.foreign = true,
-            Supervision::NotHere => {}
+            // Supervised on another host: its end is announced there, so it
+            // is looked for here once a second too.
+            Supervision::NotHere => pass.foreign |= !e.status.is_terminal(),
         }
         pass.rows.push(e);
     }

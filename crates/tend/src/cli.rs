@@ -27,7 +27,7 @@ pub struct Cli {
 /// Options every command accepts.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Ledger to use: a SQLite file path or sqlite:// URL [default: $TEND_HOME/tend.db]
+    /// Ledger to use: a SQLite file path, sqlite:// URL, or postgres:// URL (shared by several hosts) [default: $TEND_HOME/tend.db]
     #[arg(
         long,
         global = true,

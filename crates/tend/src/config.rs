@@ -386,7 +386,8 @@ impl Config {
             kill_grace: self.kill_grace,
             log_max_bytes: self.log_max_size,
             containment: self.containment,
-            store: Some(self.store()?.to_string()),
+            // What commands see as TEND_STORE: never the password.
+            store: Some(self.store()?.without_password()),
         })
     }
 

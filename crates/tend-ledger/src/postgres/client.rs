@@ -176,6 +176,12 @@ impl Conn {
         })
     }
 
+    /// Closes the connection, if one is open; the next call connects again.
+    pub(crate) fn close(&self) {
+        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = None;
+    }
+
     /// Runs `f` on the connection (connecting first if it broke), trying
     /// again on a transient failure.
     pub(crate) fn run<T>(

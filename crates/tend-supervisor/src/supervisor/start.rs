@@ -333,7 +333,7 @@ fn streams(
 fn command(spec: &crate::RunSpec, mode: Mode, markers: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(&spec.command[0]);
     // Before the run's own env, so that an explicit value still passes.
-    for secret in crate::SECRET_VARS {
+    for secret in crate::SECRET_VARS.iter().chain(crate::STORE_SECRET_VARS) {
         cmd.env_remove(secret);
     }
     cmd.args(&spec.command[1..])
