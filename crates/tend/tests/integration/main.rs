@@ -64,3 +64,5 @@ mod workspaces;
 mod top;
 // Alerts to a real webhook receiver on loopback: signed, retried, given up.
 mod alerts;
+// Two homes on one PostgreSQL ledger (issue 12).
+mod shared;

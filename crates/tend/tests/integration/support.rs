@@ -6,14 +6,57 @@ use serde_json::Value;
 use tend_ledger::Ledger;
 
 /// A private tend home with its own ledger, and helpers to drive the binary.
+/// The ledger is a SQLite file in the home, or, when the suite runs on
+/// PostgreSQL (`TEND_TEST_BACKEND=postgres`, as `scripts/test` runs it a
+/// second time), a fresh database on the test server.
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
+    pg: Option<std::sync::Arc<PgDatabase>>,
 }
 
 impl TestEnv {
     pub fn new() -> TestEnv {
+        if std::env::var("TEND_TEST_BACKEND").as_deref() == Ok("postgres") {
+            return TestEnv::postgres();
+        }
         TestEnv {
             dir: tempfile::tempdir().expect("a temp dir"),
+            pg: None,
+        }
+    }
+
+    /// A home on a fresh PostgreSQL database, whatever the suite's backend.
+    pub fn postgres() -> TestEnv {
+        TestEnv {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            pg: Some(std::sync::Arc::new(PgDatabase::fresh())),
+        }
+    }
+
+    /// Another home (another agent, as on another host) on the same
+    /// PostgreSQL ledger as `other`.
+    pub fn sharing(other: &TestEnv) -> TestEnv {
+        let pg = other
+            .pg
+            .clone()
+            .expect("only a PostgreSQL ledger is shared");
+        TestEnv {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            pg: Some(pg),
+        }
+    }
+
+    /// Whether this home's ledger is on PostgreSQL: the tests of what only
+    /// a SQLite file has (its bytes, its directory) return early on it.
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+
+    /// The ledger's location, as `--store`/`TEND_STORE` take it.
+    pub fn store(&self) -> String {
+        match &self.pg {
+            Some(db) => db.url.clone(),
+            None => self.ledger_path().display().to_string(),
         }
     }
 
@@ -27,7 +70,6 @@ impl TestEnv {
         c.env("TEND_HOME", self.home())
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("NO_COLOR", "1")
-            .env_remove("TEND_STORE")
             .env_remove("TEND_KILL_GRACE")
             .env_remove("TEND_FAILPOINT")
             .env_remove("TEND_EXECUTION_ID")
@@ -35,6 +77,10 @@ impl TestEnv {
             .env_remove("TEND_TOKEN")
             .env_remove("TEND_ALLOWED_HOSTS")
             .stdin(Stdio::null());
+        match &self.pg {
+            Some(db) => c.env("TEND_STORE", &db.url),
+            None => c.env_remove("TEND_STORE"),
+        };
         c
     }
 
@@ -111,8 +157,20 @@ impl TestEnv {
         self.home().join("tend.db")
     }
 
-    pub fn ledger(&self) -> tend_ledger::SqliteLedger {
+    /// The SQLite file itself, for the tests of what only a file has.
+    pub fn sqlite(&self) -> tend_ledger::SqliteLedger {
+        assert!(!self.is_postgres(), "this test needs a SQLite ledger");
         tend_ledger::SqliteLedger::open(&self.ledger_path()).expect("the test ledger opens")
+    }
+
+    pub fn ledger(&self) -> Box<dyn Ledger> {
+        let store = tend_ledger::Store::parse(&self.store()).expect("a store");
+        tend_ledger::open(&store).expect("the test ledger opens")
+    }
+
+    /// Whether the ledger exists yet (tend made it).
+    fn has_ledger(&self) -> bool {
+        self.is_postgres() || self.ledger_path().exists()
     }
 
     pub fn ledger_id(&self) -> String {
@@ -122,7 +180,7 @@ impl TestEnv {
     /// PIDs of live processes carrying this ledger's marker (optionally for
     /// one execution).
     pub fn marked(&self, execution: Option<&str>) -> Vec<i32> {
-        if !self.ledger_path().exists() {
+        if !self.has_ledger() {
             return Vec::new();
         }
         tend_supervisor::marked_processes(&self.ledger_id(), None)
@@ -157,10 +215,13 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        if !self.ledger_path().exists() {
+        if !self.has_ledger() {
             return;
         }
-        let Ok(ledger) = tend_ledger::SqliteLedger::open(&self.ledger_path()) else {
+        let Ok(store) = tend_ledger::Store::parse(&self.store()) else {
+            return;
+        };
+        let Ok(ledger) = tend_ledger::open(&store) else {
             return;
         };
         // Supervisors first (they are not marked), then anything marked.
@@ -178,6 +239,53 @@ impl Drop for TestEnv {
         drop(ledger);
         let _ = self.cmd().arg("reap").output();
     }
+}
+
+/// A database made for one test's homes on the server `TEND_TEST_POSTGRES`
+/// names, dropped (with whatever still connects to it) when they are gone.
+struct PgDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    fn fresh() -> PgDatabase {
+        let admin = std::env::var("TEND_TEST_POSTGRES").unwrap_or_else(|_| {
+            panic!(
+                "this test needs a PostgreSQL server: run scripts/test, or set TEND_TEST_POSTGRES \
+                 to a URL of a server where it may create databases (scripts/postgres start prints one)"
+            )
+        });
+        let name = format!("tend_it_{:016x}", rand_u64());
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot reach the test server TEND_TEST_POSTGRES: {e}"));
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("a test database");
+        let (scheme, rest) = admin.split_once("://").expect("a URL");
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let url = format!("{scheme}://{authority}/{name}");
+        PgDatabase { admin, name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .expect("random bytes");
+    u64::from_ne_bytes(b)
 }
 
 /// Polls `cond` until it holds or `within` passes; returns whether it held.

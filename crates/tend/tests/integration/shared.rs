@@ -1,0 +1,53 @@
+//! Two homes on one PostgreSQL ledger behave as two hosts' agents: each
+//! sees every execution, and acts only through the one that owns it.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn two_homes_on_one_postgres_ledger_see_each_others_executions() {
+    let a = TestEnv::postgres();
+    let b = TestEnv::sharing(&a);
+    let id = a.detach(&["sh", "-c", "sleep 1; exit 3"]);
+    let listed = b.json(&["list"]);
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+    assert_ne!(
+        listed[0]["agent_id"],
+        b.json(&["run", "--", "true"])["agent_id"],
+        "each home is its own agent"
+    );
+    let t0 = Instant::now();
+    let out = b.tend(&["wait", &id]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(a.status(&id), "failed");
+}
+
+#[test]
+fn launched_commands_see_the_store_without_its_password() {
+    let a = TestEnv::postgres();
+    let out = a.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$TEND_STORE\"; echo \"${PGPASSWORD:-none}\"",
+    ]);
+    let store = a.store();
+    let (_, rest) = store.split_once("://").unwrap();
+    let (userinfo, _) = rest.split_once('@').unwrap();
+    let password = userinfo
+        .split_once(':')
+        .map(|(_, p)| p)
+        .expect("a password in the test URL");
+    assert!(!out.contains(password), "{out}");
+    assert!(out.contains("postgres://"), "{out}");
+    let out = a
+        .cmd()
+        .env("PGPASSWORD", "hunter2")
+        .args(["run", "--", "sh", "-c", "echo \"${PGPASSWORD:-none}\""])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "none");
+}
