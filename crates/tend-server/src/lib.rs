@@ -47,6 +47,7 @@ mod guard;
 mod lock;
 mod logs;
 mod metrics;
+mod pool;
 mod readable;
 mod scheduler;
 mod state;
@@ -61,6 +62,7 @@ pub use api::router;
 pub use error::ApiError;
 pub use guard::AllowedHosts;
 pub use lock::DaemonLock;
+pub use pool::Pooled;
 pub use state::AppState;
 
 use tend_supervisor::Home;
@@ -243,7 +245,11 @@ async fn run_locked(
         source,
     })?;
     let limits = config.limits.clone();
-    let state = AppState::new(config, addr)?;
+    // Opening a ledger blocks (a PostgreSQL client runs its own small
+    // runtime), so it never happens on a runtime thread.
+    let state = tokio::task::spawn_blocking(move || AppState::new(config, addr))
+        .await
+        .expect("opening the ledger does not panic")?;
     let recovered = {
         let s = state.clone();
         tokio::task::spawn_blocking(move || s.recover())

@@ -90,10 +90,10 @@ fn subscribe(state: &AppState) -> Result<Wake, crate::Error> {
 /// One look at every job: decides what is owed, and returns when the next
 /// fire of any job comes (ms since the epoch).
 fn pass(state: &AppState, started: i64) -> Option<i64> {
-    let ledger = match tend_ledger::open(&state.config().store) {
+    let ledger = match state.ledger() {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!(error = %e, "the scheduler cannot open the ledger");
+            tracing::warn!(error = ?e, "the scheduler cannot open the ledger");
             return None;
         }
     };
@@ -148,7 +148,7 @@ const RECOVER_WITHIN: Duration = Duration::from_secs(24 * 3600);
 /// lost without a word. The execution carries the fire's instant under a
 /// unique index, so it can never run twice.
 fn recover(state: &AppState) {
-    let Ok(ledger) = tend_ledger::open(&state.config().store) else {
+    let Ok(ledger) = state.ledger() else {
         return;
     };
     let home = &state.config().home;

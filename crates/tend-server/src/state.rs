@@ -24,6 +24,7 @@ struct Inner {
     counters: Counters,
     stopping: tokio::sync::watch::Sender<bool>,
     alerts_wanted: tokio::sync::Notify,
+    pool: crate::pool::Pool,
 }
 
 /// Counters of what this daemon process did (ledger-derived numbers are
@@ -68,6 +69,7 @@ impl AppState {
             counters: Counters::default(),
             stopping,
             alerts_wanted: tokio::sync::Notify::new(),
+            pool: crate::pool::Pool::default(),
         })))
     }
 
@@ -96,9 +98,11 @@ impl AppState {
         self.0.started.elapsed().as_secs()
     }
 
-    /// A fresh ledger connection.
-    pub fn ledger(&self) -> Result<Box<dyn Ledger>, ApiError> {
-        tend_ledger::open(&self.0.config.store).map_err(ApiError::from)
+    /// A ledger connection: a fresh one on SQLite, a reused one on
+    /// PostgreSQL ([`crate::pool`]). Blocking: call it off the runtime's
+    /// threads.
+    pub fn ledger(&self) -> Result<crate::pool::Pooled<'_>, ApiError> {
+        self.0.pool.get(&self.0.config.store).map_err(ApiError::from)
     }
 
     /// Runs `f` with a ledger connection on the blocking pool.

@@ -27,7 +27,11 @@ pub async fn watch(state: AppState) {
     let (dead_tx, mut dead_rx) = mpsc::unbounded_channel::<ExecutionId>();
     let mut watched: HashMap<ExecutionId, JoinHandle<()>> = HashMap::new();
     let mut timers: HashMap<ExecutionId, JoinHandle<()>> = HashMap::new();
-    for e in state.live().unwrap_or_default() {
+    let s = state.clone();
+    let live = tokio::task::spawn_blocking(move || s.live().unwrap_or_default())
+        .await
+        .unwrap_or_default();
+    for e in live {
         watch_supervisor(&mut watched, &e, &dead_tx);
         watch_overdue(&mut timers, &e, &dead_tx);
     }
@@ -102,9 +106,9 @@ async fn backstop_only(state: AppState) {
 /// The slow pass: reconcile everything, end strays; returns the live rows.
 fn backstop(state: &AppState) -> Option<Vec<Execution>> {
     let l = state.ledger().ok()?;
-    let lost = tend_supervisor::reconcile(&l, &state.config().home).unwrap_or_default();
+    let lost = tend_supervisor::reconcile(&*l, &state.config().home).unwrap_or_default();
     let strays = tend_supervisor::sweep_stragglers(
-        &l,
+        &*l,
         &state.config().home,
         false,
         state.config().run.kill_grace,
@@ -133,7 +137,7 @@ fn reconcile_one(state: &AppState, id: &ExecutionId) {
     let Ok(l) = state.ledger() else { return };
     let Ok(e) = l.get(id) else { return };
     if !e.status.is_terminal() {
-        if let Ok(Some(_)) = tend_supervisor::reconcile_execution(&l, &state.config().home, &e) {
+        if let Ok(Some(_)) = tend_supervisor::reconcile_execution(&*l, &state.config().home, &e) {
             state.note_reaped(1, 0);
         }
     }

@@ -502,7 +502,7 @@ fn the_dashboard_works_in_a_real_browser() {
         .arg(&shot)
         .env("TEND_HOME", env.home())
         .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
-        .env_remove("TEND_STORE")
+        .env("TEND_STORE", env.store())
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
