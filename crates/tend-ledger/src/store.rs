@@ -1,9 +1,10 @@
 //! Where a ledger lives, and the one door through which every caller opens
 //! it: a store location (`--store`, `TEND_STORE`, the home's default file)
 //! becomes a `Box<dyn Ledger>`, so nothing above this crate names a backend.
-//! A PostgreSQL location may carry a password: its `Debug` and
-//! [`Store::without_password`] never show it; only `Display` (which must
-//! reopen the same store) does.
+//! A PostgreSQL location may carry a password: its `Debug`, its `Display`
+//! and [`Store::without_password`] never show it; only
+//! [`Store::reopen_form`], which a background supervisor needs to open the
+//! same store, does.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -61,7 +62,7 @@ impl Store {
             .unwrap_or(store);
         if path.is_empty() || path.contains("://") {
             return Err(format!(
-                "'{store}' is not a ledger location; give a file path or sqlite:///path/to/tend.db"
+                "'{store}' is not a ledger location; give a file path, sqlite:///path/to/tend.db or postgres://user@host/database"
             ));
         }
         let path = std::path::absolute(Path::new(path))
@@ -88,16 +89,23 @@ impl Store {
     }
 }
 
-impl fmt::Display for Store {
-    /// The form [`Store::parse`] reads back, to reopen the same store (a
-    /// background supervisor's): a PostgreSQL URL with its password, if it
-    /// has one. To show a store, or hand it to a launched command, use
-    /// [`Store::without_password`].
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Store {
+    /// The form [`Store::parse`] reads back to open the same store, a
+    /// PostgreSQL URL with its password: only for handing to a background
+    /// supervisor (on its stdin, never in an argument or the environment).
+    pub fn reopen_form(&self) -> String {
         match self {
-            Store::Sqlite(p) => write!(f, "{}", p.display()),
-            Store::Postgres(u) => f.write_str(u.as_str()),
+            Store::Sqlite(p) => p.display().to_string(),
+            Store::Postgres(u) => u.as_str().to_string(),
         }
+    }
+}
+
+impl fmt::Display for Store {
+    /// The store as it may be shown: [`Store::without_password`], so that
+    /// no message, log line or health report ever carries the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.without_password())
     }
 }
 
@@ -128,9 +136,10 @@ mod tests {
             "postgresql://tend:s3cret@db.example/ledger?sslmode=disable",
         ] {
             let s = Store::parse(url).unwrap();
-            assert_eq!(s.to_string(), url, "Display reopens the same store");
-            assert_eq!(Store::parse(&s.to_string()).unwrap(), s);
+            assert_eq!(s.reopen_form(), url, "the reopen form is the same store");
+            assert_eq!(Store::parse(&s.reopen_form()).unwrap(), s);
             assert!(!s.without_password().contains("s3cret"));
+            assert!(!s.to_string().contains("s3cret"), "Display shows no password");
             assert!(!format!("{s:?}").contains("s3cret"));
             assert_eq!(s.sqlite_path(), None);
         }

@@ -74,7 +74,7 @@ pub fn launch(exe: &Path, home: &Home, store: &Store, spec: &RunSpec) -> Result<
         &Envelope {
             spec: spec.clone(),
             home: home.root().to_path_buf(),
-            store: store.to_string(),
+            store: store.reopen_form(),
             adopt: None,
         },
     )
@@ -109,7 +109,7 @@ pub fn adopt<L: Ledger + ?Sized>(
         &Envelope {
             spec,
             home: home.root().to_path_buf(),
-            store: store.to_string(),
+            store: store.reopen_form(),
             adopt: Some(id.to_string()),
         },
     )

@@ -397,7 +397,7 @@ impl Config {
             None => Ok(tend_ledger::Store::Sqlite(std::path::absolute(
                 self.home.join("tend.db"),
             )?)),
-            Some(s) => tend_ledger::Store::parse(s).map_err(|e| anyhow::anyhow!(e)),
+            Some(s) => tend_ledger::Store::parse(s).map_err(crate::usage),
         }
     }
 }

@@ -80,9 +80,18 @@ impl Context {
         home.check_owner()?;
         let (ledger, read_only) = match home.ensure() {
             Ok(()) => (tend_ledger::open(&store)?, None),
-            Err(e) if access == Access::Read && exists => {
-                (tend_ledger::open_read_only(&store)?, Some(e.to_string()))
-            }
+            // A shared ledger that was never used says nothing about the
+            // home: the home's own trouble is the sentence then.
+            Err(e) if access == Access::Read && exists => match tend_ledger::open_read_only(&store) {
+                Ok(l) => (l, Some(e.to_string())),
+                Err(_) if store.sqlite_path().is_none() => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "cannot use {} as tend's home (set TEND_HOME to a writable folder)",
+                        config.home.display()
+                    )))
+                }
+                Err(le) => return Err(le.into()),
+            },
             Err(e) => {
                 return Err(anyhow::Error::new(e).context(format!(
                     "cannot use {} as tend's home (set TEND_HOME to a writable folder)",

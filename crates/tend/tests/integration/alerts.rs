@@ -162,8 +162,17 @@ fn daemon(env: &TestEnv, hook: &str, kinds: &str, extra: &[(&str, &str)]) -> Dae
     Daemon::start_with(env, &vars)
 }
 
-/// The outbox rows, straight from the ledger file.
+/// The outbox rows, straight from the ledger (its file, or its database).
 fn outbox(env: &TestEnv) -> Vec<(String, String, i64)> {
+    if env.is_postgres() {
+        let mut c = postgres::Client::connect(&env.store(), postgres::NoTls).unwrap();
+        return c
+            .query("SELECT kind, state, attempts FROM tend.alerts ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2)))
+            .collect();
+    }
     let c = rusqlite::Connection::open(env.ledger_path()).unwrap();
     let mut q = c
         .prepare("SELECT kind, state, attempts FROM alerts ORDER BY id")

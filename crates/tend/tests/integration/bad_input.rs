@@ -87,6 +87,9 @@ fn an_unusable_home_is_one_sentence() {
 #[test]
 fn a_newer_or_corrupt_ledger_is_refused() {
     let env = TestEnv::new();
+    if env.sqlite_only() {
+        return;
+    }
     env.ok(&["run", "--", "true"]);
     let status = std::process::Command::new("sqlite3")
         .arg(env.ledger_path())
@@ -107,13 +110,19 @@ fn a_newer_or_corrupt_ledger_is_refused() {
 }
 
 #[test]
-fn unsupported_stores_say_so() {
+fn unreachable_and_unknown_stores_say_so() {
     let env = TestEnv::new();
     let e = assert_one_sentence(
-        &env.tend(&["--store", "postgres://localhost/tend", "list"]),
+        &env.tend(&["--store", "postgres://tend:s3cret@127.0.0.1:1/tend", "list"]),
         1,
     );
-    assert!(e.contains("PostgreSQL"), "{e}");
+    assert!(
+        e.contains("postgres://tend@127.0.0.1:1/tend") && e.contains("refused"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+    let e = assert_one_sentence(&env.tend(&["--store", "mysql://db/tend", "list"]), 2);
+    assert!(e.contains("not a ledger location"), "{e}");
 }
 
 #[test]
@@ -343,7 +352,7 @@ fn an_unknown_option_before_the_command_is_a_usage_error() {
     let e = assert_one_sentence(&env.tend(&["run", "--timeout", "5x", "--", "true"]), 2);
     assert!(e.contains("is not a duration"), "{e}");
     assert!(
-        !env.ledger_path().exists() || env.json(&["list"]).as_array().unwrap().is_empty(),
+        !env.has_ledger() || env.json(&["list"]).as_array().unwrap().is_empty(),
         "nothing was recorded"
     );
     // The command's own options still reach it, with or without `--`.

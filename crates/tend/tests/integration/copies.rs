@@ -11,6 +11,9 @@ use crate::support::*;
 fn a_copied_home_never_touches_the_originals_processes() {
     let a = TestEnv::new();
     let b = TestEnv::new();
+    if a.sqlite_only() {
+        return;
+    }
     let before = a.detach(&["sleep", "60"]);
     let st = Command::new("cp")
         .arg("-a")
@@ -59,6 +62,9 @@ fn a_copy_of_the_ledger_file_at_the_same_path_does_not_act_on_the_original() {
         return;
     }
     let env = TestEnv::new();
+    if env.sqlite_only() {
+        return;
+    }
     let id = env.detach(&["sleep", "60"]);
     let copy = env.dir.path().join("dbcopy");
     std::fs::create_dir(&copy).unwrap();
@@ -75,6 +81,7 @@ fn a_copy_of_the_ledger_file_at_the_same_path_does_not_act_on_the_original() {
     let out = Command::new("unshare")
         .args(["-m", "sh", "-c", &script])
         .env("TEND_HOME", env.home())
+        .env("TEND_STORE", env.store())
         .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
         .output()
         .unwrap();

@@ -261,7 +261,7 @@ fn job_events(env: &TestEnv, job: &str) -> Vec<Value> {
 #[test]
 fn a_schedule_fires_once_a_second_and_never_twice_across_a_daemon_sigkill() {
     let env = TestEnv::new();
-    let store = env.ledger_path().display().to_string();
+    let store = env.store();
     env.ok(&[
         "job",
         "add",
@@ -300,7 +300,7 @@ fn a_schedule_fires_once_a_second_and_never_twice_across_a_daemon_sigkill() {
 #[test]
 fn two_daemons_on_one_ledger_fire_each_slot_once() {
     let (a, b) = (TestEnv::new(), TestEnv::new());
-    let store = a.ledger_path().display().to_string();
+    let store = a.store();
     a.ok(&[
         "job",
         "add",

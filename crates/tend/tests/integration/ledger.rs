@@ -162,7 +162,9 @@ fn fifty_concurrent_runs_lose_nothing() {
     assert!(all
         .iter()
         .all(|e| e["status"] == "succeeded" || e["status"] == "failed"));
-    assert!(env.sqlite().check_integrity().is_ok());
+    if !env.is_postgres() {
+        assert!(env.sqlite().check_integrity().is_ok());
+    }
 }
 
 // Issue 9: on a fresh home, the second of two commands started at once

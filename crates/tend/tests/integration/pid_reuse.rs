@@ -54,6 +54,7 @@ echo "alive=$alive status=$($T --json show $id | sed -n 's/^  "status": "\(.*\)"
         .args(UNSHARE)
         .args(["sh", "-c", &script])
         .env("TEND_HOME", env.home())
+        .env("TEND_STORE", env.store())
         .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
         .output()
         .unwrap();

@@ -88,6 +88,9 @@ fn fill(dir: &Path) -> PathBuf {
 #[test]
 fn a_lock_held_past_the_busy_timeout_delays_the_outcome_but_never_loses_it() {
     let env = TestEnv::new();
+    if env.sqlite_only() {
+        return;
+    }
     env.ok(&["list"]);
     let id = env.detach_with_env(
         ("TEND_SQLITE_BUSY_TIMEOUT", "200"),
@@ -113,6 +116,9 @@ fn a_lock_held_past_the_busy_timeout_delays_the_outcome_but_never_loses_it() {
 #[test]
 fn events_written_while_the_ledger_is_locked_wait_and_are_recorded() {
     let env = TestEnv::new();
+    if env.sqlite_only() {
+        return;
+    }
     env.ok(&["list"]);
     let busy = ("TEND_SQLITE_BUSY_TIMEOUT", "200");
     let run = ["run", "--timeout", "1s", "--", "sleep", "30"];
@@ -170,6 +176,9 @@ fn events_written_while_the_ledger_is_locked_wait_and_are_recorded() {
 fn a_full_disk_keeps_reads_working_and_the_outcome_is_committed_when_space_returns() {
     let Some(m) = mounted_home("4M") else { return };
     let env = &m.env;
+    if env.sqlite_only() {
+        return;
+    }
     let id = env.detach(&["sh", "-c", "sleep 1; echo done"]);
     let filler = fill(&env.home());
     std::thread::sleep(Duration::from_secs(2));
@@ -224,6 +233,9 @@ fn a_read_only_home_can_still_be_read() {
 #[test]
 fn the_ledger_and_its_wal_are_private_and_the_home_is_0700() {
     let env = TestEnv::new();
+    if env.sqlite_only() {
+        return;
+    }
     // Under the usual umask 022, which would give 0644 files.
     let st = Command::new("sh")
         .arg("-c")
@@ -232,6 +244,7 @@ fn the_ledger_and_its_wal_are_private_and_the_home_is_0700() {
             env!("CARGO_BIN_EXE_tend")
         ))
         .env("TEND_HOME", env.home())
+        .env("TEND_STORE", env.store())
         .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
         .status()
         .unwrap();
@@ -258,6 +271,7 @@ fn logs_are_synced_to_disk_before_the_outcome_is_committed() {
         .arg(env!("CARGO_BIN_EXE_tend"))
         .args(["run", "--", "sh", "-c", "echo out; echo err >&2"])
         .env("TEND_HOME", env.home())
+        .env("TEND_STORE", env.store())
         .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
         .output()
         .unwrap();
@@ -286,6 +300,9 @@ fn logs_are_synced_to_disk_before_the_outcome_is_committed() {
 #[test]
 fn a_write_that_waits_out_the_busy_timeout_says_so_in_one_sentence() {
     let env = TestEnv::new();
+    if env.sqlite_only() {
+        return;
+    }
     env.ok(&["list"]);
     let id = env.detach(&["sleep", "30"]);
     let conn = rusqlite::Connection::open(env.ledger_path()).unwrap();

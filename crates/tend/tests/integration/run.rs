@@ -295,6 +295,7 @@ fn a_tty_run_gets_a_terminal_of_its_own_keys_and_resizes() {
         .arg(&driver)
         .arg(env!("CARGO_BIN_EXE_tend"))
         .env("TEND_HOME", env.home())
+        .env("TEND_STORE", env.store())
         .env("XDG_CONFIG_HOME", env.dir.path().join("config"))
         .output();
     let Ok(out) = out else {

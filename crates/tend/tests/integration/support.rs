@@ -168,8 +168,25 @@ impl TestEnv {
         tend_ledger::open(&store).expect("the test ledger opens")
     }
 
+    /// The ledger, if it opens (`None` before tend made it, or when it is
+    /// unusable).
+    pub fn try_ledger(&self) -> Option<Box<dyn Ledger>> {
+        let store = tend_ledger::Store::parse(&self.store()).ok()?;
+        tend_ledger::open(&store).ok()
+    }
+
+    /// True (and says so) when this home is on PostgreSQL and the test is
+    /// about what only a SQLite file has: the test then ends early; it
+    /// runs in the suite's SQLite pass.
+    pub fn sqlite_only(&self) -> bool {
+        if self.is_postgres() {
+            eprintln!("not on PostgreSQL: this test is about the SQLite file");
+        }
+        self.is_postgres()
+    }
+
     /// Whether the ledger exists yet (tend made it).
-    fn has_ledger(&self) -> bool {
+    pub fn has_ledger(&self) -> bool {
         self.is_postgres() || self.ledger_path().exists()
     }
 

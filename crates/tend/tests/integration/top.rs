@@ -34,6 +34,7 @@ impl Tmux {
             .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
             .args(["-x", "120", "-y", "40", "env"])
             .arg(format!("TEND_HOME={}", home.display()))
+            .arg(format!("TEND_STORE={}", env.store()))
             .arg(format!(
                 "XDG_CONFIG_HOME={}",
                 env.dir.path().join("config").display()
