@@ -26,6 +26,7 @@ mod executions;
 mod glob;
 mod jobs;
 mod migrate;
+mod pgpass;
 mod prune;
 mod reads;
 mod retries;

@@ -139,7 +139,10 @@ mod tests {
             assert_eq!(s.reopen_form(), url, "the reopen form is the same store");
             assert_eq!(Store::parse(&s.reopen_form()).unwrap(), s);
             assert!(!s.without_password().contains("s3cret"));
-            assert!(!s.to_string().contains("s3cret"), "Display shows no password");
+            assert!(
+                !s.to_string().contains("s3cret"),
+                "Display shows no password"
+            );
             assert!(!format!("{s:?}").contains("s3cret"));
             assert_eq!(s.sqlite_path(), None);
         }

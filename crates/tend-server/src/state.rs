@@ -102,7 +102,10 @@ impl AppState {
     /// PostgreSQL ([`crate::pool`]). Blocking: call it off the runtime's
     /// threads.
     pub fn ledger(&self) -> Result<crate::pool::Pooled<'_>, ApiError> {
-        self.0.pool.get(&self.0.config.store).map_err(ApiError::from)
+        self.0
+            .pool
+            .get(&self.0.config.store)
+            .map_err(ApiError::from)
     }
 
     /// Runs `f` with a ledger connection on the blocking pool.

@@ -160,14 +160,14 @@ fn fill_from_env(c: &mut Config, env: impl Fn(&str) -> Option<String>) -> Result
             .ok_or("no PostgreSQL user: put one in the URL or set PGUSER")?;
         c.user(&user);
     }
-    if c.get_password().is_none() {
-        if let Some(p) = env("PGPASSWORD") {
-            c.password(p);
-        }
-    }
     if c.get_dbname().is_none() {
         if let Some(d) = env("PGDATABASE") {
             c.dbname(&d);
+        }
+    }
+    if c.get_password().is_none() {
+        if let Some(p) = env("PGPASSWORD").or_else(|| from_pgpass(c, &env)) {
+            c.password(p);
         }
     }
     if c.get_connect_timeout().is_none() {
@@ -178,6 +178,22 @@ fn fill_from_env(c: &mut Config, env: impl Fn(&str) -> Option<String>) -> Result
         c.application_name(&env("PGAPPNAME").unwrap_or_else(|| "tend".into()));
     }
     Ok(())
+}
+
+/// The password file's password for the first host of `c`.
+fn from_pgpass(c: &Config, env: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    let host = match c.get_hosts().first()? {
+        Host::Tcp(h) => h.clone(),
+        Host::Unix(p) => p.display().to_string(),
+    };
+    let user = c.get_user()?;
+    let wanted = super::pgpass::Wanted {
+        host: &host,
+        port: c.get_ports().first().copied().unwrap_or(5432),
+        database: c.get_dbname().unwrap_or(user),
+        user,
+    };
+    super::pgpass::lookup(super::pgpass::default_file(env), &wanted)
 }
 
 /// libpq's default host: the local socket folder where there is one.

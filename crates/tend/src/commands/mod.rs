@@ -82,7 +82,8 @@ impl Context {
             Ok(()) => (tend_ledger::open(&store)?, None),
             // A shared ledger that was never used says nothing about the
             // home: the home's own trouble is the sentence then.
-            Err(e) if access == Access::Read && exists => match tend_ledger::open_read_only(&store) {
+            Err(e) if access == Access::Read && exists => match tend_ledger::open_read_only(&store)
+            {
                 Ok(l) => (l, Some(e.to_string())),
                 Err(_) if store.sqlite_path().is_none() => {
                     return Err(anyhow::Error::new(e).context(format!(

@@ -167,7 +167,10 @@ fn outbox(env: &TestEnv) -> Vec<(String, String, i64)> {
     if env.is_postgres() {
         let mut c = postgres::Client::connect(&env.store(), postgres::NoTls).unwrap();
         return c
-            .query("SELECT kind, state, attempts FROM tend.alerts ORDER BY id", &[])
+            .query(
+                "SELECT kind, state, attempts FROM tend.alerts ORDER BY id",
+                &[],
+            )
             .unwrap()
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2)))

@@ -78,7 +78,9 @@ impl TestEnv {
             .env_remove("TEND_ALLOWED_HOSTS")
             .stdin(Stdio::null());
         match &self.pg {
-            Some(db) => c.env("TEND_STORE", &db.url),
+            // Commands see the URL without its password: the password file
+            // is how their `tend heartbeat` logs in, as an operator's would.
+            Some(db) => c.env("TEND_STORE", &db.url).env("PGPASSFILE", &db.pgpass),
             None => c.env_remove("TEND_STORE"),
         };
         c
@@ -264,6 +266,8 @@ struct PgDatabase {
     admin: String,
     name: String,
     url: String,
+    pgpass: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl PgDatabase {
@@ -282,7 +286,22 @@ impl PgDatabase {
         let (scheme, rest) = admin.split_once("://").expect("a URL");
         let authority = rest.split('/').next().unwrap_or(rest);
         let url = format!("{scheme}://{authority}/{name}");
-        PgDatabase { admin, name, url }
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let pgpass = dir.path().join("pgpass");
+        let (user, password) = authority
+            .split_once('@')
+            .and_then(|(u, _)| u.split_once(':'))
+            .expect("the test server's URL has a user and a password");
+        std::fs::write(&pgpass, format!("*:*:*:{user}:{password}\n")).expect("a password file");
+        std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("a private password file");
+        PgDatabase {
+            admin,
+            name,
+            url,
+            pgpass,
+            _dir: dir,
+        }
     }
 }
 
