@@ -265,8 +265,13 @@ fn logs_are_synced_to_disk_before_the_outcome_is_committed() {
     let env = TestEnv::new();
     env.ok(&["list"]);
     let trace = env.dir.path().join("trace");
+    // On PostgreSQL a commit is the COMMIT the supervisor sends the server.
+    let calls = match env.is_postgres() {
+        true => "trace=fsync,fdatasync,write,sendto,writev",
+        false => "trace=fsync,fdatasync",
+    };
     let st = Command::new("strace")
-        .args(["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .args(["-f", "-qq", "-yy", "-s", "512", "-e", calls, "-o"])
         .arg(&trace)
         .arg(env!("CARGO_BIN_EXE_tend"))
         .args(["run", "--", "sh", "-c", "echo out; echo err >&2"])
@@ -287,10 +292,14 @@ fn logs_are_synced_to_disk_before_the_outcome_is_committed() {
     let logs_dir = at("/logs>");
     // The last sync of the WAL is the terminal commit.
     let lines: Vec<&str> = text.lines().collect();
+    let commit = |l: &&str| match env.is_postgres() {
+        true => l.contains("TCP") && l.contains("COMMIT"),
+        false => l.contains("tend.db-wal>"),
+    };
     let last_commit = lines
         .iter()
-        .rposition(|l| l.contains("tend.db-wal>"))
-        .expect("commits sync the WAL");
+        .rposition(commit)
+        .unwrap_or_else(|| panic!("no commit in:\n{text}"));
     assert!(
         out < last_commit && err < last_commit && logs_dir < last_commit,
         "{text}"
