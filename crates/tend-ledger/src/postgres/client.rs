@@ -237,7 +237,13 @@ impl Conn {
 
     /// The [`Error`] for a failure while `doing`.
     fn error(&self, doing: &'static str, fail: Fail) -> Error {
-        let store = self.target.shown().to_string();
+        failure(&self.target, doing, fail)
+    }
+}
+
+/// The [`Error`] for a failure on a connection to `target` while `doing`.
+pub(crate) fn failure(target: &Target, doing: &'static str, fail: Fail) -> Error {
+    let store = target.shown().to_string();
         let detail = match fail {
             Fail::Ledger(e) => return e,
             Fail::Pg(e) if is_auth(&e) => {
@@ -253,10 +259,9 @@ impl Conn {
             ),
             Fail::Unreachable(d) | Fail::Decode(d) => d,
         };
-        Error::Storage {
-            doing,
-            source: Box::new(PgFailure { store, detail }),
-        }
+    Error::Storage {
+        doing,
+        source: Box::new(PgFailure { store, detail }),
     }
 }
 
