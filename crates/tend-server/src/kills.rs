@@ -55,7 +55,9 @@ pub async fn deliver_kills(state: AppState) {
         let s = state.clone();
         let rows = tokio::task::spawn_blocking(move || {
             let Ok(l) = s.ledger() else { return Vec::new() };
-            ids.iter().filter_map(|id| l.get(id).ok()).collect::<Vec<_>>()
+            ids.iter()
+                .filter_map(|id| l.get(id).ok())
+                .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
@@ -87,22 +89,29 @@ fn carry_out(state: &AppState, busy: &Busy, row: Execution) {
     if row.status.is_terminal() || row.kill_request.is_none() || row.agent_id != ours {
         return;
     }
-    if !busy.lock().unwrap_or_else(|e| e.into_inner()).insert(row.id.clone()) {
+    if !busy
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(row.id.clone())
+    {
         return;
     }
     let (s, busy) = (state.clone(), busy.clone());
     tokio::task::spawn_blocking(move || {
-        let done = s
-            .ledger()
-            .map_err(|e| format!("{e:?}"))
-            .and_then(|l| {
-                tend_supervisor::deliver(&l, &s.config().home, &row).map_err(|e| e.to_string())
-            });
+        let done = s.ledger().map_err(|e| format!("{e:?}")).and_then(|l| {
+            tend_supervisor::deliver(&l, &s.config().home, &row).map_err(|e| e.to_string())
+        });
         match done {
-            Ok(Some(e)) => tracing::info!(id = %e.id, status = %e.status, "carried out a kill requested through the ledger"),
+            Ok(Some(e)) => {
+                tracing::info!(id = %e.id, status = %e.status, "carried out a kill requested through the ledger")
+            }
             Ok(None) => {}
-            Err(err) => tracing::warn!(id = %row.id, error = %err, "cannot carry out a kill requested through the ledger"),
+            Err(err) => {
+                tracing::warn!(id = %row.id, error = %err, "cannot carry out a kill requested through the ledger")
+            }
         }
-        busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&row.id);
+        busy.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&row.id);
     });
 }

@@ -247,7 +247,11 @@ async fn run_locked(
         source,
     })?;
     let limits = config.limits.clone();
-    let state = AppState::new(config, addr)?;
+    // Opening a PostgreSQL ledger blocks (the synchronous driver runs a
+    // runtime of its own, which cannot start inside this one).
+    let state = tokio::task::spawn_blocking(move || AppState::new(config, addr))
+        .await
+        .expect("building the state does not panic")?;
     let recovered = {
         let s = state.clone();
         tokio::task::spawn_blocking(move || s.recover())

@@ -52,7 +52,12 @@ impl Eyes {
         // it now, in case its supervisor dies before it announces it.
         if e.status.is_terminal() && e.retries > 0 {
             let (s, id) = (state.clone(), e.id.clone());
-            let next = tokio::task::spawn_blocking(move || s.ledger().ok()?.next_attempt(&id).ok().flatten()).await.ok().flatten();
+            let next = tokio::task::spawn_blocking(move || {
+                s.ledger().ok()?.next_attempt(&id).ok().flatten()
+            })
+            .await
+            .ok()
+            .flatten();
             if let Some(n) = next.filter(|n| !n.status.is_terminal()) {
                 self.watch(state, &n);
             }
@@ -92,7 +97,12 @@ async fn rows(state: &AppState, ids: Vec<ExecutionId>) -> Vec<Execution> {
 /// Whether this daemon's kernel may be asked about `e`'s supervisor.
 fn here(state: &AppState, e: &Execution) -> bool {
     let shared = matches!(state.config().store, tend_ledger::Store::Postgres(_));
-    tend_supervisor::supervised_here(shared, &state.config().home, e, &tend_proc::procfs::hostname())
+    tend_supervisor::supervised_here(
+        shared,
+        &state.config().home,
+        e,
+        &tend_proc::procfs::hostname(),
+    )
 }
 
 /// Runs until aborted.
@@ -105,8 +115,15 @@ pub async fn watch(state: AppState) {
         }
     };
     let (dead, mut dead_rx) = mpsc::unbounded_channel::<ExecutionId>();
-    let mut eyes = Eyes { watched: HashMap::new(), timers: HashMap::new(), remote: HashSet::new(), dead };
-    for e in state.live().unwrap_or_default() {
+    let mut eyes = Eyes {
+        watched: HashMap::new(),
+        timers: HashMap::new(),
+        remote: HashSet::new(),
+        dead,
+    };
+    let s = state.clone();
+    let live = tokio::task::spawn_blocking(move || s.live().unwrap_or_default());
+    for e in live.await.unwrap_or_default() {
         eyes.watch(&state, &e);
     }
     let s = state.clone();

@@ -45,7 +45,10 @@ pub fn deliver<L: Ledger + ?Sized>(
         return Ok(None);
     }
     let req = KillRequest {
-        actor: k.by.parse().unwrap_or_else(|_| Actor::User(Some(k.by.clone()))),
+        actor: k
+            .by
+            .parse()
+            .unwrap_or_else(|_| Actor::User(Some(k.by.clone()))),
         reason: k.reason.clone(),
         force: k.force,
         grace_ms: k.grace_ms,

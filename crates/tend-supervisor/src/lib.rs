@@ -91,12 +91,14 @@ mod wait;
 pub mod watchdog;
 pub mod workspace;
 
+pub use deliver::deliver;
 pub use follow::follow;
 pub use home::{open_small, read_small, Agent, Home, SMALL_FILE_MAX};
-pub use deliver::deliver;
 pub use kill::{kill, kill_noting, request as request_kill, KillResult};
 pub use leftovers::end_marked;
-pub use listen::{ListeningNotifier, CHECK_EVERY as LISTEN_CHECK_EVERY, CHECK_WITHIN as LISTEN_CHECK_WITHIN};
+pub use listen::{
+    ListeningNotifier, CHECK_EVERY as LISTEN_CHECK_EVERY, CHECK_WITHIN as LISTEN_CHECK_WITHIN,
+};
 pub use notify::{wait_any, FileNotifier, Notifier, Subscription, Wake};
 pub use reap::reap;
 pub use reaper::{

@@ -80,9 +80,13 @@ impl Listener {
             .connect_keepalive(KEEPALIVE_IDLE)
             .map_err(|f| failure(&target, doing, f))?;
         let own = (|| -> std::result::Result<String, Fail> {
-            let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[])?.try_get(0)?;
+            let pid: i32 = client
+                .query_one("SELECT pg_backend_pid()", &[])?
+                .try_get(0)?;
             let own = format!("tend_listener_{pid}");
-            client.batch_execute(&format!("LISTEN {TRANSITIONS}; LISTEN {KILLS}; LISTEN {own}"))?;
+            client.batch_execute(&format!(
+                "LISTEN {TRANSITIONS}; LISTEN {KILLS}; LISTEN {own}"
+            ))?;
             Ok(own)
         })()
         .map_err(|f| failure(&target, doing, f))?;
@@ -114,7 +118,11 @@ impl Listener {
                 Ok(None) if self.client.is_closed() => return Err(self.closed()),
                 Ok(None) => return Ok(None),
                 Err(e) => {
-                    return Err(failure(&self.target, "listening for notifications", Fail::Pg(e)))
+                    return Err(failure(
+                        &self.target,
+                        "listening for notifications",
+                        Fail::Pg(e),
+                    ))
                 }
             };
             if let Some(heard) = decode(n.channel(), n.payload(), &self.own) {

@@ -63,10 +63,9 @@ pub fn kill(ctx: &Context, args: &KillArgs) -> Result<i32> {
             .map(|id| ctx.resolve(id))
             .collect::<Result<Vec<_>>>()?
     };
-    let results =
-        tend_supervisor::kill_noting(&ctx.ledger, &ctx.home, &targets, &req, &mut |e| {
-            ctx.note(remote_note(e))
-        })?;
+    let results = tend_supervisor::kill_noting(&ctx.ledger, &ctx.home, &targets, &req, &mut |e| {
+        ctx.note(remote_note(e))
+    })?;
     let rows: Vec<Killed> = results
         .iter()
         .map(|r| Killed::new(&r.execution, r.already_finished))
