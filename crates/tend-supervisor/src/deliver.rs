@@ -4,7 +4,7 @@
 //! this agent's daemon carries it out ([`deliver`]) exactly as a local
 //! `tend kill` would: SIGUSR1 to the supervisor through a verified pidfd,
 //! and, when the supervisor has not acted within the grace plus
-//! [`ACT_WITHIN`](crate::kill::ACT_WITHIN), the tree ended in its place.
+//! [`ACT_WITHIN`], the tree ended in its place.
 //! The supervisor commits the outcome, whose NOTIFY wakes the asker.
 //!
 //! A daemon that (re)connects first LISTENs, then sweeps

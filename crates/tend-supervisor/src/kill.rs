@@ -9,7 +9,7 @@
 //! On a shared (PostgreSQL) ledger a kill of another agent's execution is
 //! only recorded here: the request's NOTIFY (a trigger, in the same
 //! transaction) wakes that agent's daemon, which carries it out as this
-//! function would ([`deliver`](crate::deliver)); the asker waits for the
+//! function would ([`deliver`](fn@crate::deliver)); the asker waits for the
 //! outcome, woken by the completion's NOTIFY, and after
 //! [`REMOTE_NOTE_AFTER`] is told which agent must act.
 //!
