@@ -43,7 +43,11 @@ mod types;
 pub use alerts::{Alert, AlertCounts, AlertOutcome};
 pub use busy::{on_long_busy, LONG_BUSY};
 pub use error::Error;
-pub use postgres::PgLedger;
+pub use postgres::{Heard, Listener, PgLedger};
+/// The channels a PostgreSQL ledger NOTIFYs on (see [`Listener`]).
+pub mod channels {
+    pub use crate::postgres::{KILLS, TRANSITIONS};
+}
 pub use sqlite::SqliteLedger;
 pub use store::{open, open_read_only, PgUrl, Store};
 pub use types::{
@@ -64,6 +68,15 @@ pub trait Ledger: Send {
     /// The random id made when this ledger was created; it goes into every
     /// process's marker so that ledgers never touch each other's processes.
     fn ledger_id(&self) -> &str;
+
+    /// Whether several hosts share this ledger (PostgreSQL): then another
+    /// agent's execution is supervised where this process's kernel cannot
+    /// look, even when both homes happen to be on one machine, and is
+    /// reached only through the ledger (a kill request that agent carries
+    /// out, a notification of its end). A SQLite file has one host.
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Records a new `queued` execution with a fresh unique id, holding its
     /// key if it has one. When a live execution holds the key already (or,
@@ -313,6 +326,9 @@ pub trait Ledger: Send {
 impl<T: Ledger + ?Sized> Ledger for Box<T> {
     fn ledger_id(&self) -> &str {
         (**self).ledger_id()
+    }
+    fn shared(&self) -> bool {
+        (**self).shared()
     }
     fn create(&self, new: &NewExecution) -> Result<Created> {
         (**self).create(new)

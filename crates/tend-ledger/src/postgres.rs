@@ -25,6 +25,7 @@ mod connect;
 mod executions;
 mod glob;
 mod jobs;
+mod listen;
 mod migrate;
 mod pgpass;
 mod prune;
@@ -35,6 +36,7 @@ mod stats;
 mod workspaces;
 
 pub(crate) use connect::{redact, Target};
+pub use listen::{Heard, Listener, KILLS, TRANSITIONS};
 
 use client::{Conn, Fail};
 use migrate::Found;
@@ -129,6 +131,10 @@ fn random_ledger_id() -> String {
 impl Ledger for PgLedger {
     fn ledger_id(&self) -> &str {
         &self.ledger_id
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn idle(&self) {

@@ -40,6 +40,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0007_alerts.sql"),
     include_str!("migrations/sqlite/0008_workspaces.sql"),
     include_str!("migrations/sqlite/0009_stats_index.sql"),
+    include_str!("migrations/sqlite/0010_reserved.sql"),
+    include_str!("migrations/sqlite/0011_notify.sql"),
 ];
 
 /// How long a writer waits for another's transaction before giving up.

@@ -16,11 +16,14 @@
 //! - before it answers anything, reconciles the whole ledger and ends stray
 //!   processes of this ledger ([`run`]);
 //! - then watches: a subscription to the home's notifier (every transition,
-//!   whoever made it; today inotify on `notify/`, see
-//!   [`tend_supervisor::Notifier`]) and a pidfd on every live supervisor, so it
+//!   whoever made it: inotify on `notify/`, and LISTEN on a PostgreSQL
+//!   ledger, see [`tend_supervisor::Notifier`]) and a pidfd on every live supervisor, so it
 //!   reconciles the moment a supervisor dies and streams every transition to
 //!   server-sent-event clients and long-poll waiters; a slow timer (every
 //!   30 s) is only a backstop;
+//! - on a shared (PostgreSQL) ledger, carries out the kill requests other
+//!   hosts record for its agent: heard through LISTEN, swept when it
+//!   starts and whenever its listener connected again;
 //! - sends the ledger's alert outbox to the configured webhooks
 //!   ([`alerts`]), retried with backoff, signed when a secret is set.
 //!
@@ -44,6 +47,7 @@ mod connections;
 mod dashboard;
 mod error;
 mod guard;
+mod kills;
 mod lock;
 mod logs;
 mod metrics;
@@ -245,11 +249,11 @@ async fn run_locked(
         source,
     })?;
     let limits = config.limits.clone();
-    // Opening a ledger blocks (a PostgreSQL client runs its own small
-    // runtime), so it never happens on a runtime thread.
+    // Opening a PostgreSQL ledger blocks (the synchronous driver runs a
+    // runtime of its own, which cannot start inside this one).
     let state = tokio::task::spawn_blocking(move || AppState::new(config, addr))
         .await
-        .expect("opening the ledger does not panic")?;
+        .expect("building the state does not panic")?;
     let recovered = {
         let s = state.clone();
         tokio::task::spawn_blocking(move || s.recover())
@@ -262,6 +266,7 @@ async fn run_locked(
         "startup recovery done"
     );
     let watcher = tokio::spawn(watch::watch(state.clone()));
+    let killer = tokio::spawn(kills::deliver_kills(state.clone()));
     let scheduler = tokio::spawn(scheduler::schedule(state.clone()));
     let pruner = tokio::spawn(prune_now_and_then(state.clone()));
     let alerter = tokio::spawn(alerts::send_alerts(state.clone()));
@@ -274,6 +279,7 @@ async fn run_locked(
     })
     .await;
     watcher.abort();
+    killer.abort();
     scheduler.abort();
     pruner.abort();
     alerter.abort();

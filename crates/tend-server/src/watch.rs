@@ -1,8 +1,9 @@
 //! The daemon's eyes: a subscription to the home's notifier for every
-//! transition, a pidfd per live supervisor for deaths, a timer per overdue
+//! transition (on a shared ledger, every host's, through LISTEN), a pidfd
+//! per live supervisor of this agent for deaths, a timer per overdue
 //! timeout, and a slow backstop timer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::AsFd;
 
 use tend_ledger::Ledger;
@@ -15,6 +16,95 @@ use tokio::task::JoinHandle;
 use crate::readable::Readable;
 use crate::AppState;
 
+/// What the watcher holds: a task per live supervisor's pidfd and per
+/// overdue timer, and the live rows only another agent can end (heard of
+/// through the ledger's listener, looked at again when it may have missed
+/// something).
+struct Eyes {
+    watched: HashMap<ExecutionId, JoinHandle<()>>,
+    timers: HashMap<ExecutionId, JoinHandle<()>>,
+    remote: HashSet<ExecutionId>,
+    dead: mpsc::UnboundedSender<ExecutionId>,
+}
+
+impl Eyes {
+    fn watch(&mut self, state: &AppState, e: &Execution) {
+        if !e.status.is_terminal() && !here(state, e) {
+            self.remote.insert(e.id.clone());
+        }
+        watch_supervisor(state, &mut self.watched, e, &self.dead);
+        watch_overdue(&mut self.timers, e, &self.dead);
+    }
+
+    fn forget(&mut self, id: &ExecutionId) {
+        self.remote.remove(id);
+        for map in [&mut self.watched, &mut self.timers] {
+            if let Some(h) = map.remove(id) {
+                h.abort();
+            }
+        }
+    }
+
+    /// A row was announced (or looked at again): watch it while it lives,
+    /// stream it either way.
+    async fn on_row(&mut self, state: &AppState, e: Execution) {
+        // A retried attempt's next one is recorded with its outcome: watch
+        // it now, in case its supervisor dies before it announces it.
+        if e.status.is_terminal() && e.retries > 0 {
+            let (s, id) = (state.clone(), e.id.clone());
+            let next = tokio::task::spawn_blocking(move || {
+                s.ledger().ok()?.next_attempt(&id).ok().flatten()
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(n) = next.filter(|n| !n.status.is_terminal()) {
+                self.watch(state, &n);
+            }
+        }
+        if e.status.is_terminal() {
+            self.forget(&e.id);
+        } else {
+            self.watch(state, &e);
+        }
+        state.publish(e);
+    }
+
+    /// The wake-up named nothing (the listener connected again, or a queue
+    /// overflowed): the rows only another agent can end are read again, so
+    /// an end that went unheard is streamed now.
+    async fn look_again(&mut self, state: &AppState) {
+        let ids: Vec<ExecutionId> = self.remote.iter().cloned().collect();
+        for e in rows(state, ids).await {
+            if e.status.is_terminal() {
+                self.on_row(state, e).await;
+            }
+        }
+    }
+}
+
+/// The rows of `ids` that could be read, on the blocking pool.
+async fn rows(state: &AppState, ids: Vec<ExecutionId>) -> Vec<Execution> {
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let Ok(l) = s.ledger() else { return Vec::new() };
+        ids.iter().filter_map(|id| l.get(id).ok()).collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Whether this daemon's kernel may be asked about `e`'s supervisor.
+fn here(state: &AppState, e: &Execution) -> bool {
+    let shared = matches!(state.config().store, tend_ledger::Store::Postgres(_));
+    tend_supervisor::supervised_here(
+        shared,
+        &state.config().home,
+        e,
+        &tend_proc::procfs::hostname(),
+    )
+}
+
 /// Runs until aborted.
 pub async fn watch(state: AppState) {
     let (mut sub, notify) = match subscribe(&state) {
@@ -24,16 +114,17 @@ pub async fn watch(state: AppState) {
             return backstop_only(state).await;
         }
     };
-    let (dead_tx, mut dead_rx) = mpsc::unbounded_channel::<ExecutionId>();
-    let mut watched: HashMap<ExecutionId, JoinHandle<()>> = HashMap::new();
-    let mut timers: HashMap<ExecutionId, JoinHandle<()>> = HashMap::new();
+    let (dead, mut dead_rx) = mpsc::unbounded_channel::<ExecutionId>();
+    let mut eyes = Eyes {
+        watched: HashMap::new(),
+        timers: HashMap::new(),
+        remote: HashSet::new(),
+        dead,
+    };
     let s = state.clone();
-    let live = tokio::task::spawn_blocking(move || s.live().unwrap_or_default())
-        .await
-        .unwrap_or_default();
-    for e in live {
-        watch_supervisor(&mut watched, &e, &dead_tx);
-        watch_overdue(&mut timers, &e, &dead_tx);
+    let live = tokio::task::spawn_blocking(move || s.live().unwrap_or_default());
+    for e in live.await.unwrap_or_default() {
+        eyes.watch(&state, &e);
     }
     let s = state.clone();
     let _ = tokio::task::spawn_blocking(move || {
@@ -49,36 +140,15 @@ pub async fn watch(state: AppState) {
         tokio::select! {
             ready = notify.read_with(|_| sub.take()) => {
                 let Ok(ids) = ready else { continue };
-                for id in ids {
-                    let s = state.clone();
-                    let row = tokio::task::spawn_blocking(move || s.ledger().ok()?.get(&id).ok()).await.ok().flatten();
-                    if let Some(e) = row {
-                        // A retried attempt's next one is recorded with its
-                        // outcome: watch it now, in case its supervisor dies
-                        // before it announces it.
-                        if e.status.is_terminal() && e.retries > 0 {
-                            let (s, id) = (state.clone(), e.id.clone());
-                            let next = tokio::task::spawn_blocking(move || s.ledger().ok()?.next_attempt(&id).ok().flatten()).await.ok().flatten();
-                            if let Some(n) = next.filter(|n| !n.status.is_terminal()) {
-                                watch_supervisor(&mut watched, &n, &dead_tx);
-                            }
-                        }
-                        if e.status.is_terminal() {
-                            for map in [&mut watched, &mut timers] {
-                                if let Some(h) = map.remove(&e.id) {
-                                    h.abort();
-                                }
-                            }
-                        } else {
-                            watch_supervisor(&mut watched, &e, &dead_tx);
-                            watch_overdue(&mut timers, &e, &dead_tx);
-                        }
-                        state.publish(e);
-                    }
+                if ids.is_empty() {
+                    eyes.look_again(&state).await;
+                }
+                for e in rows(&state, ids).await {
+                    eyes.on_row(&state, e).await;
                 }
             }
             Some(id) = dead_rx.recv() => {
-                watched.remove(&id);
+                eyes.watched.remove(&id);
                 let s = state.clone();
                 let _ = tokio::task::spawn_blocking(move || reconcile_one(&s, &id)).await;
             }
@@ -86,9 +156,9 @@ pub async fn watch(state: AppState) {
                 let s = state.clone();
                 let live = tokio::task::spawn_blocking(move || backstop(&s)).await.ok().flatten();
                 for e in live.unwrap_or_default() {
-                    watch_supervisor(&mut watched, &e, &dead_tx);
-                    watch_overdue(&mut timers, &e, &dead_tx);
+                    eyes.watch(&state, &e);
                 }
+                eyes.look_again(&state).await;
             }
         }
     }
@@ -195,12 +265,12 @@ fn watch_overdue(
 }
 
 fn watch_supervisor(
+    state: &AppState,
     watched: &mut HashMap<ExecutionId, JoinHandle<()>>,
     e: &Execution,
     dead: &mpsc::UnboundedSender<ExecutionId>,
 ) {
-    if watched.contains_key(&e.id) || !tend_supervisor::is_local(e, &tend_proc::procfs::hostname())
-    {
+    if watched.contains_key(&e.id) || e.status.is_terminal() || !here(state, e) {
         return;
     }
     let id = e.id.clone();

@@ -41,7 +41,9 @@ pub fn follow<L: Ledger + ?Sized>(
             // Another agent's row: that agent ends it; look again in a
             // second rather than at once (which would spin).
             Supervision::Gone(None) => (None, true),
-            Supervision::NotHere => (None, false),
+            // Supervised on another host (or by another agent of a shared
+            // ledger): its end is heard through the ledger's listener.
+            Supervision::NotHere => (None, !row.status.is_terminal() && !wake.hears_remote()),
         };
         let done = row.status.is_terminal();
         let pieces = reader.read(done).map_err(Error::io("reading the log"))?;

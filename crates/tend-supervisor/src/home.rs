@@ -36,7 +36,8 @@ struct AgentFile {
 /// through which its transitions are announced and waited for: whoever
 /// commits a transition (created, started, terminal) announces it right
 /// after, and waiters and the daemon subscribe instead of polling the
-/// database. Today that is [`FileNotifier`] on the home's `notify/`.
+/// database: [`FileNotifier`] on the home's `notify/`, and on a shared
+/// ledger LISTEN too ([`Home::listening`]).
 #[derive(Clone, Debug)]
 pub struct Home {
     root: PathBuf,
@@ -55,6 +56,21 @@ impl Home {
             root,
             agent: Default::default(),
         }
+    }
+
+    /// This home, hearing every host of a shared ledger: on a PostgreSQL
+    /// `store` its notifier is a [`ListeningNotifier`](crate::ListeningNotifier)
+    /// (the home's files, and LISTEN), so that waiters wake when another
+    /// host ends an execution and the daemon hears kill requests for its
+    /// agent. Only for processes that are no supervisor: a subscription
+    /// starts a thread. A supervisor keeps [`Home::new`]'s files, since the
+    /// ledger's triggers announce its transitions to other hosts.
+    pub fn listening(mut self, store: &tend_ledger::Store) -> Home {
+        if let tend_ledger::Store::Postgres(url) = store {
+            let files = FileNotifier::new(self.notify_dir());
+            self.notifier = Arc::new(crate::ListeningNotifier::new(files, url.as_str()));
+        }
+        self
     }
 
     /// Creates the folders (mode 0700: logs may hold secrets) and checks

@@ -6,6 +6,13 @@
 //! If the supervisor is dead, the asker reconciles the execution, which
 //! ends what is left of it with identity checks.
 //!
+//! On a shared (PostgreSQL) ledger a kill of another agent's execution is
+//! only recorded here: the request's NOTIFY (a trigger, in the same
+//! transaction) wakes that agent's daemon, which carries it out as this
+//! function would ([`deliver`](fn@crate::deliver)); the asker waits for the
+//! outcome, woken by the completion's NOTIFY, and after
+//! [`REMOTE_NOTE_AFTER`] is told which agent must act.
+//!
 //! A kill is certain whatever state the supervisor is in. A supervisor that
 //! is stopped (SIGSTOP by its command, Ctrl-Z), or that has not carried the
 //! kill out within its grace plus [`ACT_WITHIN`], cannot be trusted to act:
@@ -13,7 +20,7 @@
 //! cgroup, the marked processes — graceful then certain, commits `killed`
 //! saying why, and SIGKILLs the supervisor.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tend_ledger::{KillRequest, Ledger};
 use tend_model::{EventKind, Execution, Status};
@@ -24,6 +31,11 @@ use crate::takeover::{end_without_supervisor, Ending};
 use crate::{wait_until_done, Error, Home};
 
 pub use crate::takeover::ACT_WITHIN;
+
+/// How long a kill of an execution only another agent can reach waits
+/// before the asker is told, once, which agent (and host) must carry it
+/// out; the wait goes on.
+pub const REMOTE_NOTE_AFTER: Duration = Duration::from_secs(2);
 
 /// Which live executions a bulk kill is for (`tend kill --name/--label/
 /// --older-than/--all`, `POST /api/v1/executions/kill`): all of the given
@@ -69,16 +81,16 @@ pub fn request<L: Ledger + ?Sized>(
     targets: &[Execution],
     req: &KillRequest,
 ) -> Result<Vec<bool>, Error> {
-    let ours = home.agent().ok().map(|a| a.id);
     let mut finished = Vec::with_capacity(targets.len());
     for e in targets {
-        if let (Some(theirs), Some(ours)) = (&e.agent_id, &ours) {
-            if theirs != ours && !e.status.is_terminal() {
-                return Err(Error::Foreign {
-                    id: e.id.to_string(),
-                    agent: theirs.clone(),
-                });
-            }
+        // On one host, another agent's row is a copy's or another home's
+        // on a shared file: not ours to act on. A shared ledger carries
+        // the request to that agent.
+        if crate::another_agents(home, e) && !e.status.is_terminal() && !ledger.shared() {
+            return Err(Error::Foreign {
+                id: e.id.to_string(),
+                agent: e.agent_id.clone().unwrap_or_default(),
+            });
         }
         if e.status.is_terminal() {
             finished.push(true);
@@ -90,20 +102,34 @@ pub fn request<L: Ledger + ?Sized>(
             continue;
         }
         finished.push(false);
-        match reaper::verify_or_reconcile(ledger, home, &row)? {
-            Supervision::Alive(fd) if fd.is_stopped() => {
-                take_over(ledger, home, &row, fd, req, "its supervisor is stopped")?;
-            }
-            Supervision::Alive(fd) => {
-                fd.signal(Sig::Usr1)
-                    .map_err(Error::io("nudging the supervisor"))?;
-            }
-            // Reconciled on the spot, or supervised on another host (the
-            // request is stored on the row for it).
-            Supervision::Gone(_) | Supervision::NotHere => {}
-        }
+        nudge(ledger, home, &row, req)?;
     }
     Ok(finished)
+}
+
+/// Hands the kill request stored on `row` to its supervisor: SIGUSR1
+/// through a verified pidfd, or a take-over when it is stopped; a dead
+/// supervisor's row is reconciled on the spot. Nothing for a row this
+/// process cannot reach ([`supervised_here`](crate::supervised_here)):
+/// the request on the row is for its own agent.
+pub(crate) fn nudge<L: Ledger + ?Sized>(
+    ledger: &L,
+    home: &Home,
+    row: &Execution,
+    req: &KillRequest,
+) -> Result<(), Error> {
+    match reaper::verify_or_reconcile(ledger, home, row)? {
+        Supervision::Alive(fd) if fd.is_stopped() => {
+            take_over(ledger, home, row, fd, req, "its supervisor is stopped")
+        }
+        Supervision::Alive(fd) => fd
+            .signal(Sig::Usr1)
+            .map(|_| ())
+            .map_err(Error::io("nudging the supervisor")),
+        // Reconciled on the spot, or supervised elsewhere (the request is
+        // stored on the row for it).
+        Supervision::Gone(_) | Supervision::NotHere => Ok(()),
+    }
 }
 
 /// Kills every execution in `targets` at once (so their grace periods run
@@ -113,6 +139,19 @@ pub fn kill<L: Ledger + ?Sized>(
     home: &Home,
     targets: &[Execution],
     req: &KillRequest,
+) -> Result<Vec<KillResult>, Error> {
+    kill_noting(ledger, home, targets, req, &mut |_| {})
+}
+
+/// [`kill`], calling `remote` once for each target that only another agent
+/// can reach and that is still live after [`REMOTE_NOTE_AFTER`] (its
+/// daemon may not run), so that the asker can say who must act.
+pub fn kill_noting<L: Ledger + ?Sized>(
+    ledger: &L,
+    home: &Home,
+    targets: &[Execution],
+    req: &KillRequest,
+    remote: &mut dyn FnMut(&Execution),
 ) -> Result<Vec<KillResult>, Error> {
     // A retried run's id stands for its attempts: the kill is for the one
     // that is live (a pending one is cancelled, never started).
@@ -134,9 +173,13 @@ pub fn kill<L: Ledger + ?Sized>(
         .max()
         .unwrap_or_default()
         + ACT_WITHIN;
-    if wait_until_done(ledger, home, &pending, Some(bound))?.is_none() {
-        for id in &pending {
-            enforce(ledger, home, id, req, bound)?;
+    let started = Instant::now();
+    if !wait_remote(ledger, home, &pending, remote)? {
+        let left = bound.saturating_sub(started.elapsed());
+        if wait_until_done(ledger, home, &pending, Some(left))?.is_none() {
+            for id in &pending {
+                enforce(ledger, home, id, req, bound)?;
+            }
         }
     }
     let mut done = wait_until_done(ledger, home, &pending, None::<Duration>)?
@@ -162,8 +205,40 @@ pub fn kill<L: Ledger + ?Sized>(
         .collect())
 }
 
+/// When some of `pending` only another agent can reach: waits up to
+/// [`REMOTE_NOTE_AFTER`], then calls `remote` for each of those still live.
+/// Returns whether all of `pending` ended meanwhile.
+fn wait_remote<L: Ledger + ?Sized>(
+    ledger: &L,
+    home: &Home,
+    pending: &[tend_model::ExecutionId],
+    remote: &mut dyn FnMut(&Execution),
+) -> Result<bool, Error> {
+    let host = procfs::hostname();
+    let unreachable = |e: &Execution| {
+        !e.status.is_terminal() && !crate::supervised_here(ledger.shared(), home, e, &host)
+    };
+    let mut rows = Vec::with_capacity(pending.len());
+    for id in pending {
+        rows.push(ledger.get(id)?);
+    }
+    if !rows.iter().any(unreachable) {
+        return Ok(false);
+    }
+    if wait_until_done(ledger, home, pending, Some(REMOTE_NOTE_AFTER))?.is_some() {
+        return Ok(true);
+    }
+    for id in pending {
+        let row = ledger.get(id)?;
+        if unreachable(&row) {
+            remote(&row);
+        }
+    }
+    Ok(false)
+}
+
 /// The grace a kill request gives `e`.
-fn grace_of(e: &Execution, req: &KillRequest) -> Duration {
+pub(crate) fn grace_of(e: &Execution, req: &KillRequest) -> Duration {
     if req.force {
         Duration::ZERO
     } else {
@@ -183,7 +258,8 @@ pub fn enforce<L: Ledger + ?Sized>(
     waited: Duration,
 ) -> Result<(), Error> {
     let row = ledger.get(id)?;
-    if row.status.is_terminal() || !crate::is_local(&row, &procfs::hostname()) {
+    let here = crate::supervised_here(ledger.shared(), home, &row, &procfs::hostname());
+    if row.status.is_terminal() || !here {
         return Ok(());
     }
     if let Verified::Alive(fd) =

@@ -67,6 +67,7 @@
 // Only tend-proc may use `unsafe` (see ARCHITECTURE.md).
 #![forbid(unsafe_code)]
 
+pub mod deliver;
 pub mod detach;
 mod follow;
 pub mod health;
@@ -74,6 +75,7 @@ mod home;
 pub mod jobs;
 pub mod kill;
 mod leftovers;
+mod listen;
 mod logs;
 mod notify;
 pub mod output;
@@ -89,10 +91,14 @@ mod wait;
 pub mod watchdog;
 pub mod workspace;
 
+pub use deliver::deliver;
 pub use follow::follow;
 pub use home::{open_small, read_small, Agent, Home, SMALL_FILE_MAX};
-pub use kill::{kill, request as request_kill, KillResult};
+pub use kill::{kill, kill_noting, request as request_kill, KillResult};
 pub use leftovers::end_marked;
+pub use listen::{
+    ListeningNotifier, CHECK_EVERY as LISTEN_CHECK_EVERY, CHECK_WITHIN as LISTEN_CHECK_WITHIN,
+};
 pub use notify::{wait_any, FileNotifier, Notifier, Subscription, Wake};
 pub use reap::reap;
 pub use reaper::{
@@ -158,6 +164,25 @@ impl Error {
 /// them into strangers; the host name covers rows from before a reboot.
 pub fn is_local(e: &tend_model::Execution, host: &str) -> bool {
     e.host == host || tend_proc::procfs::boot_id().is_ok_and(|b| b == e.supervisor.boot_id)
+}
+
+/// Whether this process may ask its kernel about `e`'s supervisor (pin it,
+/// nudge it, take a kill over): `e` is supervised on this machine
+/// ([`is_local`]) and, on a `shared` ledger ([`Ledger::shared`](tend_ledger::Ledger::shared)),
+/// was launched by this home's agent. Another agent's execution on a shared
+/// ledger is reached only through the ledger — a kill request its daemon
+/// carries out, the notification of its end — even when both homes are on
+/// one machine, so that nothing works here that would not across hosts.
+pub fn supervised_here(shared: bool, home: &Home, e: &tend_model::Execution, host: &str) -> bool {
+    is_local(e, host) && !(shared && another_agents(home, e))
+}
+
+/// Whether `e` was launched by an agent other than `home`'s.
+pub(crate) fn another_agents(home: &Home, e: &tend_model::Execution) -> bool {
+    match (&e.agent_id, home.agent()) {
+        (Some(theirs), Ok(ours)) => *theirs != ours.id,
+        _ => false,
+    }
 }
 
 /// Variables that hold tend's own secrets (the daemon's API token). They

@@ -5,9 +5,11 @@
 //!   waiters ([`wait_until_done`](crate::wait_until_done),
 //!   [`follow`](crate::follow), a kill's wait) and the daemon's watcher
 //!   [`subscribe`](Notifier::subscribe) to it. [`FileNotifier`] (a file per
-//!   execution in the home's `notify/`, watched with inotify) is the only
-//!   implementation; the PostgreSQL ledger will add LISTEN/NOTIFY behind the
-//!   same trait.
+//!   execution in the home's `notify/`, watched with inotify) serves one
+//!   host; on a PostgreSQL ledger, [`ListeningNotifier`](crate::ListeningNotifier)
+//!   adds LISTEN/NOTIFY behind the same trait, so that a subscription wakes
+//!   for every host's transitions and the daemon hears kill requests for
+//!   its agent ([`Notifier::subscribe_kills`]).
 //! - A log's new output is a file of this host whatever the ledger, so it
 //!   is not announced; but `follow` waits for output and transitions at
 //!   once, so a subscription can include it
@@ -37,9 +39,9 @@ use crate::Error;
 /// what the supervisor, the waiters and the daemon do around the ledger,
 /// next to the pidfds they poll, and the implementation used today is files
 /// of the home (not of the ledger: `--store` may name a ledger elsewhere).
-/// A PostgreSQL ledger will hand this crate a LISTEN connection, and a
-/// `Notifier` over it will take the place of [`FileNotifier`]; callers see
-/// only this trait ([`Home::notifier`](crate::Home::notifier)).
+/// On a PostgreSQL ledger the ledger's triggers announce to other hosts
+/// too (NOTIFY), and [`ListeningNotifier`](crate::ListeningNotifier) hears
+/// them; callers see only this trait ([`Home::notifier`](crate::Home::notifier)).
 ///
 /// An announcement is only a wake-up: it says "look at the ledger again",
 /// and the ledger stays the truth. Losing one delays a waiter of another
@@ -75,6 +77,18 @@ pub trait Notifier: fmt::Debug + Send + Sync {
     /// [`Notifier::announce_jobs`]; [`Subscription::take`] empties it (and
     /// names nothing: the jobs are re-read whole).
     fn subscribe_jobs(&self) -> Result<Box<dyn Subscription>, Error>;
+
+    /// A subscription to kill requests recorded in the ledger by any host
+    /// ([`Subscription::take`] names the executions), for the daemon that
+    /// carries out its agent's: on a shared ledger the asker cannot reach
+    /// another host's supervisor. Its descriptor also becomes readable,
+    /// naming nothing, when the listener connected again and requests may
+    /// have gone unheard: then look at all of them. `None` where requests
+    /// never cross hosts (one host: the asker nudges the supervisor
+    /// itself), as for [`FileNotifier`].
+    fn subscribe_kills(&self) -> Result<Option<Box<dyn Subscription>>, Error> {
+        Ok(None)
+    }
 }
 
 /// Announcements since [`Notifier::subscribe`], queued until taken.
@@ -89,6 +103,14 @@ pub trait Subscription: AsFd + Send {
     /// blocking; empty when nothing is queued. A queue that overflowed
     /// loses names, so the list is a hint: re-read what matters.
     fn take(&mut self) -> Vec<ExecutionId>;
+
+    /// Whether a transition committed on another host wakes this
+    /// subscription now (a healthy LISTEN connection). While it does not,
+    /// a waiter of an execution only another host can end looks again on
+    /// a short interval instead.
+    fn hears_remote(&self) -> bool {
+        false
+    }
 
     /// Blocks until an announcement is queued or `deadline` passes (`None`:
     /// no deadline), and takes what is queued.

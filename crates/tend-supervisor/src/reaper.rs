@@ -78,7 +78,9 @@ pub fn reconcile_execution<L: Ledger + ?Sized>(
 #[derive(Debug)]
 pub enum Supervision {
     /// Nothing for this host to check: the row is terminal, or supervised
-    /// on another host (only that host's kernel, or its lease, can tell).
+    /// on another host (only that host's kernel, or its lease, can tell),
+    /// or another agent's on a shared ledger (which counts as another
+    /// host's: [`supervised_here`](crate::supervised_here)).
     NotHere,
     /// The recorded supervisor is alive; the pidfd pins it, to be polled
     /// for its exit (right after it commits the outcome) or signalled.
@@ -104,7 +106,7 @@ pub fn verify_or_reconcile<L: Ledger + ?Sized>(
     e: &Execution,
 ) -> Result<Supervision, Error> {
     let host = procfs::hostname();
-    if e.status.is_terminal() || !crate::is_local(e, &host) {
+    if e.status.is_terminal() || !crate::supervised_here(ledger.shared(), home, e, &host) {
         return Ok(Supervision::NotHere);
     }
     match Pidfd::open_verified(&e.supervisor).map_err(Error::io("checking a supervisor"))? {

@@ -17,7 +17,8 @@ use tend_proc::{procfs, Pidfd};
 use crate::reaper::{self, verify_or_reconcile, Supervision};
 use crate::{notify, Error, Home};
 
-/// How often a wait looks again at a row only another agent can end.
+/// How often a wait looks again at a row only another agent can end, when
+/// no healthy listener would wake it ([`Subscription::hears_remote`](crate::Subscription::hears_remote)).
 const FOREIGN_RECHECK: Duration = Duration::from_secs(1);
 
 /// Blocks until every execution in `ids` is terminal, and returns their
@@ -29,6 +30,7 @@ pub fn wait_until_done<L: Ledger + ?Sized>(
     timeout: Option<Duration>,
 ) -> Result<Option<Vec<Execution>>, Error> {
     let host = procfs::hostname();
+    let shared = ledger.shared();
     // A supervisor exits right after it commits the outcome (unless it has
     // a retry to run), so on this host its pidfd is the whole wake-up. Announcements are only needed for
     // executions supervised elsewhere — and only then paid for: closing an
@@ -38,7 +40,7 @@ pub fn wait_until_done<L: Ledger + ?Sized>(
     let remote = ids.iter().any(|id| {
         ledger
             .get(id)
-            .is_ok_and(|e| !crate::is_local(&e, &host) || e.retries > 0)
+            .is_ok_and(|e| !crate::supervised_here(shared, home, &e, &host) || e.retries > 0)
     });
     let mut transitions = if remote {
         Some(home.notifier().subscribe()?)
@@ -65,8 +67,11 @@ pub fn wait_until_done<L: Ledger + ?Sized>(
             Instant::now().checked_add(Duration::from_millis(left))
         });
         // Another agent announces in its own home, not ours: its ending
-        // of a foreign row is looked for once a second.
-        let backstop = pass.foreign.then(|| Instant::now() + FOREIGN_RECHECK);
+        // of a foreign row wakes us through the ledger's listener, and is
+        // looked for once a second while there is none (SQLite) or it is
+        // not healthy.
+        let hears = transitions.as_ref().is_some_and(|t| t.hears_remote());
+        let backstop = (pass.foreign && !hears).then(|| Instant::now() + FOREIGN_RECHECK);
         let until = deadline.into_iter().chain(overdue).chain(backstop).min();
         let mut fds: Vec<BorrowedFd<'_>> = transitions.iter().map(|t| t.as_fd()).collect();
         fds.extend(pass.supervisors.iter().map(Pidfd::as_fd));

@@ -102,7 +102,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     if foreground {
         commands::run::drop_secrets()?;
     }
-    let ctx = match Context::open(&cli.global, access) {
+    let mut ctx = match Context::open(&cli.global, access) {
         Ok(ctx) => ctx,
         Err(e) if matches!(cli.command, Cmd::Health) => {
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
@@ -111,6 +111,11 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         }
         Err(e) => return Err(e),
     };
+    if !foreground {
+        // Waiters wake for every host's transitions; a supervisor (which
+        // forks, and must stay single-threaded) only announces.
+        ctx.listen_across_hosts()?;
+    }
     match &cli.command {
         Cmd::Run(a) => commands::run::run(&ctx, a),
         Cmd::Ps => commands::query::ps(&ctx),

@@ -237,26 +237,31 @@ impl Conn {
 
     /// The [`Error`] for a failure while `doing`.
     fn error(&self, doing: &'static str, fail: Fail) -> Error {
-        let store = self.target.shown().to_string();
-        let detail = match fail {
-            Fail::Ledger(e) => return e,
-            Fail::Pg(e) if is_auth(&e) => {
-                return Error::Denied {
-                    store,
-                    detail: detail(&e),
-                }
+        failure(&self.target, doing, fail)
+    }
+}
+
+/// The [`Error`] for a failure on a connection to `target` while `doing`.
+pub(crate) fn failure(target: &Target, doing: &'static str, fail: Fail) -> Error {
+    let store = target.shown().to_string();
+    let detail = match fail {
+        Fail::Ledger(e) => return e,
+        Fail::Pg(e) if is_auth(&e) => {
+            return Error::Denied {
+                store,
+                detail: detail(&e),
             }
-            Fail::Pg(e) => detail(&e),
-            Fail::Unknown(e) => format!(
-                "the connection broke while committing ({}); whether the write was made is unknown",
-                detail(&e)
-            ),
-            Fail::Unreachable(d) | Fail::Decode(d) => d,
-        };
-        Error::Storage {
-            doing,
-            source: Box::new(PgFailure { store, detail }),
         }
+        Fail::Pg(e) => detail(&e),
+        Fail::Unknown(e) => format!(
+            "the connection broke while committing ({}); whether the write was made is unknown",
+            detail(&e)
+        ),
+        Fail::Unreachable(d) | Fail::Decode(d) => d,
+    };
+    Error::Storage {
+        doing,
+        source: Box::new(PgFailure { store, detail }),
     }
 }
 

@@ -65,6 +65,22 @@ impl Target {
         config.connect(postgres::NoTls).map_err(Fail::Pg)
     }
 
+    /// Like [`Target::connect`], with TCP keepalive probes after `idle`
+    /// without traffic (then every `idle / 2`, three times): a connection
+    /// that only waits for notifications sends nothing, so a peer or
+    /// middlebox that vanished is noticed only this way.
+    pub(crate) fn connect_keepalive(&self, idle: Duration) -> Result<postgres::Client, Fail> {
+        let mut config = self
+            .resolved()
+            .map_err(|e| Fail::Unreachable(format!("cannot resolve its host name: {e}")))?;
+        config
+            .keepalives(true)
+            .keepalives_idle(idle)
+            .keepalives_interval(idle / 2)
+            .keepalives_retries(3);
+        config.connect(postgres::NoTls).map_err(Fail::Pg)
+    }
+
     /// The host names resolved to addresses, as `(host, hostaddr)` pairs.
     fn resolved(&self) -> std::io::Result<Config> {
         let ports = self.config.get_ports();

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/postgres/0009_stats_index.sql"),
     ),
+    (11, include_str!("../migrations/postgres/0011_notify.sql")),
 ];
 
 /// The key of the advisory lock migrations hold (`tend` in ASCII).

@@ -163,7 +163,8 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
                 .unwrap_or(Ok(()))
                 .map(|_| {
                     format!(
-                        "{path} (schema {}, ledger id {}), integrity ok",
+                        "{} (schema {}, ledger id {}), integrity ok",
+                        path.without_password(),
                         l.schema().map_or(0, |s| s.0),
                         l.ledger_id()
                     )
@@ -172,6 +173,7 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
             Err(e) => Err(e.to_string()),
         },
     ));
+    checks.extend(listener_check(&path));
     checks.extend(job_checks(ctx));
     checks.extend(alert_checks(ctx));
     checks.push(check(
@@ -195,6 +197,30 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         print_checks(&checks)?;
     }
     Ok(if healthy { 0 } else { 1 })
+}
+
+/// On a PostgreSQL ledger: whether LISTEN works, i.e. a notification a
+/// connection sends itself arrives within the listener's own deadline.
+/// Through a transaction-mode pooler (PgBouncer) it does not, and then
+/// waits fall back to looking again once a second.
+fn listener_check(store: &tend_ledger::Store) -> Option<HealthCheck> {
+    let tend_ledger::Store::Postgres(url) = store else {
+        return None;
+    };
+    let within = tend_supervisor::LISTEN_CHECK_WITHIN;
+    let r = tend_ledger::Listener::open(url.as_str()).and_then(|mut l| l.check(within));
+    Some(check(
+        "listener",
+        match r {
+            Ok(took) => Ok(format!(
+                "LISTEN/NOTIFY works (a notification to itself arrived in {} ms): waiters on every host wake at once, and kills reach other agents' daemons",
+                took.as_millis()
+            )),
+            Err(e) => Err(format!(
+                "LISTEN/NOTIFY does not work through this connection ({e}), as behind a transaction-mode pooler such as PgBouncer: connect tend to PostgreSQL directly or through a session-mode pool, or waits on other hosts' executions look again only once a second and their kills wait for their daemon to reconnect"
+            )),
+        },
+    ))
 }
 
 /// A check of `tend doctor`: passed with what was found, or failed with

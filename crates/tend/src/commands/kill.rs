@@ -63,7 +63,9 @@ pub fn kill(ctx: &Context, args: &KillArgs) -> Result<i32> {
             .map(|id| ctx.resolve(id))
             .collect::<Result<Vec<_>>>()?
     };
-    let results = tend_supervisor::kill(&ctx.ledger, &ctx.home, &targets, &req)?;
+    let results = tend_supervisor::kill_noting(&ctx.ledger, &ctx.home, &targets, &req, &mut |e| {
+        ctx.note(remote_note(e))
+    })?;
     let rows: Vec<Killed> = results
         .iter()
         .map(|r| Killed::new(&r.execution, r.already_finished))
@@ -76,6 +78,17 @@ pub fn kill(ctx: &Context, args: &KillArgs) -> Result<i32> {
         print_killed(k)?;
     }
     Ok(0)
+}
+
+/// What a kill of another agent's execution that has not ended yet says:
+/// who must carry it out, and that it is still waited for.
+fn remote_note(e: &Execution) -> String {
+    format!(
+        "execution {} runs on host {} under agent {}, whose `tend serve` has not carried the kill out yet; it will once that daemon runs, and tend keeps waiting (Ctrl-C stops waiting, the request stays recorded)",
+        e.id,
+        e.host,
+        e.agent_id.as_deref().unwrap_or("unknown")
+    )
 }
 
 /// A bulk selection without `--yes`: what it would kill, and exit 1.

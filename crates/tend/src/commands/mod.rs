@@ -136,6 +136,16 @@ impl Context {
         }
     }
 
+    /// On a shared (PostgreSQL) ledger, makes the home's notifier listen
+    /// too ([`Home::listening`]), so that waits, follows, kills and the
+    /// daemon wake for what other hosts commit. Not for a process that
+    /// supervises (a foreground run): listening takes a thread.
+    pub fn listen_across_hosts(&mut self) -> Result<()> {
+        let store = self.config.store()?;
+        self.home = self.home.clone().listening(&store);
+        Ok(())
+    }
+
     /// Truth on read: reconciles live executions before anything is shown.
     pub fn reconcile(&self) -> Result<Vec<tend_supervisor::Reconciled>> {
         Ok(tend_supervisor::reconcile(&self.ledger, &self.home)?)

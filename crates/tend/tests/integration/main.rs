@@ -66,3 +66,6 @@ mod top;
 mod alerts;
 // Two homes on one PostgreSQL ledger (issue 12).
 mod shared;
+// Wake-ups and kills across hosts: LISTEN/NOTIFY, a kill carried out by
+// the owning agent's daemon, the sweep of requests it missed.
+mod shared_wakeups;

@@ -1,0 +1,3 @@
+-- Version 11: on PostgreSQL, transitions and kill requests are NOTIFYed by
+-- triggers (wake-ups across hosts). Nothing changes on SQLite: one host,
+-- whose waiters wake on the home's notify/ files and supervisors' pidfds.
