@@ -191,8 +191,11 @@ fn top_shows_an_execution_kills_it_on_k_y_and_gives_the_shell_back_on_q() {
     std::thread::sleep(Duration::from_secs(3));
     let busy = wake_ups(top) - before;
     eprintln!("tend top woke {idle} times in 2s idle, {busy} in 3s with one running");
+    // On PostgreSQL each refresh's reads are round trips to the server, and
+    // every answer is a wake-up of its own (plus the listener's self-check).
+    let bound = if env.is_postgres() { 12 } else { 6 };
     assert!(
-        busy <= 6,
+        busy <= bound,
         "tend top woke {busy} times in 3s with one running"
     );
 
