@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0007_alerts.sql"),
     include_str!("migrations/sqlite/0008_workspaces.sql"),
     include_str!("migrations/sqlite/0009_stats_index.sql"),
+    include_str!("migrations/sqlite/0010_agent_leases.sql"),
 ];
 
 /// How long a writer waits for another's transaction before giving up.
