@@ -73,6 +73,7 @@ pub mod health;
 mod home;
 pub mod jobs;
 pub mod kill;
+pub mod lease;
 mod leftovers;
 mod logs;
 mod notify;
