@@ -44,6 +44,7 @@ mod connections;
 mod dashboard;
 mod error;
 mod guard;
+mod lease;
 mod lock;
 mod logs;
 mod metrics;
@@ -97,6 +98,9 @@ pub struct Config {
     pub long_running_alert: u64,
     /// Where alerts go, which, and how long they are retried.
     pub alerts: alerts::AlertConfig,
+    /// The lease's interval and TTL (`TEND_LEASE_INTERVAL`,
+    /// `TEND_LEASE_TTL`), used on a shared ledger only.
+    pub lease: tend_supervisor::lease::LeaseTimes,
 }
 
 /// The daemon's periodic `tend prune`: how often, and with which age and
@@ -255,6 +259,10 @@ async fn run_locked(
         stragglers = recovered.1,
         "startup recovery done"
     );
+    // Stragglers were ended above; only now is the lease renewed, and no
+    // work starts before it is.
+    lease::first_renewal(&state).await;
+    let fencer = lease::spawn(&state);
     let watcher = tokio::spawn(watch::watch(state.clone()));
     let scheduler = tokio::spawn(scheduler::schedule(state.clone()));
     let pruner = tokio::spawn(prune_now_and_then(state.clone()));
@@ -268,6 +276,9 @@ async fn run_locked(
     })
     .await;
     watcher.abort();
+    if let Some(f) = fencer {
+        f.abort();
+    }
     scheduler.abort();
     pruner.abort();
     alerter.abort();

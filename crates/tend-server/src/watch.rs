@@ -28,6 +28,7 @@ pub async fn watch(state: AppState) {
     let mut watched: HashMap<ExecutionId, JoinHandle<()>> = HashMap::new();
     let mut timers: HashMap<ExecutionId, JoinHandle<()>> = HashMap::new();
     for e in state.live().unwrap_or_default() {
+        state.track(&e);
         watch_supervisor(&mut watched, &e, &dead_tx);
         watch_overdue(&mut timers, &e, &dead_tx);
     }
@@ -82,6 +83,7 @@ pub async fn watch(state: AppState) {
                 let s = state.clone();
                 let live = tokio::task::spawn_blocking(move || backstop(&s)).await.ok().flatten();
                 for e in live.unwrap_or_default() {
+                    state.track(&e);
                     watch_supervisor(&mut watched, &e, &dead_tx);
                     watch_overdue(&mut timers, &e, &dead_tx);
                 }

@@ -716,7 +716,11 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
     fn on_nudge(&mut self) -> Result<(), Error> {
         // The agent's fence comes first: it is sent when the ledger is out
         // of reach.
-        if let Some(f) = self.agent.as_ref().and_then(|a| a.take_fence(self.exec.id.as_str())) {
+        if let Some(f) = self
+            .agent
+            .as_ref()
+            .and_then(|a| a.take_fence(self.exec.id.as_str()))
+        {
             self.fence(f);
             return Ok(());
         }

@@ -31,6 +31,7 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32> {
         long_running_after: c.alert_long_running_after,
         long_running_alert: c.alert_long_running_count,
         alerts: c.alerts.resolve()?,
+        lease: c.lease,
     };
     let addr = args.listen.unwrap_or(c.listen);
     tend_server::serve(addr, config)?;
