@@ -101,6 +101,12 @@ pub struct Config {
     /// The lease's interval and TTL (`TEND_LEASE_INTERVAL`,
     /// `TEND_LEASE_TTL`), used on a shared ledger only.
     pub lease: tend_supervisor::lease::LeaseTimes,
+    /// Replace the daemon that serves the home now (`--replace`); one that
+    /// tend started by itself is replaced either way.
+    pub replace: bool,
+    /// tend started this daemon itself for a launch on a shared ledger; the
+    /// daemon file says so, and a later `tend serve` replaces it.
+    pub started_by_tend: bool,
 }
 
 /// The daemon's periodic `tend prune`: how often, and with which age and
@@ -247,7 +253,11 @@ async fn run_locked(
         source,
     })?;
     let limits = config.limits.clone();
-    let state = AppState::new(config, addr)?;
+    // Opening the ledger blocks (PostgreSQL's driver runs a runtime of its
+    // own): not on a worker of this one.
+    let state = tokio::task::spawn_blocking(move || AppState::new(config, addr))
+        .await
+        .expect("building the state does not panic")?;
     let recovered = {
         let s = state.clone();
         tokio::task::spawn_blocking(move || s.recover())
@@ -305,7 +315,7 @@ fn check_limits(l: &Limits) -> Result<(), Error> {
 /// bind, so that a second daemon is told about the first rather than about
 /// a busy port.
 pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Error> {
-    let lock = DaemonLock::acquire(&config.home)?;
+    let lock = DaemonLock::acquire_or_replace(&config.home, config.replace)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -318,7 +328,7 @@ pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Error> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|cause| Error::Bind { addr, cause })?;
-        introduce(addr, &config);
+        introduce(listener.local_addr().unwrap_or(addr), &config);
         run_locked(listener, config, shutdown_signal(), lock).await
     })
 }

@@ -86,3 +86,58 @@ fn running(home: &Home) -> String {
         root.display()
     )
 }
+
+/// How long a replacing daemon waits for the one it replaces to let go.
+const REPLACE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl DaemonLock {
+    /// Takes the lock; when another daemon holds it and `replace` is asked
+    /// for, or that daemon was started by tend itself (its daemon file
+    /// says so), stops it with SIGTERM (through a pidfd verified against
+    /// its recorded identity) and takes the lock the moment it is free, so
+    /// that the home's lease is renewed again without a gap its TTL would
+    /// notice.
+    pub fn acquire_or_replace(home: &Home, replace: bool) -> Result<DaemonLock, Error> {
+        let refused = match DaemonLock::acquire(home) {
+            Err(Error::AlreadyRunning(why)) => why,
+            other => return other,
+        };
+        let recorded = tend_supervisor::read_small(&home.root().join("daemon.json"))
+            .ok()
+            .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok());
+        let auto = recorded
+            .as_ref()
+            .is_some_and(|v| v["started_by_tend"] == serde_json::json!(true));
+        let Some(holder) = recorded.as_ref().and_then(identity).filter(|_| replace || auto) else {
+            return Err(Error::AlreadyRunning(refused));
+        };
+        let lock = [home.root().join("daemon.lock")];
+        let held = tend_proc::procfs::lock_holders(&lock).contains(&holder.pid);
+        match tend_proc::Pidfd::open_verified(&holder) {
+            Ok(tend_proc::Verified::Alive(fd)) if held => {
+                tracing::info!(pid = holder.pid, "replacing this home's daemon");
+                let _ = fd.signal(tend_proc::Sig::Term);
+            }
+            _ => return Err(Error::AlreadyRunning(refused)),
+        }
+        let deadline = std::time::Instant::now() + REPLACE_WITHIN;
+        loop {
+            match DaemonLock::acquire(home) {
+                Err(Error::AlreadyRunning(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The process identity a daemon file records.
+fn identity(v: &serde_json::Value) -> Option<tend_model::ProcessIdentity> {
+    Some(tend_model::ProcessIdentity {
+        boot_id: v["boot_id"].as_str()?.to_string(),
+        pid: i32::try_from(v["pid"].as_i64()?).ok()?,
+        start_time: v["start_time"].as_u64()?,
+        pidfd_ino: v["pidfd_ino"].as_u64(),
+    })
+}

@@ -237,6 +237,7 @@ impl AppState {
         let body = serde_json::json!({
             "pid": id.pid, "start_time": id.start_time, "boot_id": id.boot_id,
             "pidfd_ino": id.pidfd_ino, "listen": addr.to_string(),
+            "started_by_tend": self.0.config.started_by_tend,
         });
         let path = self.0.config.home.root().join("daemon.json");
         let tmp = path.with_extension("json.tmp");

@@ -27,7 +27,11 @@ pub async fn watch(state: AppState) {
     let (dead_tx, mut dead_rx) = mpsc::unbounded_channel::<ExecutionId>();
     let mut watched: HashMap<ExecutionId, JoinHandle<()>> = HashMap::new();
     let mut timers: HashMap<ExecutionId, JoinHandle<()>> = HashMap::new();
-    for e in state.live().unwrap_or_default() {
+    let s = state.clone();
+    let live = tokio::task::spawn_blocking(move || s.live().unwrap_or_default())
+        .await
+        .unwrap_or_default();
+    for e in live {
         state.track(&e);
         watch_supervisor(&mut watched, &e, &dead_tx);
         watch_overdue(&mut timers, &e, &dead_tx);

@@ -1,6 +1,7 @@
 //! One module per subcommand; each takes the parsed arguments and a
 //! [`Context`] and returns the process exit code.
 
+pub mod agent;
 pub mod alert;
 mod dedup;
 pub mod health;

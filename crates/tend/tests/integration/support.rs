@@ -215,6 +215,9 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        // The home's daemon first (tend may have started one by itself for
+        // a launch on a shared ledger), by the identity its file records.
+        stop_daemon_of(&self.home());
         if !self.has_ledger() {
             return;
         }
@@ -519,4 +522,28 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// SIGKILLs the daemon that `home`'s daemon file names, when that process
+/// still is the one recorded (a verified pidfd) and holds the home's lock.
+pub fn stop_daemon_of(home: &Path) {
+    let Some(who) = daemon_of(home) else { return };
+    let held = tend_proc::procfs::lock_holders(&[home.join("daemon.lock")]).contains(&who.pid);
+    if let (true, Ok(tend_proc::Verified::Alive(fd))) =
+        (held, tend_proc::Pidfd::open_verified(&who))
+    {
+        let _ = fd.signal(tend_proc::Sig::Kill);
+        let _ = eventually(Duration::from_secs(5), || !fd.is_alive());
+    }
+}
+
+/// The identity of the daemon `home`'s daemon file records.
+pub fn daemon_of(home: &Path) -> Option<tend_model::ProcessIdentity> {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(home.join("daemon.json")).ok()?).ok()?;
+    Some(tend_model::ProcessIdentity {
+        boot_id: v["boot_id"].as_str()?.to_string(),
+        pid: v["pid"].as_i64()? as i32,
+        start_time: v["start_time"].as_u64()?,
+        pidfd_ino: v["pidfd_ino"].as_u64(),
+    })
 }
