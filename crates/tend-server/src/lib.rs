@@ -271,8 +271,8 @@ async fn run_locked(
     );
     // Stragglers were ended above; only now is the lease renewed, and no
     // work starts before it is.
-    lease::first_renewal(&state).await;
-    let fencer = lease::spawn(&state);
+    let conn = lease::first_renewal(&state).await;
+    let fencer = lease::spawn(&state, conn);
     let watcher = tokio::spawn(watch::watch(state.clone()));
     let scheduler = tokio::spawn(scheduler::schedule(state.clone()));
     let pruner = tokio::spawn(prune_now_and_then(state.clone()));

@@ -11,39 +11,47 @@ use tend_ledger::{ExpiredClaim, LeaseHolder, Ledger};
 
 use crate::AppState;
 
+/// The renewer's connection, kept from one renewal to the next (a new
+/// one costs a round of authentication).
+pub(crate) type Conn = Option<Box<dyn Ledger>>;
+
 /// The first renewal, before the daemon answers anything: it starts no
-/// work without a lease. A failure is logged; the renewer keeps trying.
-pub(crate) async fn first_renewal(state: &AppState) {
+/// work without a lease. A failure is logged; the renewer keeps trying on
+/// the connection this returns.
+pub(crate) async fn first_renewal(state: &AppState) -> Conn {
     if !state.lease().shared {
-        return;
+        return None;
     }
     let s = state.clone();
-    let _ = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut ledger = None;
         renew_once(&s, &mut ledger);
+        ledger
     })
-    .await;
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Starts the renewer thread and the fencer task (nothing on SQLite).
 /// The thread ends when the daemon stops; the task is aborted with it.
-pub(crate) fn spawn(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+pub(crate) fn spawn(state: &AppState, conn: Conn) -> Option<tokio::task::JoinHandle<()>> {
     if !state.lease().shared {
         return None;
     }
     let s = state.clone();
     let spawned = std::thread::Builder::new()
         .name("lease".into())
-        .spawn(move || renewer(s));
+        .spawn(move || renewer(s, conn));
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the lease renewer; the lease will lapse and this home's executions be fenced");
     }
     Some(tokio::spawn(super::fence::fencer(state.clone())))
 }
 
-fn renewer(state: AppState) {
+fn renewer(state: AppState, conn: Conn) {
     let interval = state.lease().times.interval;
-    let mut ledger: Option<Box<dyn Ledger>> = None;
+    let mut ledger = conn;
     let mut next = Instant::now() + interval;
     while !state.is_stopping() {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
