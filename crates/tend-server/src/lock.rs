@@ -108,7 +108,11 @@ impl DaemonLock {
         let auto = recorded
             .as_ref()
             .is_some_and(|v| v["started_by_tend"] == serde_json::json!(true));
-        let Some(holder) = recorded.as_ref().and_then(identity).filter(|_| replace || auto) else {
+        let Some(holder) = recorded
+            .as_ref()
+            .and_then(identity)
+            .filter(|_| replace || auto)
+        else {
             return Err(Error::AlreadyRunning(refused));
         };
         let lock = [home.root().join("daemon.lock")];

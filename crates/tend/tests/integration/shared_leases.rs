@@ -67,6 +67,22 @@ fn writes_during(env: &TestEnv, agent: &str, window: Duration) -> i64 {
     renewals(env, agent) - before
 }
 
+/// The statuses of `ids`, read on one open connection (a `tend show` per
+/// look would take longer than the lease's TTL to see a change).
+fn statuses(c: &mut postgres::Client, ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            c.query_one("SELECT status FROM tend.executions WHERE id = $1", &[id])
+                .unwrap()
+                .get(0)
+        })
+        .collect()
+}
+
+fn all_lost(c: &mut postgres::Client, ids: &[String]) -> bool {
+    statuses(c, ids).iter().all(|s| s == "lost")
+}
+
 fn supervisor_of(env: &TestEnv, id: &str) -> tend_model::ProcessIdentity {
     let id = tend_model::ExecutionId::parse(id).unwrap();
     env.ledger().get(&id).unwrap().supervisor
@@ -110,24 +126,27 @@ fn a_crashed_hosts_executions_are_lost_by_its_lease_within_the_ttl() {
         .map(|_| launch(&a, None, &[], &["sleep", "600"]))
         .collect();
     let agent = daemon_of(&a.home()).expect("a launch started a's agent");
+    let sups: Vec<_> = ids.iter().map(|id| supervisor_of(&a, id)).collect();
     // The host goes: its agent, its supervisors, everything marked.
     kill9(&agent);
-    for id in &ids {
-        kill9(&supervisor_of(&a, id));
-    }
+    sups.iter().for_each(kill9);
+    let mut c = pg(&b);
     let t0 = Instant::now();
     for pid in a.marked(None) {
         sigkill(pid as u32);
     }
-    let lost = eventually(TTL + Duration::from_secs(3), || {
-        ids.iter().all(|id| b.status(id) == "lost")
-    });
+    let lost = eventually(TTL + Duration::from_secs(3), || all_lost(&mut c, &ids));
     let took = t0.elapsed();
-    assert!(lost, "{:?}", ids.iter().map(|i| b.status(i)).collect::<Vec<_>>());
+    assert!(
+        lost,
+        "{:?}",
+        ids.iter().map(|i| b.show(i)).collect::<Vec<_>>()
+    );
     assert!(took <= TTL + Duration::from_secs(1), "lost after {took:?}");
     let reason = b.show(&ids[0])["reason"].as_str().unwrap().to_string();
     assert!(
-        reason.starts_with(&format!("agent {} (", agent_id(&a))) && reason.ends_with("lease expired"),
+        reason.starts_with(&format!("agent {} (", agent_id(&a)))
+            && reason.ends_with("lease expired"),
         "{reason}"
     );
     a.assert_no_marked(None, Duration::from_secs(1));
@@ -240,7 +259,10 @@ impl Drop for Proxy {
 fn via(url: &str, port: u16) -> (String, String) {
     let (head, rest) = url.rsplit_once('@').unwrap();
     let (hostport, db) = rest.split_once('/').unwrap();
-    (format!("{head}@127.0.0.1:{port}/{db}"), hostport.to_string())
+    (
+        format!("{head}@127.0.0.1:{port}/{db}"),
+        hostport.to_string(),
+    )
 }
 
 #[test]
@@ -255,8 +277,16 @@ fn an_agent_cut_off_from_the_database_ends_its_trees_before_a_peer_judges_them()
     let _agent = Daemon::start_with(&a, &vars);
     let _peer = Daemon::start_with(&b, &LEASE);
     let ids: Vec<String> = (0..2)
-        .map(|_| launch(&a, Some(&store), &["--kill-grace", "200ms"], &["sleep", "600"]))
+        .map(|_| {
+            launch(
+                &a,
+                Some(&store),
+                &["--kill-grace", "200ms"],
+                &["sleep", "600"],
+            )
+        })
         .collect();
+    let mut c = pg(&b);
     proxy.cut();
     let t0 = Instant::now();
     let (mut fenced, mut judged) = (None, None);
@@ -264,7 +294,7 @@ fn an_agent_cut_off_from_the_database_ends_its_trees_before_a_peer_judges_them()
         if fenced.is_none() && a.marked(None).is_empty() {
             fenced = Some(t0.elapsed());
         }
-        if judged.is_none() && ids.iter().all(|id| b.status(id) == "lost") {
+        if judged.is_none() && all_lost(&mut c, &ids) {
             judged = Some(t0.elapsed());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -279,8 +309,10 @@ fn an_agent_cut_off_from_the_database_ends_its_trees_before_a_peer_judges_them()
     for id in &ids {
         let s = supervisor_of(&b, id);
         assert!(
-            eventually(Duration::from_secs(15), || !tend_proc::Pidfd::open_verified(&s)
-                .is_ok_and(|v| matches!(v, tend_proc::Verified::Alive(_)))),
+            eventually(Duration::from_secs(15), || {
+                !tend_proc::Pidfd::open_verified(&s)
+                    .is_ok_and(|v| matches!(v, tend_proc::Verified::Alive(_)))
+            }),
             "the supervisor of {id} did not finish once the database was back"
         );
         assert_eq!(b.status(id), "lost");
@@ -299,13 +331,19 @@ fn racing_reapers_make_one_verdict_on_an_expired_agent() {
         .collect();
     let _pb = Daemon::start_with(&b, &LEASE);
     let _pc = Daemon::start_with(&c, &LEASE);
+    let sups: Vec<_> = ids.iter().map(|id| supervisor_of(&a, id)).collect();
     kill9(&daemon_of(&a.home()).unwrap());
-    for id in &ids {
-        kill9(&supervisor_of(&a, id));
-    }
-    assert!(eventually(TTL + Duration::from_secs(3), || ids
-        .iter()
-        .all(|id| b.status(id) == "lost")));
+    sups.iter().for_each(kill9);
+    let mut db = pg(&b);
+    let lost = eventually(TTL + Duration::from_secs(3), || all_lost(&mut db, &ids));
+    assert!(
+        lost,
+        "{:?}\n{}",
+        ids.iter()
+            .map(|i| (b.status(i), b.show(i)["reason"].clone()))
+            .collect::<Vec<_>>(),
+        read(&b.dir.path().join("daemon.log"))
+    );
     let (bid, cid) = (agent_id(&b), agent_id(&c));
     let mut judges = Vec::new();
     for id in &ids {
@@ -315,10 +353,19 @@ fn racing_reapers_make_one_verdict_on_an_expired_agent() {
             .filter(|e| e["kind"] == "marked-lost")
             .collect();
         assert_eq!(lost.len(), 1, "{lost:?}");
-        judges.push(lost[0]["details"]["judged_by"].as_str().unwrap().to_string());
+        judges.push(
+            lost[0]["details"]["judged_by"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     judges.dedup();
-    assert_eq!(judges.len(), 1, "one claim takes the agent's executions together");
+    assert_eq!(
+        judges.len(),
+        1,
+        "one claim takes the agent's executions together"
+    );
     assert!(judges[0] == bid || judges[0] == cid, "{judges:?}");
 }
 

@@ -539,7 +539,8 @@ pub fn stop_daemon_of(home: &Path) {
 
 /// The identity of the daemon `home`'s daemon file records.
 pub fn daemon_of(home: &Path) -> Option<tend_model::ProcessIdentity> {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(home.join("daemon.json")).ok()?).ok()?;
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("daemon.json")).ok()?).ok()?;
     Some(tend_model::ProcessIdentity {
         boot_id: v["boot_id"].as_str()?.to_string(),
         pid: v["pid"].as_i64()? as i32,
