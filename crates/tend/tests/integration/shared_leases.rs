@@ -406,3 +406,78 @@ fn a_launch_with_no_agent_starts_one_and_tend_serve_replaces_it() {
         assert!(daemon_of(&s.home()).is_none());
     }
 }
+
+/// A PostgreSQL server of this test's own (`scripts/postgres` with a state
+/// folder of its own), so that it may be restarted; stopped when dropped.
+struct PrivateServer {
+    state: tempfile::TempDir,
+    url: String,
+}
+
+impl PrivateServer {
+    fn script(state: &std::path::Path, verb: &str) -> std::process::Output {
+        Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/postgres"
+        ))
+        .arg(verb)
+        .env("TEND_PG_STATE", state)
+        .stdin(Stdio::null())
+        .output()
+        .expect("scripts/postgres runs")
+    }
+
+    fn start() -> PrivateServer {
+        use std::os::unix::fs::PermissionsExt;
+        let state = tempfile::tempdir().unwrap();
+        // The server's own user writes its log here.
+        std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = PrivateServer::script(state.path(), "start");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        PrivateServer { state, url }
+    }
+
+    fn restart(&self) {
+        let out = PrivateServer::script(self.state.path(), "restart");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = PrivateServer::script(self.state.path(), "stop");
+    }
+}
+
+#[test]
+fn a_database_restart_within_the_ttl_kills_nothing_and_loses_nothing() {
+    let server = PrivateServer::start();
+    let a = TestEnv::postgres_on(&server.url);
+    let b = TestEnv::sharing(&a);
+    let _peer = Daemon::start_with(&b, &LEASE);
+    let short: Vec<String> = (0..2)
+        .map(|i| launch(&a, None, &[], &["sh", "-c", &format!("sleep 3; exit {i}")]))
+        .collect();
+    let long = launch(&a, None, &[], &["sleep", "600"]);
+    let before = a.marked(None).len();
+    server.restart();
+    // The commands ran through it, and their outcomes are recorded once
+    // the server is back; the peer's reaper judged nobody.
+    let mut db = pg(&a);
+    let all = [short.clone(), vec![long.clone()]].concat();
+    let done = eventually(Duration::from_secs(20), || {
+        statuses(&mut db, &short).iter().all(|s| s != "running")
+    });
+    let now = statuses(&mut db, &all);
+    assert!(done, "{now:?}");
+    assert_eq!(
+        now,
+        ["succeeded", "failed", "running"],
+        "{before} marked before"
+    );
+    std::thread::sleep(TTL * 2);
+    assert_eq!(statuses(&mut db, &[long.clone()]), ["running"]);
+    assert_eq!(a.marked(Some(&long)).len(), 1);
+    drop(db);
+}

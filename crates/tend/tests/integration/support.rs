@@ -33,6 +33,15 @@ impl TestEnv {
         }
     }
 
+    /// A home on a fresh database of the server `admin` names (a private
+    /// server a test may stop and restart).
+    pub fn postgres_on(admin: &str) -> TestEnv {
+        TestEnv {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            pg: Some(std::sync::Arc::new(PgDatabase::on(admin.to_string()))),
+        }
+    }
+
     /// Another home (another agent, as on another host) on the same
     /// PostgreSQL ledger as `other`.
     pub fn sharing(other: &TestEnv) -> TestEnv {
@@ -260,6 +269,10 @@ impl PgDatabase {
                  to a URL of a server where it may create databases (scripts/postgres start prints one)"
             )
         });
+        PgDatabase::on(admin)
+    }
+
+    fn on(admin: String) -> PgDatabase {
         let name = format!("tend_it_{:016x}", rand_u64());
         let mut c = postgres::Client::connect(&admin, postgres::NoTls)
             .unwrap_or_else(|e| panic!("cannot reach the test server TEND_TEST_POSTGRES: {e}"));
