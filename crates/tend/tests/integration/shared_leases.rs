@@ -255,6 +255,19 @@ impl Drop for Proxy {
     }
 }
 
+/// Supervisors SIGKILLed when dropped, by verified pidfd.
+struct Sups(Vec<tend_model::ProcessIdentity>);
+
+impl Drop for Sups {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            if let Ok(tend_proc::Verified::Alive(fd)) = tend_proc::Pidfd::open_verified(s) {
+                let _ = fd.signal(tend_proc::Sig::Kill);
+            }
+        }
+    }
+}
+
 /// The store URL with its host and port replaced.
 fn via(url: &str, port: u16) -> (String, String) {
     let (head, rest) = url.rsplit_once('@').unwrap();
@@ -286,6 +299,9 @@ fn an_agent_cut_off_from_the_database_ends_its_trees_before_a_peer_judges_them()
             )
         })
         .collect();
+    // Their rows end `lost`, which TestEnv's clean-up skips: a failure
+    // here must not leave their supervisors retrying for ever.
+    let _sups = Sups(ids.iter().map(|id| supervisor_of(&b, id)).collect());
     let mut c = pg(&b);
     proxy.cut();
     let t0 = Instant::now();
