@@ -493,7 +493,7 @@ fn a_database_restart_within_the_ttl_kills_nothing_and_loses_nothing() {
         "{before} marked before"
     );
     std::thread::sleep(TTL * 2);
-    assert_eq!(statuses(&mut db, &[long.clone()]), ["running"]);
+    assert_eq!(statuses(&mut db, std::slice::from_ref(&long)), ["running"]);
     assert_eq!(a.marked(Some(&long)).len(), 1);
     drop(db);
 }
