@@ -315,7 +315,10 @@ fn check_limits(l: &Limits) -> Result<(), Error> {
 /// bind, so that a second daemon is told about the first rather than about
 /// a busy port.
 pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Error> {
-    let lock = DaemonLock::acquire_or_replace(&config.home, config.replace)?;
+    let mut lock = DaemonLock::acquire_or_replace(&config.home, config.replace)?;
+    if config.started_by_tend {
+        lock.mark_started_by_tend()?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -540,13 +540,25 @@ impl Drop for Daemon {
 /// SIGKILLs the daemon that `home`'s daemon file names, when that process
 /// still is the one recorded (a verified pidfd) and holds the home's lock.
 pub fn stop_daemon_of(home: &Path) {
-    let Some(who) = daemon_of(home) else { return };
-    let held = tend_proc::procfs::lock_holders(&[home.join("daemon.lock")]).contains(&who.pid);
-    if let (true, Ok(tend_proc::Verified::Alive(fd))) =
-        (held, tend_proc::Pidfd::open_verified(&who))
-    {
-        let _ = fd.signal(tend_proc::Sig::Kill);
-        let _ = eventually(Duration::from_secs(5), || !fd.is_alive());
+    let lock = [home.join("daemon.lock")];
+    if let Some(who) = daemon_of(home) {
+        let held = tend_proc::procfs::lock_holders(&lock).contains(&who.pid);
+        if let (true, Ok(tend_proc::Verified::Alive(fd))) =
+            (held, tend_proc::Pidfd::open_verified(&who))
+        {
+            let _ = fd.signal(tend_proc::Sig::Kill);
+            let _ = eventually(Duration::from_secs(5), || !fd.is_alive());
+        }
+    }
+    // A daemon whose file is gone (a test removed it) still holds the lock:
+    // its holder, checked to hold it once a pidfd pins it.
+    for pid in tend_proc::procfs::lock_holders(&lock) {
+        if let Ok(fd) = tend_proc::Pidfd::open(pid) {
+            if tend_proc::procfs::lock_holders(&lock).contains(&pid) {
+                let _ = fd.signal(tend_proc::Sig::Kill);
+                let _ = eventually(Duration::from_secs(5), || !fd.is_alive());
+            }
+        }
     }
 }
 
