@@ -33,6 +33,7 @@
 mod alerts;
 mod busy;
 mod error;
+mod lease;
 mod postgres;
 mod sqlite;
 mod sqlite_prune;
@@ -43,6 +44,7 @@ mod types;
 pub use alerts::{Alert, AlertCounts, AlertOutcome};
 pub use busy::{on_long_busy, LONG_BUSY};
 pub use error::Error;
+pub use lease::{expired_reason, AgentLease, ExpiredClaim, LeaseHolder, Renewed};
 pub use postgres::{Heard, Listener, PgLedger};
 /// The channels a PostgreSQL ledger NOTIFYs on (see [`Listener`]).
 pub mod channels {
@@ -73,7 +75,8 @@ pub trait Ledger: Send {
     /// agent's execution is supervised where this process's kernel cannot
     /// look, even when both homes happen to be on one machine, and is
     /// reached only through the ledger (a kill request that agent carries
-    /// out, a notification of its end). A SQLite file has one host.
+    /// out, a notification of its end), and an agent's liveness is its
+    /// lease. A SQLite file has one host.
     fn shared(&self) -> bool {
         false
     }
@@ -125,6 +128,32 @@ pub trait Ledger: Send {
 
     /// The run description stored with an execution that has retries.
     fn run_spec(&self, id: &ExecutionId) -> Result<Option<String>>;
+
+    /// Renews `holder`'s lease for `ttl_ms` by the database's clock (or
+    /// takes it, with a new epoch, when it is new or had expired): one
+    /// write per call whatever the number of executions. `None` where
+    /// leases do not exist: on one host with SQLite no lease writes happen,
+    /// liveness comes from the kernel.
+    fn renew_lease(&self, holder: &LeaseHolder, ttl_ms: i64) -> Result<Option<Renewed>> {
+        let _ = (holder, ttl_ms);
+        Ok(None)
+    }
+
+    /// Every agent's lease, by agent id (none where leases do not exist).
+    fn leases(&self) -> Result<Vec<AgentLease>> {
+        Ok(Vec::new())
+    }
+
+    /// For the reaper of agent `by`: every other agent whose lease expired
+    /// while it has live executions, claimed (`FOR UPDATE SKIP LOCKED`,
+    /// guarded by the expired epoch) and its live executions marked `lost`
+    /// with the lease named as the reason, one agent per transaction. Of
+    /// racing reapers exactly one makes each verdict; the others get
+    /// [`ExpiredClaim::AlreadyClaimed`]. Nothing where leases do not exist.
+    fn claim_expired(&self, by: &str) -> Result<Vec<ExpiredClaim>> {
+        let _ = by;
+        Ok(Vec::new())
+    }
 
     /// Records a kill request on a live execution, for its supervisor to act
     /// on. Returns the row as it is after the request (terminal rows are
@@ -366,6 +395,15 @@ impl<T: Ledger + ?Sized> Ledger for Box<T> {
     }
     fn run_spec(&self, id: &ExecutionId) -> Result<Option<String>> {
         (**self).run_spec(id)
+    }
+    fn renew_lease(&self, holder: &LeaseHolder, ttl_ms: i64) -> Result<Option<Renewed>> {
+        (**self).renew_lease(holder, ttl_ms)
+    }
+    fn leases(&self) -> Result<Vec<AgentLease>> {
+        (**self).leases()
+    }
+    fn claim_expired(&self, by: &str) -> Result<Vec<ExpiredClaim>> {
+        (**self).claim_expired(by)
     }
     fn request_kill(&self, id: &ExecutionId, request: &KillRequest) -> Result<Execution> {
         (**self).request_kill(id, request)

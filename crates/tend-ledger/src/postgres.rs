@@ -25,6 +25,7 @@ mod connect;
 mod executions;
 mod glob;
 mod jobs;
+mod leases;
 mod listen;
 mod migrate;
 mod pgpass;
@@ -139,6 +140,38 @@ impl Ledger for PgLedger {
 
     fn idle(&self) {
         self.conn.close();
+    }
+
+    fn renew_lease(
+        &self,
+        holder: &crate::LeaseHolder,
+        ttl_ms: i64,
+    ) -> Result<Option<crate::Renewed>> {
+        self.conn
+            .run("renewing the agent's lease", |c| {
+                leases::renew(c, holder, ttl_ms)
+            })
+            .map(Some)
+    }
+
+    fn leases(&self) -> Result<Vec<crate::AgentLease>> {
+        self.conn.run("reading the agents' leases", leases::all)
+    }
+
+    fn claim_expired(&self, by: &str) -> Result<Vec<crate::ExpiredClaim>> {
+        let expired = self.conn.run("looking for expired leases", |c| {
+            leases::expired_with_live(c, by)
+        })?;
+        let mut out = Vec::with_capacity(expired.len());
+        for (agent, host, epoch) in expired {
+            out.push(
+                self.conn
+                    .write("claiming an expired agent's executions", |tx| {
+                        leases::claim(tx, by, &agent, &host, epoch)
+                    })?,
+            );
+        }
+        Ok(out)
     }
 
     fn schema(&self) -> Result<(i64, i64)> {

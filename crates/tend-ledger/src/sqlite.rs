@@ -40,7 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0007_alerts.sql"),
     include_str!("migrations/sqlite/0008_workspaces.sql"),
     include_str!("migrations/sqlite/0009_stats_index.sql"),
-    include_str!("migrations/sqlite/0010_reserved.sql"),
+    include_str!("migrations/sqlite/0010_agent_leases.sql"),
     include_str!("migrations/sqlite/0011_notify.sql"),
 ];
 

@@ -48,6 +48,7 @@ mod dashboard;
 mod error;
 mod guard;
 mod kills;
+mod lease;
 mod lock;
 mod logs;
 mod metrics;
@@ -103,6 +104,15 @@ pub struct Config {
     pub long_running_alert: u64,
     /// Where alerts go, which, and how long they are retried.
     pub alerts: alerts::AlertConfig,
+    /// The lease's interval and TTL (`TEND_LEASE_INTERVAL`,
+    /// `TEND_LEASE_TTL`), used on a shared ledger only.
+    pub lease: tend_supervisor::lease::LeaseTimes,
+    /// Replace the daemon that serves the home now (`--replace`); one that
+    /// tend started by itself is replaced either way.
+    pub replace: bool,
+    /// tend started this daemon itself for a launch on a shared ledger; the
+    /// daemon file says so, and a later `tend serve` replaces it.
+    pub started_by_tend: bool,
 }
 
 /// The daemon's periodic `tend prune`: how often, and with which age and
@@ -265,6 +275,10 @@ async fn run_locked(
         stragglers = recovered.1,
         "startup recovery done"
     );
+    // Stragglers were ended above; only now is the lease renewed, and no
+    // work starts before it is.
+    let conn = lease::first_renewal(&state).await;
+    let fencer = lease::spawn(&state, conn);
     let watcher = tokio::spawn(watch::watch(state.clone()));
     let killer = tokio::spawn(kills::deliver_kills(state.clone()));
     let scheduler = tokio::spawn(scheduler::schedule(state.clone()));
@@ -280,6 +294,9 @@ async fn run_locked(
     .await;
     watcher.abort();
     killer.abort();
+    if let Some(f) = fencer {
+        f.abort();
+    }
     scheduler.abort();
     pruner.abort();
     alerter.abort();
@@ -306,7 +323,10 @@ fn check_limits(l: &Limits) -> Result<(), Error> {
 /// bind, so that a second daemon is told about the first rather than about
 /// a busy port.
 pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Error> {
-    let lock = DaemonLock::acquire(&config.home)?;
+    let mut lock = DaemonLock::acquire_or_replace(&config.home, config.replace)?;
+    if config.started_by_tend {
+        lock.mark_started_by_tend()?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -319,7 +339,7 @@ pub fn serve(addr: SocketAddr, config: Config) -> Result<(), Error> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|cause| Error::Bind { addr, cause })?;
-        introduce(addr, &config);
+        introduce(listener.local_addr().unwrap_or(addr), &config);
         run_locked(listener, config, shutdown_signal(), lock).await
     })
 }

@@ -66,7 +66,10 @@ fn running(home: &Home) -> String {
     let root = home.root();
     let pid = tend_supervisor::read_small(&root.join("daemon.lock"))
         .ok()
-        .and_then(|t| String::from_utf8_lossy(&t).trim().parse::<u32>().ok());
+        .and_then(|t| {
+            let t = String::from_utf8_lossy(&t);
+            t.split_whitespace().next()?.parse::<u32>().ok()
+        });
     let recorded: Option<serde_json::Value> =
         tend_supervisor::read_small(&root.join("daemon.json"))
             .ok()
@@ -85,4 +88,64 @@ fn running(home: &Home) -> String {
         "another tend serve ({who}) already serves the home {}; stop it first, or give this one another TEND_HOME",
         root.display()
     )
+}
+
+/// What the lock file of a daemon tend started by itself says after its pid.
+const STARTED_BY_TEND: &str = "started-by-tend";
+
+/// How long a replacing daemon waits for the one it replaces to let go.
+const REPLACE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl DaemonLock {
+    /// Says in the lock file that tend started this daemon by itself, so
+    /// that a `tend serve` started later replaces it.
+    pub fn mark_started_by_tend(&mut self) -> Result<(), Error> {
+        use std::io::Seek;
+        self._file
+            .set_len(0)
+            .and_then(|()| self._file.rewind())
+            .and_then(|()| write!(self._file, "{} {STARTED_BY_TEND}", std::process::id()))
+            .map_err(|source| Error::Io {
+                doing: "writing the daemon lock file",
+                source,
+            })
+    }
+
+    /// Takes the lock; when another daemon holds it and `replace` is asked
+    /// for, or that daemon was started by tend itself (its lock file says
+    /// so), stops it with SIGTERM (through a pidfd on the lock's holder,
+    /// checked to hold it once the pidfd pins it, so a recycled PID is never
+    /// signalled) and takes the lock the moment it is free, so that the
+    /// home's lease is renewed again without a gap its TTL would notice.
+    pub fn acquire_or_replace(home: &Home, replace: bool) -> Result<DaemonLock, Error> {
+        let refused = match DaemonLock::acquire(home) {
+            Err(Error::AlreadyRunning(why)) => why,
+            other => return other,
+        };
+        let lock = [home.root().join("daemon.lock")];
+        let Some(&pid) = tend_proc::procfs::lock_holders(&lock).first() else {
+            return Err(Error::AlreadyRunning(refused));
+        };
+        let auto = tend_supervisor::read_small(&lock[0])
+            .is_ok_and(|t| String::from_utf8_lossy(&t).contains(STARTED_BY_TEND));
+        if !(replace || auto) {
+            return Err(Error::AlreadyRunning(refused));
+        }
+        match tend_proc::Pidfd::open(pid) {
+            Ok(fd) if tend_proc::procfs::lock_holders(&lock).contains(&pid) => {
+                tracing::info!(pid, "replacing this home's daemon");
+                let _ = fd.signal(tend_proc::Sig::Term);
+            }
+            _ => return Err(Error::AlreadyRunning(refused)),
+        }
+        let deadline = std::time::Instant::now() + REPLACE_WITHIN;
+        loop {
+            match DaemonLock::acquire(home) {
+                Err(Error::AlreadyRunning(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => return other,
+            }
+        }
+    }
 }

@@ -48,7 +48,20 @@ pub async fn schedule(state: AppState) {
     };
     let s = state.clone();
     let _ = tokio::task::spawn_blocking(move || recover(&s)).await;
+    let mut held = false;
     loop {
+        // Without a valid lease no fire is decided: it waits (and is owed)
+        // until the lease is renewed.
+        if let Err(why) = state.lease().may_start() {
+            if !std::mem::replace(&mut held, true) {
+                tracing::warn!(why = %why, "holding the scheduler's fires");
+            }
+            tokio::time::sleep(state.config().lease.interval).await;
+            continue;
+        }
+        if std::mem::replace(&mut held, false) {
+            tracing::info!("the lease is valid again; the scheduler fires what is owed");
+        }
         let s = state.clone();
         let next = tokio::task::spawn_blocking(move || pass(&s, started))
             .await

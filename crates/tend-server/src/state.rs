@@ -25,6 +25,9 @@ struct Inner {
     stopping: tokio::sync::watch::Sender<bool>,
     alerts_wanted: tokio::sync::Notify,
     pool: crate::pool::Pool,
+    lease: crate::lease::Lease,
+    /// This home's agent id, read once.
+    agent: String,
 }
 
 /// Counters of what this daemon process did (ledger-derived numbers are
@@ -57,7 +60,22 @@ impl AppState {
             doing: "preparing tend's home",
             source,
         })?;
-        tend_ledger::open(&config.store)?;
+        let ledger = tend_ledger::open(&config.store)?;
+        let lease = crate::lease::Lease::new(
+            config.lease,
+            ledger.shared(),
+            config.run.kill_grace,
+            ledger.ledger_id().to_string(),
+        );
+        drop(ledger);
+        let agent = config
+            .home
+            .agent()
+            .map_err(|source| Error::Io {
+                doing: "reading the home's agent id",
+                source,
+            })?
+            .id;
         let (transitions, _) = broadcast::channel(4096);
         let (stopping, _) = tokio::sync::watch::channel(false);
         Ok(AppState(Arc::new(Inner {
@@ -70,7 +88,35 @@ impl AppState {
             stopping,
             alerts_wanted: tokio::sync::Notify::new(),
             pool: crate::pool::Pool::default(),
+            lease,
+            agent,
         })))
+    }
+
+    /// The agent's lease on a shared ledger (on SQLite, a lease that
+    /// always lets work start).
+    pub(crate) fn lease(&self) -> &crate::lease::Lease {
+        &self.0.lease
+    }
+
+    /// Whether new work may start now; the 503 that says why not.
+    pub fn may_start(&self) -> Result<(), ApiError> {
+        self.0.lease.may_start().map_err(ApiError::unavailable)
+    }
+
+    /// Remembers (or forgets) a row of this home for the fence.
+    pub fn track(&self, e: &Execution) {
+        self.0.lease.track(&self.0.agent, e);
+    }
+
+    /// The address the API listens on.
+    pub fn listen(&self) -> SocketAddr {
+        self.0.listen
+    }
+
+    /// Whether [`AppState::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.0.stopping.borrow()
     }
 
     /// The configuration.
@@ -154,6 +200,7 @@ impl AppState {
     /// Streams a transition to subscribers.
     pub fn publish(&self, e: Execution) {
         self.0.counters.transitions.fetch_add(1, Ordering::Relaxed);
+        self.track(&e);
         let _ = self.0.transitions.send(Arc::new(e));
     }
 
@@ -197,6 +244,7 @@ impl AppState {
         let body = serde_json::json!({
             "pid": id.pid, "start_time": id.start_time, "boot_id": id.boot_id,
             "pidfd_ino": id.pidfd_ino, "listen": addr.to_string(),
+            "started_by_tend": self.0.config.started_by_tend,
         });
         let path = self.0.config.home.root().join("daemon.json");
         let tmp = path.with_extension("json.tmp");

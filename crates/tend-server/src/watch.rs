@@ -124,6 +124,7 @@ pub async fn watch(state: AppState) {
     let s = state.clone();
     let live = tokio::task::spawn_blocking(move || s.live().unwrap_or_default());
     for e in live.await.unwrap_or_default() {
+        state.track(&e);
         eyes.watch(&state, &e);
     }
     let s = state.clone();
@@ -156,6 +157,7 @@ pub async fn watch(state: AppState) {
                 let s = state.clone();
                 let live = tokio::task::spawn_blocking(move || backstop(&s)).await.ok().flatten();
                 for e in live.unwrap_or_default() {
+                    state.track(&e);
                     eyes.watch(&state, &e);
                 }
                 eyes.look_again(&state).await;

@@ -40,6 +40,9 @@ fn state(dir: &tempfile::TempDir) -> AppState {
             long_running_after: Duration::from_secs(3600),
             long_running_alert: 5,
             alerts: Default::default(),
+            lease: Default::default(),
+            replace: false,
+            started_by_tend: false,
         },
         HOST.parse().unwrap(),
     )

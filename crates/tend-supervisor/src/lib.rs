@@ -74,6 +74,7 @@ pub mod health;
 mod home;
 pub mod jobs;
 pub mod kill;
+pub mod lease;
 mod leftovers;
 mod listen;
 mod logs;

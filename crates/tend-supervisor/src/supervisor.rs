@@ -27,6 +27,7 @@
 //! `limits` and `pipes` are methods on the loop's state (`Supervision`);
 //! `outcome` sees only a plain `Happened`.
 
+mod agent;
 mod ending;
 mod limits;
 mod outbox;
@@ -290,6 +291,7 @@ pub(crate) fn attempt<L: Ledger + ?Sized>(
     let mut sup = Supervision::new(
         ledger, exec, me.pid, mode, signals, launched, logs, cgroup, spec,
     )?;
+    sup.agent = agent::for_ledger(ledger, home, &sup.exec)?;
     if sup.exec.kill_request.is_some() {
         sup.on_nudge()?;
     }
@@ -457,6 +459,8 @@ struct Ready {
     /// `-t`: tend's stdin has keys; the command's terminal has room.
     typed: bool,
     room: bool,
+    /// The home's agent exited.
+    agent: bool,
 }
 
 struct Supervision<'a, L: Ledger + ?Sized> {
@@ -498,6 +502,8 @@ struct Supervision<'a, L: Ledger + ?Sized> {
     tty: Option<tty::TtyInput>,
     /// The kernel enforces `--max-memory` (the cgroup's `memory.max`).
     kernel_memory_limit: bool,
+    /// On a shared ledger: the home's agent, whose lease covers this run.
+    agent: Option<agent::AgentWatch>,
 }
 
 impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
@@ -552,6 +558,7 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             interrupted: None,
             tty: launched.tty,
             kernel_memory_limit,
+            agent: None,
         })
     }
 
@@ -707,6 +714,16 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
     /// Someone asked for a kill (SIGUSR1): read the request from the row
     /// and carry it out. A busy ledger only postpones the reading.
     fn on_nudge(&mut self) -> Result<(), Error> {
+        // The agent's fence comes first: it is sent when the ledger is out
+        // of reach.
+        if let Some(f) = self
+            .agent
+            .as_ref()
+            .and_then(|a| a.take_fence(self.exec.id.as_str()))
+        {
+            self.fence(f);
+            return Ok(());
+        }
         let row = match self.ledger.get(&self.exec.id) {
             Ok(row) => row,
             Err(e) if e.is_transient() => {
@@ -770,6 +787,7 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             self.rescan = true;
         }
         let now = Instant::now();
+        self.check_agent(ready.agent, now);
         if self.outbox.retry_at().is_some_and(|t| now >= t) {
             self.retry_ledger()?;
         }
@@ -787,7 +805,11 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
     /// or a retry of what the ledger did not take.
     fn next_deadline(&self) -> Option<Instant> {
         let due = self.limit_deadline();
-        due.into_iter().chain(self.outbox.retry_at()).min()
+        let look = self.agent.as_ref().and_then(agent::AgentWatch::deadline);
+        due.into_iter()
+            .chain(self.outbox.retry_at())
+            .chain(look)
+            .min()
     }
 
     /// The earliest limit or kill step due.
@@ -860,6 +882,10 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
                 room_at = Some(fds.len() - 1);
             }
         }
+        let agent_at = self.agent.as_ref().and_then(|a| a.fd()).map(|fd| {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+            fds.len() - 1
+        });
         let watch_from = fds.len();
         for w in self.kill.iter().flat_map(|k| &k.watch) {
             fds.push(PollFd::new(w, PollFlags::IN));
@@ -877,6 +903,7 @@ impl<'a, L: Ledger + ?Sized> Supervision<'a, L> {
             watch: (watch_from..fds.len()).any(ready),
             typed: typed_at.is_some_and(ready),
             room: room_at.is_some_and(ready),
+            agent: agent_at.is_some_and(ready),
         })
     }
 

@@ -440,6 +440,15 @@ pub struct ServeArgs {
     /// Log format on stderr
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Replace the daemon that serves this home now (stopped with SIGTERM
+    /// once this one is ready to take its place); one that tend started by
+    /// itself is always replaced
+    #[arg(long)]
+    pub replace: bool,
+    /// Internal: tend starts this home's agent for a launch on a shared
+    /// ledger (it forks away, and a later `tend serve` replaces it)
+    #[arg(long, hide = true)]
+    pub started_by_tend: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -40,6 +40,9 @@ pub struct Config {
     pub keep_last: u32,
     /// How often `tend serve` prunes on its own (`TEND_PRUNE_EVERY`, 1h).
     pub prune_every: std::time::Duration,
+    /// The lease's interval and TTL on a shared ledger
+    /// (`TEND_LEASE_INTERVAL`, 5s; `TEND_LEASE_TTL`, 20s).
+    pub lease: tend_supervisor::lease::LeaseTimes,
     /// The alert settings as written; checked by the commands that use
     /// them (`serve`, `alert test`, `doctor`), so that a bad webhook URL
     /// never stops a `tend run`.
@@ -141,6 +144,8 @@ const KEYS: &[(&str, &str)] = &[
     ("alert_long_running_after", "TEND_ALERT_LONG_RUNNING_AFTER"),
     ("alert_long_running_count", "TEND_ALERT_LONG_RUNNING_COUNT"),
     ("reconcile_every", "TEND_RECONCILE_EVERY"),
+    ("lease_interval", "TEND_LEASE_INTERVAL"),
+    ("lease_ttl", "TEND_LEASE_TTL"),
     ("allowed_hosts", "TEND_ALLOWED_HOSTS"),
     ("header_timeout", "TEND_HEADER_TIMEOUT"),
     ("body_timeout", "TEND_BODY_TIMEOUT"),
@@ -373,8 +378,19 @@ impl Config {
                 .unwrap_or(Duration::from_secs(7 * 86_400)),
             keep_last: src.number("keep_last")?.unwrap_or(10),
             prune_every: prune_every(&src)?,
+            lease: lease_times(&src)?,
             alerts: AlertSettings::load(&src),
         })
+    }
+
+    /// Puts the resolved lease settings into this process's environment,
+    /// so that every supervisor and daemon it starts (which read them from
+    /// there) agrees with it, whether they came from the file or a variable.
+    pub fn export_lease(&self) {
+        use tend_supervisor::lease::{INTERVAL_VAR, TTL_VAR};
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        std::env::set_var(INTERVAL_VAR, ms(self.lease.interval));
+        std::env::set_var(TTL_VAR, ms(self.lease.ttl));
     }
 
     /// The defaults and maxima that runs are resolved against, by `tend
@@ -400,6 +416,15 @@ impl Config {
             Some(s) => tend_ledger::Store::parse(s).map_err(crate::usage),
         }
     }
+}
+
+/// The lease's interval and TTL: 5s and 20s unless set, the TTL at least
+/// twice the interval.
+fn lease_times(src: &Sources) -> Result<tend_supervisor::lease::LeaseTimes> {
+    let d = tend_supervisor::lease::LeaseTimes::default();
+    let interval = src.duration("lease_interval")?.unwrap_or(d.interval);
+    let ttl = src.duration("lease_ttl")?.unwrap_or(d.ttl);
+    tend_supervisor::lease::LeaseTimes::new(interval, ttl).map_err(crate::usage)
 }
 
 /// How often `tend serve` prunes: more than zero, 1h unless set.

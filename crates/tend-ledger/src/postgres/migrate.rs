@@ -16,6 +16,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../migrations/postgres/0009_stats_index.sql"),
     ),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_agent_leases.sql"),
+    ),
     (11, include_str!("../migrations/postgres/0011_notify.sql")),
 ];
 

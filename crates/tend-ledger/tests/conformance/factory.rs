@@ -142,6 +142,22 @@ impl Ledger for Many {
     fn ledger_id(&self) -> &str {
         "many"
     }
+    fn shared(&self) -> bool {
+        self.with(|l| l.shared())
+    }
+    fn renew_lease(
+        &self,
+        h: &tend_ledger::LeaseHolder,
+        ttl_ms: i64,
+    ) -> tend_ledger::Result<Option<tend_ledger::Renewed>> {
+        self.with(|l| l.renew_lease(h, ttl_ms))
+    }
+    fn leases(&self) -> tend_ledger::Result<Vec<tend_ledger::AgentLease>> {
+        self.with(|l| l.leases())
+    }
+    fn claim_expired(&self, by: &str) -> tend_ledger::Result<Vec<tend_ledger::ExpiredClaim>> {
+        self.with(|l| l.claim_expired(by))
+    }
     fn schema(&self) -> tend_ledger::Result<(i64, i64)> {
         self.with(|l| l.schema())
     }

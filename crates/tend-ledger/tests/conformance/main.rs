@@ -17,6 +17,8 @@ use tend_ledger::{
 };
 
 mod factory;
+mod leases;
+use leases::*;
 mod postgres_only;
 mod sqlite_only;
 use tend_model::job::JobDefinition;
@@ -1285,6 +1287,8 @@ both!(
     an_expired_claim_is_retaken_and_a_released_one_at_once,
     missed_fires_and_level_changes_queue_alerts,
     hostile_text_is_stored_and_matched_literally,
+    a_lease_is_renewed_in_place_and_taken_anew_after_it_expired,
+    an_expired_agents_live_executions_are_lost_by_its_lease,
 );
 
 both_racing!(
@@ -1292,4 +1296,5 @@ both_racing!(
     racing_creates_share_one_key,
     racing_claims_have_one_winner_per_fire,
     racing_senders_claim_each_alert_once,
+    racing_reapers_make_one_verdict,
 );

@@ -153,6 +153,7 @@ pub(super) async fn launch(
     ApiJson(req): ApiJson<RunOptions>,
 ) -> Result<Response, ApiError> {
     let spec = spec(&s, req)?;
+    s.may_start()?;
     let refuse = spec.on_duplicate == tend_model::run::OnDuplicate::Fail;
     s.counters().launches.fetch_add(1, Ordering::Relaxed);
     s.blocking(move |s, l| {

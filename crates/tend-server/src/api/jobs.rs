@@ -174,6 +174,7 @@ pub(super) async fn run(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    s.may_start()?;
     s.blocking(move |s, l| {
         let c = s.config();
         let job = l.job(&name)?;

@@ -36,6 +36,8 @@ pub(super) enum Cause {
         reason: Option<String>,
     },
     Signal(&'static str),
+    /// The agent's lease may lapse: the tree is ended first (why).
+    Fence(String),
     /// The command exited and left processes behind.
     Cleanup,
 }

@@ -87,7 +87,18 @@ impl Outbox {
             actor,
             details,
         });
-        self.flush(ledger);
+        // While a retry is scheduled the ledger is known to refuse: the
+        // event waits its turn instead of stalling the loop on another try.
+        if self.retry_at.is_none() {
+            self.flush(ledger);
+        }
+    }
+
+    /// Holds every event back for `d` (they are queued, in order): for a
+    /// kill that must not wait on a ledger that is likely out of reach.
+    pub(crate) fn hold(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        self.retry_at = Some(self.retry_at.map_or(until, |t| t.max(until)));
     }
 
     /// Tries to record what is kept, in order. Returns true when nothing is

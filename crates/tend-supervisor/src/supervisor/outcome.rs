@@ -81,6 +81,12 @@ fn verdict(h: &Happened) -> (Status, String, EventKind, Actor) {
             EventKind::Killed,
             by.clone(),
         ),
+        Some(Cause::Fence(why)) => (
+            Status::Killed,
+            format!("fenced: {why}"),
+            EventKind::Killed,
+            Actor::Supervisor,
+        ),
         Some(Cause::Signal(name)) => (
             Status::Killed,
             format!("interrupted ({name} to the supervisor)"),

@@ -1,6 +1,7 @@
 //! One module per subcommand; each takes the parsed arguments and a
 //! [`Context`] and returns the process exit code.
 
+pub mod agent;
 pub mod alert;
 mod dedup;
 pub mod health;
@@ -60,6 +61,7 @@ impl Context {
     /// command that only reads still works on a read-only home.
     pub fn open(global: &Global, access: Access) -> Result<Context> {
         let mut config = Config::load()?;
+        config.export_lease();
         if let Some(store) = &global.store {
             // `--store=~/x.db` and `TEND_STORE=~/x.db` reach tend unexpanded.
             config.store = Some(

@@ -137,6 +137,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
 /// Runs a resolved spec as `tend run` does: in the foreground with its
 /// exit code, or detached printing its id. `tend job run` comes here too.
 pub fn execute(ctx: &Context, spec: RunSpec, detach: bool) -> Result<i32> {
+    super::agent::ensure(ctx)?;
     if detach {
         return detached(ctx, spec);
     }

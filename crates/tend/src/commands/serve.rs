@@ -7,6 +7,11 @@ use crate::cli::{LogFormat, ServeArgs};
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32> {
+    if args.started_by_tend {
+        // Nobody's child: not the launching supervisor's (which treats its
+        // descendants as its tree), nor anyone's to reap.
+        tend_proc::spawn::fork_away().context("cannot start the agent in the background")?;
+    }
     init_logging(args.log_format, ctx.global.verbose, ctx.global.quiet);
     let token = tend_server::load_token(&ctx.home)?;
     let c = &ctx.config;
@@ -31,6 +36,9 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<i32> {
         long_running_after: c.alert_long_running_after,
         long_running_alert: c.alert_long_running_count,
         alerts: c.alerts.resolve()?,
+        lease: c.lease,
+        replace: args.replace,
+        started_by_tend: args.started_by_tend,
     };
     let addr = args.listen.unwrap_or(c.listen);
     tend_server::serve(addr, config)?;

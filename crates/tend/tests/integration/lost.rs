@@ -90,6 +90,9 @@ fn a_supervisor_dead_before_spawning_means_failed_to_start() {
 fn reap_dry_run_reports_without_acting() {
     let env = TestEnv::new();
     let id = env.detach(&["sleep", "100"]);
+    // On a shared ledger the launch started the home's agent, whose watcher
+    // would reconcile the death at once: this test is about reap alone.
+    stop_daemon_of(&env.home());
     let sup = env.show(&id)["supervisor"]["pid"].as_i64().unwrap() as u32;
     sigkill(sup);
     // Reading through the ledger without the reconcile pass: only reap can see it.

@@ -33,6 +33,8 @@ mod copies;
 mod crash;
 // The daemon and its HTTP API, driven by a real HTTP client.
 mod serve;
+// Agent leases and fencing on a shared (PostgreSQL) ledger.
+mod shared_leases;
 // Foreground output: exact bytes, back-pressure, closed readers, durable logs.
 mod output;
 // The ledger under pressure: locks, full disks, read-only homes, durability.

@@ -157,7 +157,12 @@ fn sse_streams_a_transition_within_milliseconds() {
 #[test]
 fn executions_outlive_a_sigkilled_daemon_and_keep_their_true_exit_codes() {
     let env = TestEnv::new();
-    let mut d = Daemon::start(&env);
+    // On a shared ledger they outlive it while its lease could still be
+    // valid (then they fence, see shared_leases.rs): a long one here.
+    let mut d = Daemon::start_with(
+        &env,
+        &[("TEND_LEASE_INTERVAL", "1m"), ("TEND_LEASE_TTL", "1h")],
+    );
     let (_, short) = d.post(
         "/api/v1/executions",
         json!({"command": ["sh", "-c", "sleep 1; exit 4"]}),
@@ -239,7 +244,12 @@ fn a_running_daemon_notices_a_dead_supervisor_at_once() {
 #[test]
 fn an_idle_daemon_uses_almost_no_cpu() {
     let env = TestEnv::new();
-    let d = Daemon::start(&env);
+    // On a shared ledger the lease is one renewal per interval by design
+    // (counted in shared_leases.rs and the bench): none in this window.
+    let d = Daemon::start_with(
+        &env,
+        &[("TEND_LEASE_INTERVAL", "1m"), ("TEND_LEASE_TTL", "1h")],
+    );
     env.detach(&["sleep", "1000"]);
     std::thread::sleep(Duration::from_millis(500));
     // Context switches per thread (tid -> count): threads come and go (the

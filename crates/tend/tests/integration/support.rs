@@ -33,6 +33,15 @@ impl TestEnv {
         }
     }
 
+    /// A home on a fresh database of the server `admin` names (a private
+    /// server a test may stop and restart).
+    pub fn postgres_on(admin: &str) -> TestEnv {
+        TestEnv {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            pg: Some(std::sync::Arc::new(PgDatabase::on(admin.to_string()))),
+        }
+    }
+
     /// Another home (another agent, as on another host) on the same
     /// PostgreSQL ledger as `other`.
     pub fn sharing(other: &TestEnv) -> TestEnv {
@@ -234,6 +243,9 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        // The home's daemon first (tend may have started one by itself for
+        // a launch on a shared ledger), by the identity its file records.
+        stop_daemon_of(&self.home());
         if !self.has_ledger() {
             return;
         }
@@ -278,6 +290,10 @@ impl PgDatabase {
                  to a URL of a server where it may create databases (scripts/postgres start prints one)"
             )
         });
+        PgDatabase::on(admin)
+    }
+
+    fn on(admin: String) -> PgDatabase {
         let name = format!("tend_it_{:016x}", rand_u64());
         let mut c = postgres::Client::connect(&admin, postgres::NoTls)
             .unwrap_or_else(|e| panic!("cannot reach the test server TEND_TEST_POSTGRES: {e}"));
@@ -555,4 +571,41 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// SIGKILLs the daemon that `home`'s daemon file names, when that process
+/// still is the one recorded (a verified pidfd) and holds the home's lock.
+pub fn stop_daemon_of(home: &Path) {
+    let lock = [home.join("daemon.lock")];
+    if let Some(who) = daemon_of(home) {
+        let held = tend_proc::procfs::lock_holders(&lock).contains(&who.pid);
+        if let (true, Ok(tend_proc::Verified::Alive(fd))) =
+            (held, tend_proc::Pidfd::open_verified(&who))
+        {
+            let _ = fd.signal(tend_proc::Sig::Kill);
+            let _ = eventually(Duration::from_secs(5), || !fd.is_alive());
+        }
+    }
+    // A daemon whose file is gone (a test removed it) still holds the lock:
+    // its holder, checked to hold it once a pidfd pins it.
+    for pid in tend_proc::procfs::lock_holders(&lock) {
+        if let Ok(fd) = tend_proc::Pidfd::open(pid) {
+            if tend_proc::procfs::lock_holders(&lock).contains(&pid) {
+                let _ = fd.signal(tend_proc::Sig::Kill);
+                let _ = eventually(Duration::from_secs(5), || !fd.is_alive());
+            }
+        }
+    }
+}
+
+/// The identity of the daemon `home`'s daemon file records.
+pub fn daemon_of(home: &Path) -> Option<tend_model::ProcessIdentity> {
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("daemon.json")).ok()?).ok()?;
+    Some(tend_model::ProcessIdentity {
+        boot_id: v["boot_id"].as_str()?.to_string(),
+        pid: v["pid"].as_i64()? as i32,
+        start_time: v["start_time"].as_u64()?,
+        pidfd_ino: v["pidfd_ino"].as_u64(),
+    })
 }

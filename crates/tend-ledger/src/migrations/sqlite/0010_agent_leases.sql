@@ -1,0 +1,3 @@
+-- Version 10 (PostgreSQL's agent leases): nothing changes on SQLite. On one
+-- host with SQLite no lease writes happen: liveness comes from the kernel.
+-- The version exists so that both backends' numbers mean the same schema.

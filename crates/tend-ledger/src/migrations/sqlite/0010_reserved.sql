@@ -1,4 +1,0 @@
--- Version 10: reserved for the agent lease's migration (PostgreSQL), which
--- changes nothing on SQLite. This placeholder keeps the two backends'
--- version numbers equal on a branch without it; the lease's own 0010
--- file takes its place when both are merged.
