@@ -145,7 +145,7 @@ impl AppState {
     }
 
     /// A ledger connection: a fresh one on SQLite, a reused one on
-    /// PostgreSQL ([`crate::pool`]). Blocking: call it off the runtime's
+    /// PostgreSQL ([`Pooled`](crate::Pooled)). Blocking: call it off the runtime's
     /// threads.
     pub fn ledger(&self) -> Result<crate::pool::Pooled<'_>, ApiError> {
         self.0
