@@ -89,6 +89,9 @@ fn a_kill_requested_while_the_owner_had_no_daemon_is_carried_out_when_it_starts(
     let a = TestEnv::postgres();
     let b = TestEnv::sharing(&a);
     let id = a.detach(&["sleep", "300"]);
+    // The launch started A's agent: this test is about a kill asked while
+    // A has none (A's supervisors wait a TTL for one to come back).
+    stop_daemon_of(&a.home());
     let err = b.dir.path().join("kill.err");
     let mut kill = b
         .cmd()
