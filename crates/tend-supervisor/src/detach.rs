@@ -120,6 +120,9 @@ fn start(exe: &Path, envelope: &Envelope) -> Result<Answer, Error> {
     for secret in crate::SECRET_VARS {
         cmd.env_remove(secret);
     }
+    // The store comes on stdin (with its password, if it has one): a
+    // command could read its supervisor's environment.
+    cmd.env_remove("TEND_STORE");
     cmd.arg(SUPERVISE_ARG)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

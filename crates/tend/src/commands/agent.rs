@@ -41,7 +41,7 @@ pub fn ensure(ctx: &Context) -> Result<()> {
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--started-by-tend"])
         .env("TEND_HOME", root)
         // In the environment, not in argv: the URL may hold a password.
-        .env("TEND_STORE", ctx.config.store()?.to_string())
+        .env("TEND_STORE", ctx.config.store()?.reopen_form())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
