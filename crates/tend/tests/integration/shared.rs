@@ -51,3 +51,24 @@ fn launched_commands_see_the_store_without_its_password() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "none");
 }
+
+#[test]
+fn a_detached_commands_supervisor_holds_no_password_in_its_environment() {
+    let a = TestEnv::postgres();
+    let store = a.store();
+    let password = store
+        .split_once("://")
+        .and_then(|(_, r)| r.split_once('@'))
+        .and_then(|(u, _)| u.split_once(':'))
+        .map(|(_, p)| p.to_string())
+        .expect("a password in the test URL");
+    // What a command can read of its parent: the supervisor's environment.
+    let id = a.detach(&["sh", "-c", "tr '\\0' '\\n' < /proc/$PPID/environ"]);
+    assert_eq!(a.tend(&["wait", &id]).status.code(), Some(0));
+    let seen = a.ok(&["logs", &id]);
+    assert!(
+        seen.contains("TEND_HOME="),
+        "the parent's environment: {seen}"
+    );
+    assert!(!seen.contains(&password), "{seen}");
+}

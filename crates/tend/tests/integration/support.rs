@@ -85,6 +85,9 @@ impl TestEnv {
             .env_remove("TEND_LEDGER")
             .env_remove("TEND_TOKEN")
             .env_remove("TEND_ALLOWED_HOSTS")
+            // The test server's admin URL (with its password) is the
+            // suite's, not tend's.
+            .env_remove("TEND_TEST_POSTGRES")
             .stdin(Stdio::null());
         match &self.pg {
             // Commands see the URL without its password: the password file
