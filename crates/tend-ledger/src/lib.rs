@@ -32,6 +32,7 @@
 
 mod alerts;
 mod busy;
+mod columns;
 mod error;
 mod lease;
 mod postgres;

@@ -119,15 +119,7 @@ impl std::fmt::Debug for PgLedger {
     }
 }
 
-pub(crate) fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("the kernel's random source is always available on Linux");
-    u64::from_le_bytes(b)
-}
-
-fn random_ledger_id() -> String {
-    format!("{:016x}", random_u64())
-}
+pub(crate) use crate::columns::{random_ledger_id, random_u64};
 
 impl Ledger for PgLedger {
     fn ledger_id(&self) -> &str {

@@ -2,7 +2,7 @@
 //! `BEGIN IMMEDIATE` for every write so that concurrent writers queue on the
 //! busy timeout instead of failing with `SQLITE_BUSY_SNAPSHOT`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::types::Value;
@@ -17,6 +17,8 @@ use tend_model::{
 
 use tend_model::job::{Job, JobDefinition, JobEvent};
 
+pub(crate) use crate::columns::random_u64;
+use crate::columns::{json_map, path_columns, path_from_columns, random_ledger_id};
 use crate::{
     now_ms, Alert, AlertCounts, AlertOutcome, Claim, Created, Error, Filter, FireOutcome,
     FireStats, KillRequest, Ledger, NewExecution, Outcome, Result, Retry, Summary, Transition,
@@ -445,20 +447,6 @@ fn become_a_ledger_of_its_own(tx: &Transaction<'_>) -> Result<String> {
     Ok(old)
 }
 
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("the kernel's random source is always available on Linux");
-    u64::from_le_bytes(b)
-}
-
-fn random_ledger_id() -> String {
-    format!("{:016x}", random_u64())
-}
-
-fn json_map(s: &str) -> std::collections::BTreeMap<String, String> {
-    serde_json::from_str(s).unwrap_or_default()
-}
-
 pub(crate) fn row_to_execution(r: &Row<'_>) -> rusqlite::Result<Execution> {
     let id: String = r.get(0)?;
     let status: String = r.get(2)?;
@@ -584,28 +572,6 @@ fn kill_request_of(r: &Row<'_>) -> rusqlite::Result<Option<KillRequested>> {
         }),
         None => None,
     })
-}
-
-/// A working directory as its two columns hold it: `cwd` its text (escaped
-/// when it is not UTF-8, so that SQL readers see something sensible), and
-/// `cwd_bytes` its exact bytes only when that text is not exact.
-fn path_columns(p: &Path) -> (String, Option<Vec<u8>>) {
-    use std::os::unix::ffi::OsStrExt;
-    match p.to_str() {
-        Some(s) => (s.to_string(), None),
-        None => (
-            tend_model::text::escape_path(p).into_owned(),
-            Some(p.as_os_str().as_bytes().to_vec()),
-        ),
-    }
-}
-
-fn path_from_columns(text: String, bytes: Option<Vec<u8>>) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    match bytes {
-        Some(b) => PathBuf::from(std::ffi::OsString::from_vec(b)),
-        None => PathBuf::from(text),
-    }
 }
 
 fn get_in(conn: &Connection, id: &str) -> Result<Option<Execution>> {

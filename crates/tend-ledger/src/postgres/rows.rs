@@ -2,14 +2,14 @@
 //! decoding (the SQLite backend's, column for column), and the small reads
 //! and writes every other part uses. Each takes a client or a transaction.
 
-use std::path::{Path, PathBuf};
-
 use postgres::{GenericClient, Row};
 use tend_model::{
     Actor, EventKind, Execution, ExecutionId, KillMethod, KillRequested, ProcessIdentity,
 };
 
 use super::client::{Fail, PgResult};
+pub(crate) use crate::columns::path_columns;
+use crate::columns::{json_map, path_from_columns};
 use crate::now_ms;
 
 /// Every column [`execution`] decodes, in its order (the SQLite
@@ -27,10 +27,6 @@ pub(crate) const COLS: &str =
 
 fn bad(column: &str, what: impl std::fmt::Display) -> Fail {
     Fail::Decode(format!("the stored {column} does not decode: {what}"))
-}
-
-fn json_map(s: &str) -> std::collections::BTreeMap<String, String> {
-    serde_json::from_str(s).unwrap_or_default()
 }
 
 fn unsigned(r: &Row, i: usize) -> PgResult<Option<u64>> {
@@ -152,27 +148,6 @@ fn kill_request_of(r: &Row) -> PgResult<Option<KillRequested>> {
         }),
         None => None,
     })
-}
-
-/// A working directory as its two columns hold it: `cwd` its text (escaped
-/// when it is not UTF-8), `cwd_bytes` its exact bytes only then.
-pub(crate) fn path_columns(p: &Path) -> (String, Option<Vec<u8>>) {
-    use std::os::unix::ffi::OsStrExt;
-    match p.to_str() {
-        Some(s) => (s.to_string(), None),
-        None => (
-            tend_model::text::escape_path(p).into_owned(),
-            Some(p.as_os_str().as_bytes().to_vec()),
-        ),
-    }
-}
-
-fn path_from_columns(text: String, bytes: Option<Vec<u8>>) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    match bytes {
-        Some(b) => PathBuf::from(std::ffi::OsString::from_vec(b)),
-        None => PathBuf::from(text),
-    }
 }
 
 /// One execution by full id, if it is there.
