@@ -72,3 +72,34 @@ fn a_detached_commands_supervisor_holds_no_password_in_its_environment() {
     );
     assert!(!seen.contains(&password), "{seen}");
 }
+
+#[test]
+fn supervisors_hold_no_database_connection_while_their_commands_run() {
+    let a = TestEnv::postgres();
+    let ids: Vec<String> = (0..4).map(|_| a.detach(&["sleep", "60"])).collect();
+    // The home's agent holds connections of its own: this counts the
+    // supervisors' alone.
+    stop_daemon_of(&a.home());
+    let mut c = postgres::Client::connect(&a.store(), postgres::NoTls).unwrap();
+    let others = |c: &mut postgres::Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let idle = eventually(Duration::from_secs(10), || others(&mut c) == 0);
+    assert!(
+        idle,
+        "{} connections held by 4 idle supervisors",
+        others(&mut c)
+    );
+    for id in &ids {
+        assert_eq!(a.status(id), "running");
+    }
+    for id in &ids {
+        a.ok(&["kill", id]);
+    }
+}
